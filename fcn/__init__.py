@@ -1,0 +1,47 @@
+"""fcn: feedforward (fully connected) networks on CIFAR-10, one code path for NumPy (CPU) and CuPy (GPU).
+
+``from fcn import *`` gives the chapter's names: the layers, the gradient checks, the networks and the
+data loader. The backend is chosen at runtime: ``fcn.FullyConnectedNet(..., backend="cupy")``.
+"""
+
+from .backend import Backend, BackendError, get_backend, has_cupy, has_gpu, namespace_of, to_backend, to_host
+from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from .layer_utils import affine_relu_backward, affine_relu_forward
+from .layers import affine_backward, affine_forward, relu_backward, relu_forward, softmax_loss
+from .models import FullyConnectedNet, ShallowLayerNet
+from .optim import adam, rmsprop, sgd, sgd_momentum
+from .solver import CheckpointError, Solver, TrainingDiverged
+from .validation import trusted_inputs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "get_backend",
+    "has_cupy",
+    "has_gpu",
+    "namespace_of",
+    "to_backend",
+    "to_host",
+    "affine_forward",
+    "affine_backward",
+    "relu_forward",
+    "relu_backward",
+    "affine_relu_forward",
+    "affine_relu_backward",
+    "softmax_loss",
+    "eval_numerical_gradient",
+    "eval_numerical_gradient_array",
+    "rel_error",
+    "FullyConnectedNet",
+    "ShallowLayerNet",
+    "Solver",
+    "TrainingDiverged",
+    "CheckpointError",
+    "sgd",
+    "sgd_momentum",
+    "rmsprop",
+    "adam",
+    "trusted_inputs",
+]

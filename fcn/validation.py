@@ -1,0 +1,96 @@
+"""Input checks shared by layers, models and the training loop.
+
+On a GPU, bad input does not fail by itself: an out-of-range label silently selects garbage, NaN
+propagates quietly. So fcn checks inputs at its public entry points. Checks that read values (label
+range, finiteness) need one device -> host sync each; the training loop validates its whole dataset once
+up front and then runs under :func:`trusted_inputs`, which turns those value checks off for the batches
+it draws (the same idea as scikit-learn's ``config_context(assume_finite=True)``). Cheap checks on
+shapes and dtypes always run: they read metadata only, never array values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = [
+    "trusted_inputs",
+    "value_checks_enabled",
+    "check_features",
+    "check_labels",
+    "check_same_float_dtype",
+]
+
+_VALUE_CHECKS: ContextVar[bool] = ContextVar("fcn_value_checks", default=True)
+
+
+@contextmanager
+def trusted_inputs() -> Iterator[None]:
+    """Skip value checks (label range, NaN/inf) inside the block: for loops over already-validated data."""
+    token = _VALUE_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
+
+
+def value_checks_enabled() -> bool:
+    """Whether checks that read array values (and so sync a GPU) are on."""
+    return _VALUE_CHECKS.get()
+
+
+def _is_floating(xp: Any, dtype: Any) -> bool:
+    return xp.isdtype(dtype, "real floating")
+
+
+def check_same_float_dtype(xp: Any, where: str, **arrays: Any) -> None:
+    """Raise ``TypeError`` unless every array has one and the same real floating dtype.
+
+    Mixed float32/float64 inputs would be promoted silently (slow, and not what the caller asked for).
+    """
+    dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
+    bad = [f"{n}: {d}" for n, d in dtypes.items() if not _is_floating(xp, d)]
+    if bad:
+        raise TypeError(f"{where}: expected real floating arrays, got {', '.join(bad)}")
+    if len(set(dtypes.values())) > 1:
+        listing = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"{where}: arrays must share one dtype, got {listing}; cast them first")
+
+
+def check_features(xp: Any, X: Any, num_features: int | None = None, where: str = "X") -> None:
+    """Check a batch of inputs: at least 2-D, ``num_features`` values per sample, real numbers, finite.
+
+    Shape: ``X`` is ``(N, d_1, ..., d_k)`` with ``d_1 * ... * d_k == num_features`` when given.
+    """
+    if X.ndim < 2:
+        raise ValueError(f"{where} must have shape (N, d_1, ..., d_k), got shape {tuple(X.shape)}")
+    if num_features is not None:
+        per_sample = 1
+        for d in X.shape[1:]:
+            per_sample *= d
+        if per_sample != num_features:
+            raise ValueError(
+                f"{where} has {per_sample} features per sample (shape {tuple(X.shape)}), "
+                f"but the model expects {num_features}"
+            )
+    if not xp.isdtype(X.dtype, ("real floating", "integral")):
+        raise TypeError(f"{where} must hold real numbers, got dtype {X.dtype}")
+    if value_checks_enabled() and _is_floating(xp, X.dtype) and not bool(xp.all(xp.isfinite(X))):
+        raise ValueError(f"{where} contains NaN or infinite values")
+
+
+def check_labels(xp: Any, y: Any, num_samples: int, num_classes: int, where: str = "y") -> None:
+    """Check class labels: integer dtype, shape ``(num_samples,)``, every value in ``[0, num_classes)``."""
+    if not xp.isdtype(y.dtype, "integral"):
+        raise TypeError(f"{where} must hold integer class labels, got dtype {y.dtype}")
+    if tuple(y.shape) != (num_samples,):
+        raise ValueError(f"{where} must have shape ({num_samples},) to match the inputs, got {tuple(y.shape)}")
+    if value_checks_enabled() and num_samples > 0:
+        lo, hi = int(xp.min(y)), int(xp.max(y))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"{where} has labels outside [0, {num_classes}): min {lo}, max {hi}. "
+                "(On a GPU such labels would not raise; fcn checks them.)"
+            )

@@ -1,0 +1,60 @@
+"""Shared fixtures: every backend test runs on NumPy, on array-api-strict's non-default device, and on CuPy.
+
+array-api-strict's ``device1`` refuses implicit conversion to NumPy and refuses mixing with the default
+device, as CuPy does with host arrays, so the CPU suite catches what would break on a GPU. The CuPy case
+is marked ``gpu`` and skipped, with the reason, where no GPU is present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fcn
+
+BACKENDS = [
+    pytest.param(("numpy", None), id="numpy"),
+    pytest.param(("array_api_strict", "device1"), id="strict-device1"),
+    pytest.param(("cupy", None), id="cupy", marks=pytest.mark.gpu),
+]
+
+
+def _gpu_skip_reason() -> str | None:
+    if not fcn.has_cupy():
+        return "CuPy is not installed (pip install 'fcn[cuda12]' on a GPU machine)"
+    if not fcn.has_gpu():
+        return "CuPy is installed but no CUDA GPU is visible"
+    return None
+
+
+def make_backend(name: str, device_name: str | None) -> fcn.Backend:
+    if name == "cupy":
+        reason = _gpu_skip_reason()
+        if reason:
+            pytest.skip(reason)
+    if name == "array_api_strict":
+        strict = pytest.importorskip("array_api_strict")
+        return fcn.get_backend(name, strict.Device(device_name) if device_name else None)
+    return fcn.get_backend(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> fcn.Backend:
+    """A :class:`fcn.Backend` for each available backend."""
+    return make_backend(*request.param)
+
+
+@pytest.fixture
+def xp(backend):
+    return backend.xp
+
+
+@pytest.fixture
+def to_dev(backend):
+    """Copy a host array to the backend under test."""
+    return lambda a: backend.asarray(np.asarray(a))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
