@@ -116,7 +116,8 @@ class FullyConnectedNet:
 
     def __repr__(self) -> str:
         dims = "-".join(str(d) for d in [self.input_dim, *self.hidden_dims, self.num_classes])
-        return f"{type(self).__name__}({dims}, reg={self.reg}, backend={self.backend.name}, dtype={self.dtype})"
+        dtype = getattr(self.dtype, "__name__", None) or str(self.dtype).rsplit(".", 1)[-1]
+        return f"{type(self).__name__}({dims}, reg={self.reg}, backend={self.backend.name}, dtype={dtype})"
 
     # -- input handling ---------------------------------------------------------------------------------
 

@@ -215,7 +215,8 @@ class Solver:
         )
         if self.verbose:
             tqdm.write(
-                f"(Epoch {self.epoch} / {self.num_iters / self.iterations_per_epoch:.0f}) "
+                f"(Epoch {self.iteration / self.iterations_per_epoch:.4g} / "
+                f"{self.num_iters / self.iterations_per_epoch:.4g}) "
                 f"train acc: {train_acc:.3f}; val acc: {val_acc:.3f}"
             )
 

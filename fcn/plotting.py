@@ -1,0 +1,76 @@
+"""The chapter's figures: training curves and first-layer weights as images.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, not through ``pyplot``: no global state,
+no GUI backend needed, so saving works headless (CI, servers) and notebooks still display the returned
+figure inline.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy
+from matplotlib.figure import Figure
+
+from .backend import to_host
+
+__all__ = ["plot_stats", "visualize_grid", "plot_weights"]
+
+
+def plot_stats(stats: Mapping[str, Any], path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+    """Loss per iteration (top) and train/val accuracy per epoch (bottom), as in the chapter.
+
+    ``stats`` has ``loss_history``, ``train_acc_history`` and ``val_acc_history`` (a Solver's
+    :meth:`~fcn.solver.Solver.stats` or ``ShallowLayerNet.train``'s result). Saved to ``path`` if given.
+    """
+    fig = Figure(figsize=(10, 8), layout="tight")
+    ax_loss, ax_acc = fig.subplots(2, 1)
+    ax_loss.plot(stats["loss_history"], linewidth=0.8)
+    ax_loss.set(title="Loss history", xlabel="Iteration", ylabel="Loss")
+    epochs = numpy.arange(1, len(stats["val_acc_history"]) + 1)
+    ax_acc.plot(epochs, stats["train_acc_history"], "o-", label="train")
+    ax_acc.plot(epochs, stats["val_acc_history"], "o-", label="val")
+    ax_acc.axhline(0.5, color="k", linestyle="--", linewidth=0.8)
+    ax_acc.set(title="Classification accuracy history", xlabel="Epoch", ylabel="Classification accuracy")
+    ax_acc.legend()
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def visualize_grid(images: numpy.ndarray, padding: int = 1, ubound: float = 255.0) -> numpy.ndarray:
+    """Tile ``images (N, H, W, C)`` into one ``(G*H + pad, G*W + pad, C)`` image, each rescaled to [0, ubound]."""
+    n, h, w, c = images.shape
+    size = int(numpy.ceil(numpy.sqrt(n)))
+    grid = numpy.zeros((size * (h + padding) + padding, size * (w + padding) + padding, c))
+    for i, img in enumerate(images):
+        row, col = divmod(i, size)
+        lo, hi = img.min(), img.max()
+        y0, x0 = padding + row * (h + padding), padding + col * (w + padding)
+        grid[y0 : y0 + h, x0 : x0 + w] = ubound * (img - lo) / (hi - lo if hi > lo else 1.0)
+    return grid
+
+
+def plot_weights(
+    W1: Any, image_shape: tuple[int, int, int] = (3, 32, 32), path: str | os.PathLike | None = None
+) -> Figure:
+    """First-layer weights ``W1 (C*H*W, hidden)`` shown as one ``H x W`` colour image per hidden unit.
+
+    ``W1`` may live on any backend (it is copied to the host). Saved to ``path`` if given.
+    """
+    W = to_host(W1)
+    if W.ndim != 2 or W.shape[0] != numpy.prod(image_shape):
+        raise ValueError(f"W1 must have shape ({numpy.prod(image_shape)}, hidden), got {W.shape}")
+    images = W.T.reshape(-1, *image_shape).transpose(0, 2, 3, 1)  # (hidden, H, W, C)
+    fig = Figure(figsize=(8, 8), layout="tight")
+    ax = fig.subplots()
+    ax.imshow(visualize_grid(images, padding=3).astype("uint8"), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"First-layer weights ({W.shape[1]} hidden units)")
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
