@@ -1,8 +1,8 @@
 """The chapter's figures: training curves and first-layer weights as images.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, not through ``pyplot``: no global state,
-no GUI backend needed, so saving works headless (CI, servers) and notebooks still display the returned
-figure inline.
+no GUI backend needed, so saving works headless (CI, servers). In a notebook, run ``%matplotlib inline``
+once (it registers the display hook) and the returned figure shows when it is a cell's last value.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def visualize_grid(images: numpy.ndarray, padding: int = 1, ubound: float = 255.
 
 
 def plot_weights(
-    W1: Any, image_shape: tuple[int, int, int] = (3, 32, 32), path: str | os.PathLike | None = None
+    W1: Any, path: str | os.PathLike | None = None, *, image_shape: tuple[int, int, int] = (3, 32, 32)
 ) -> Figure:
     """First-layer weights ``W1 (C*H*W, hidden)`` shown as one ``H x W`` colour image per hidden unit.
 

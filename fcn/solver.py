@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidgets
 
 from .backend import Backend, namespace_of, to_backend, to_host
 from .optim import STATE_KEYS, get_update_rule
