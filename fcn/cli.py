@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.npz if present")
     out.add_argument("--print-every", type=int, default=100)
     out.add_argument("--quiet", action="store_true", help="no progress bar and no log lines")
+
+    from . import sweep as _sweep  # argument definitions live with the sweep; Ray itself is imported only to run
+
+    sw = sub.add_parser(
+        "sweep",
+        help="hyperparameter search on CIFAR-10 (Ray Tune with ASHA; pip install 'fcn[sweep]')",
+        description=_sweep.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _sweep.add_sweep_arguments(sw)
+    sw.set_defaults(run_sweep_command=_sweep.sweep_command)
     return parser
 
 
@@ -204,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     if args.command == "train":
         train_command(args)
+    elif args.command == "sweep":
+        args.run_sweep_command(args)  # fcn.sweep.sweep_command, bound in build_parser
     return 0
 
 

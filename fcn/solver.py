@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ class Solver:
         progress: show a tqdm progress bar (``None``: only when stderr is a terminal).
         checkpoint: path of an ``.npz`` written at every epoch end and when training finishes.
         seed: seed of the host RNG that orders the batches.
+        on_epoch_end: called as ``on_epoch_end(solver)`` after each evaluation (every epoch end and the last
+            step), once the new accuracies are in the history: for early stopping, reporting to a tuner, ...
     """
 
     def __init__(
@@ -92,8 +95,10 @@ class Solver:
         progress: bool | None = None,
         checkpoint: str | os.PathLike | None = None,
         seed: int | None = None,
+        on_epoch_end: Callable[[Solver], None] | None = None,
     ):
         self.model = model
+        self.on_epoch_end = on_epoch_end
         self.backend = model_backend(model)
         self.update_rule_name = update_rule if isinstance(update_rule, str) else getattr(update_rule, "__name__", "")
         self.update_rule = get_update_rule(update_rule)
@@ -219,6 +224,8 @@ class Solver:
                 f"{self.num_iters / self.iterations_per_epoch:.4g}) "
                 f"train acc: {train_acc:.3f}; val acc: {val_acc:.3f}"
             )
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self)
 
     def train(self) -> Solver:
         """Run the remaining steps (all of them, unless resumed), then restore the best parameters.

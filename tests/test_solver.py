@@ -196,3 +196,13 @@ def test_progress_bar_and_log_lines(capsys):
     captured = capsys.readouterr()
     assert "(Iteration 10 /" in captured.out and "val acc" in captured.out
     assert "training" in captured.err  # the tqdm bar
+
+
+def test_on_epoch_end_sees_each_evaluation():
+    seen = []
+    solver = make_solver(
+        "numpy", separable(), num_epochs=3, on_epoch_end=lambda s: seen.append((s.iteration, s.val_acc_history[-1]))
+    )
+    solver.train()
+    assert [it for it, _ in seen] == [12, 24, 36]
+    assert [acc for _, acc in seen] == solver.val_acc_history

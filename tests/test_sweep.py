@@ -1,0 +1,310 @@
+"""`fcn sweep` / `fcn.sweep.run_sweep`: search spaces, the sequential engine, and Ray Tune with ASHA.
+
+The Ray tests share one local Ray session (2 CPUs, no dashboard, temp files under pytest's tmp folder),
+started once for the module and shut down at its end, and one small sweep whose results several tests
+inspect: Ray's start-up costs seconds, the trials themselves milliseconds. Without Ray they are skipped;
+the sequential engine and the "Ray is not installed" message are tested with Ray's import blocked.
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+import fcn
+from fcn import sweep
+from fcn.cli import main
+from fcn.sweep import Dimension, MissingRayError, SweepError, parse_spec, resolve_space, run_sweep, sample_configs
+
+try:
+    from _cifar_fixtures import write_cifar10
+except ImportError:  # pragma: no cover - tests imported as a package
+    from ._cifar_fixtures import write_cifar10
+
+CHANCE = 0.1
+GOOD_LR, TINY_LR, DIVERGING_LR = 0.05, 1e-6, 1e4
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def blobs(n: int, seed: int, dim: int = 20, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Ten Gaussian blobs: separable by a small net in a few epochs, at chance for an untrained one."""
+    centers = np.random.default_rng(0).normal(size=(classes, dim))
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    return (centers[y] + 0.6 * rng.normal(size=(n, dim))).astype(np.float32), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    (Xtr, ytr), (Xv, yv), (Xte, yte) = blobs(400, 1), blobs(200, 2), blobs(200, 3)
+    return {"X_train": Xtr, "y_train": ytr, "X_val": Xv, "y_val": yv, "X_test": Xte, "y_test": yte}
+
+
+# A grid over three learning rates (good, too small to learn, diverging), random reg and hidden size.
+SPACE = {
+    "learning_rate": {"grid": [GOOD_LR, TINY_LR, DIVERGING_LR]},
+    "reg": {"loguniform": [1e-4, 1e-2]},
+    "hidden_dims": [16, 32],
+    "batch_size": 50,
+    "weight_scale": 1e-2,
+}
+SWEEP_ARGS = dict(num_samples=2, num_iters=80, verbose=False)  # 6 trials of 10 epochs of 8 steps
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Make ``import ray`` fail, as on a machine without the extra."""
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Search spaces
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "expected"),
+    [
+        ("lr", "1e-4..1e-2", Dimension("loguniform", (1e-4, 1e-2))),
+        ("learning_rate", {"loguniform": [1e-4, 1e-2]}, Dimension("loguniform", (1e-4, 1e-2))),
+        ("reg", "log:1e-3..1", Dimension("loguniform", (1e-3, 1.0))),
+        ("lr_decay", "0.9..0.99", Dimension("uniform", (0.9, 0.99))),
+        ("lr-decay", "grid:0.9,0.95", Dimension("grid", (0.9, 0.95))),
+        ("reg", "0.6", Dimension("const", (0.6,))),
+        ("reg", 0.25, Dimension("const", (0.25,))),
+        ("hidden_dims", "100,200,512x256", Dimension("choice", ([100], [200], [512, 256]))),
+        ("hidden_dims", [100, [512, 256]], Dimension("choice", ([100], [512, 256]))),
+        ("hidden", "50..400", Dimension("lograndint", (50, 400))),
+        ("batch_size", "uniform:100..500", Dimension("randint", (100, 500))),
+        ("update_rule", "sgd,adam", Dimension("choice", ("sgd", "adam"))),
+    ],
+)
+def test_parse_spec(name, spec, expected):
+    assert parse_spec(name, spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "match"),
+    [
+        ("momentum", 0.9, "unknown sweep parameter"),
+        ("learning_rate", "1e-2..1e-4", "low <= high"),
+        ("reg", "log:0..1", "positive bounds"),
+        ("update_rule", "nesterov", "bad value"),
+        ("update_rule", "sgd..adam", "range"),
+        ("batch_size", "12.5", "positive integer"),
+        ("reg", {"grid": [1], "choice": [2]}, "exactly one key"),
+        ("reg", "grid:1..2", "comma-separated"),
+    ],
+)
+def test_parse_spec_rejects(name, spec, match):
+    with pytest.raises(SweepError, match=match):
+        parse_spec(name, spec)
+
+
+def test_resolve_space_fills_train_defaults_and_checks_the_model():
+    space = resolve_space({"lr": "1e-4..1e-2"}, model="shallow")
+    assert space["reg"] == Dimension("const", (0.6,)) and space["batch_size"] == Dimension("const", (500,))
+    assert space["weight_scale"].values == (1e-3,) and resolve_space({}, model="fc")["weight_scale"].values == (1e-2,)
+    assert resolve_space(None)["learning_rate"].kind == "loguniform"  # the default space
+    with pytest.raises(SweepError, match="need model 'fc'"):
+        resolve_space({"hidden_dims": "512x256"}, model="shallow")
+
+
+def test_sample_configs_expands_grids_and_draws_in_range():
+    space = resolve_space({"lr": "1e-5..1e-1", "lr_decay": "grid:0.9,0.95", "hidden_dims": "50..400"})
+    configs = sample_configs(space, 200, seed=3)
+    assert len(configs) == 400 and configs == sample_configs(space, 200, seed=3)
+    assert sorted({c["lr_decay"] for c in configs}) == [0.9, 0.95]
+    lrs = np.array([c["learning_rate"] for c in configs])
+    assert lrs.min() >= 1e-5 and lrs.max() <= 1e-1
+    # log-uniform: about as many draws per decade (uniform sampling would put 90% in the top decade)
+    assert 0.1 < np.mean(lrs < 1e-4) < 0.4 and 0.1 < np.mean(lrs > 1e-2) < 0.4
+    hidden = [c["hidden_dims"][0] for c in configs]
+    assert min(hidden) >= 50 and max(hidden) <= 400 and all(isinstance(h, int) for h in hidden)
+
+
+def test_space_files_json_and_toml(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"lr": {"loguniform": [1e-4, 1e-2]}, "hidden_dims": [100, 200]}))
+    space = sweep.load_space(tmp_path / "s.json")
+    assert space == {
+        "learning_rate": Dimension("loguniform", (1e-4, 1e-2)),
+        "hidden_dims": parse_spec("hidden", [100, 200]),
+    }
+    pytest.importorskip("tomllib", reason="TOML needs Python 3.11+")
+    (tmp_path / "s.toml").write_text("[space]\nlearning_rate = {loguniform = [1e-4, 1e-2]}\nhidden_dims = [100, 200]\n")
+    assert sweep.load_space(tmp_path / "s.toml") == space
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SweepError, match="not valid JSON"):
+        sweep.load_space(tmp_path / "bad.json")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Without Ray
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_missing_ray_names_the_extra(no_ray, tmp_path, capsys):
+    # Raised before any data is read: the data folder here does not exist.
+    with pytest.raises(MissingRayError, match=r'pip install "fcn\[sweep\]"') as info:
+        run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "out")
+    assert isinstance(info.value, ImportError) and "--engine sequential" in str(info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
+    assert 'pip install "fcn[sweep]"' in str(exit_info.value.code)
+
+
+def test_sequential_engine_without_ray(no_ray, data, tmp_path):
+    result = run_sweep(SPACE, data=data, engine="sequential", out=tmp_path / "seq", **SWEEP_ARGS)
+    assert len(result.trials) == 6 and result.counts() == {"completed": 4, "diverged": 2}
+    best = result.best
+    assert best["config"]["learning_rate"] == GOOD_LR and best["best_val_acc"] > 0.8
+    for row in result.trials:
+        if row["config"]["learning_rate"] == TINY_LR:
+            assert row["best_val_acc"] < CHANCE + 0.15  # near chance: the good region is what wins
+        if row["config"]["learning_rate"] == DIVERGING_LR:
+            assert row["status"] == "diverged" and math.isnan(row["best_val_acc"]) and "diverged" in row["error"]
+    assert result.retrained["test_acc"] > 0.8
+    assert "ray" not in sys.modules or sys.modules["ray"] is None
+
+
+def test_sequential_cli_on_synthetic_cifar(no_ray, tmp_path, capsys):
+    write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
+    out = tmp_path / "run"
+    args = ["--data-dir", str(tmp_path / "data"), "--no-download", "--num-train", "250", "--num-val", "50"]
+    args += ["--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--hidden-dims", "8,16"]
+    args += ["--lr", "1e-4..1e-3"]
+    assert main(["sweep", *args, "--engine", "sequential", "--num-samples", "3", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 trials" in printed and "test acc" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_trials"] == 3 and summary["engine"] == "sequential"
+    assert summary["space"]["hidden_dims"] == {"choice": [[8], [16]]} and summary["space"]["reg"]["loguniform"]
+    assert summary["data"]["X_train"] == [250, 3, 32, 32] and summary["command"].startswith("fcn sweep")
+
+
+def test_all_trials_failing_is_an_error(data, tmp_path):
+    with pytest.raises(SweepError, match="no trial produced"):
+        run_sweep({"lr": DIVERGING_LR}, data=data, engine="sequential", out=tmp_path, num_samples=1, verbose=False)
+    assert (tmp_path / "trials.csv").read_text().count(",diverged,") == 1  # the table is written anyway
+
+
+@pytest.mark.parametrize("engine", ["sequential", "ray"])
+def test_a_failing_trial_is_recorded_with_its_error(engine, data, tmp_path, request):
+    if engine == "ray":
+        request.getfixturevalue("ray_session")
+    bad = dict(data, X_val=data["X_val"].copy())
+    bad["X_val"][0, 0] = np.nan  # every trial's Solver refuses this
+    with pytest.raises(SweepError, match="X_val contains NaN"):
+        run_sweep({"lr": GOOD_LR}, data=bad, engine=engine, out=tmp_path, num_samples=2, num_iters=8, verbose=False)
+    rows = json.loads((tmp_path / "trials.json").read_text())
+    assert [r["status"] for r in rows] == ["error", "error"]
+    assert rows[0]["error"] == "ValueError: X_val contains NaN or infinite values"  # the trial's error, not Ray's
+
+
+def test_plot_sweep_log_axes(tmp_path):
+    rows = [
+        {"best_val_acc": 0.4, "config": {"learning_rate": 1e-3, "reg": 0.1, "hidden_dims": [100]}},
+        {"best_val_acc": 0.5, "config": {"learning_rate": 3e-3, "reg": 0.01, "hidden_dims": [400]}},
+        {"best_val_acc": float("nan"), "config": {"learning_rate": 1.0, "reg": 0.5, "hidden_dims": [100]}},
+    ]
+    fig = sweep.plot_sweep(rows, tmp_path / "p.png")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert (tmp_path / "p.png").read_bytes()[:8] == PNG
+
+
+# ------------------------------------------------------------------------------------------------------------
+# With Ray (one shared session and one shared sweep)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.tune")
+    # A short temp dir (Ray's socket paths must stay under ~107 characters) inside pytest's tmp folder.
+    temp_dir = tmp_path_factory.mktemp("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=str(temp_dir),
+        logging_level="ERROR",
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    yield temp_dir
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(ray_session, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    result = run_sweep(SPACE, data=data, out=out, grace_period=1, reduction_factor=2, search_seed=1, **SWEEP_ARGS)
+    return result
+
+
+def test_ray_sweep_finds_the_good_region(ray_sweep):
+    assert len(ray_sweep.trials) == 6 and ray_sweep.engine == "ray"
+    best = ray_sweep.best
+    assert best["config"]["learning_rate"] == GOOD_LR
+    assert best["best_val_acc"] > 0.8 > CHANCE + 0.5
+    assert ray_sweep.retrained["val_acc"] > 0.8 and ray_sweep.retrained["test_acc"] > 0.8
+    for row in ray_sweep.trials:
+        assert row["status"] in ("completed", "stopped", "diverged"), row
+        if row["status"] == "stopped":  # ASHA cut it before the end
+            assert row["iterations"] < 80
+    # accuracy was reported to Tune per epoch (8 steps), so ASHA could act at every epoch
+    assert ray_sweep.summary["scheduler"] == "asha" and ray_sweep.summary["ray_version"]
+
+
+def test_ray_diverging_trial_is_recorded_not_fatal(ray_sweep):
+    diverged = [r for r in ray_sweep.trials if r["config"]["learning_rate"] == DIVERGING_LR]
+    assert len(diverged) == 2
+    for row in diverged:
+        assert row["status"] == "diverged" and math.isnan(row["best_val_acc"]) and "diverged" in row["error"]
+    assert ray_sweep.trials[-1]["status"] == "diverged"  # sorted best first, failures last
+
+
+def test_ray_results_files(ray_sweep, ray_session):
+    out = ray_sweep.out
+    rows = json.loads((out / "trials.json").read_text())
+    assert len(rows) == 6
+    assert {"trial", "status", "best_val_acc", "iterations", "seconds", "learning_rate"} <= set(rows[0])
+    assert rows[-1]["best_val_acc"] is None  # NaN is written as null: strict JSON
+    csv_lines = (out / "trials.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("trial,status,best_val_acc") and len(csv_lines) == 7
+    assert ",diverged," in csv_lines[-1]
+    assert (out / "sweep.png").read_bytes()[:8] == PNG
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status_counts"]["diverged"] == 2 and summary["best"]["config"]["learning_rate"] == GOOD_LR
+    # Tune's files are under the output folder, Ray's session files under the test's temp dir
+    assert any((out / "ray_results" / "tune").iterdir())
+    assert any(ray_session.glob("session_*"))
+
+    # the checkpoint is a Solver checkpoint of the best configuration
+    hidden = summary["best"]["config"]["hidden_dims"][0]
+    net = fcn.ShallowLayerNet(20, hidden, 10, dtype="float32")
+    d = {
+        k: np.zeros((50, 20), np.float32) if k.startswith("X") else np.zeros(50, np.int64)
+        for k in ("X_train", "y_train", "X_val", "y_val")
+    }
+    solver = fcn.Solver(net, d, batch_size=50, verbose=False, progress=False)
+    solver.load_checkpoint(out / "best_checkpoint.npz")
+    assert solver.iteration == 80 and solver.best_val_acc == pytest.approx(ray_sweep.retrained["best_val_acc"])
+
+
+def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
+    write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
+    out = tmp_path / "run"
+    args = ["--data-dir", str(tmp_path / "data"), "--no-download", "--num-train", "250", "--num-val", "50"]
+    args += ["--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--hidden-dims", "8"]
+    args += ["--lr", "grid:1e-4,1e-3"]
+    assert main(["sweep", *args, "--num-samples", "1", "--out", str(out), "--quiet"]) == 0
+    assert "2 trials" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engine"] == "ray" and summary["num_trials"] == 2 and summary["cluster"]["cpus"] == 2
+    assert (out / "best_checkpoint.npz").exists() and (out / "trials.csv").exists()
