@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .sysinfo import machine_info
 
 __all__ = ["main", "build_parser"]
 
@@ -88,20 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _sweep.add_sweep_arguments(sw)
-    sw.set_defaults(run_sweep_command=_sweep.sweep_command)
     return parser
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,7 +186,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         "test_acc": test_acc,
         "load_seconds": round(load_s, 2),
         "train_seconds": round(train_s, 2),
-        "machine": _machine(),
+        "machine": machine_info(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **stats,
     }
@@ -216,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         train_command(args)
     elif args.command == "sweep":
-        args.run_sweep_command(args)  # fcn.sweep.sweep_command, bound in build_parser
+        from .sweep import sweep_command
+
+        sweep_command(args)
     return 0
 
 

@@ -16,7 +16,17 @@ import pytest
 import fcn
 from fcn import sweep
 from fcn.cli import main
-from fcn.sweep import Dimension, MissingRayError, SweepError, parse_spec, resolve_space, run_sweep, sample_configs
+from fcn.sweep import (
+    Dimension,
+    MissingRayError,
+    SweepError,
+    TrialSettings,
+    parse_spec,
+    resolve_space,
+    run_sweep,
+    sample_configs,
+    train_trial,
+)
 
 try:
     from _cifar_fixtures import write_cifar10
@@ -171,19 +181,39 @@ def test_sequential_engine_without_ray(no_ray, data, tmp_path):
     assert "ray" not in sys.modules or sys.modules["ray"] is None
 
 
-def test_sequential_cli_on_synthetic_cifar(no_ray, tmp_path, capsys):
+def synthetic_cifar_args(tmp_path) -> list[str]:
+    """``fcn sweep`` options for a tiny sweep on a synthetic CIFAR-10 written under ``tmp_path``."""
     write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
-    out = tmp_path / "run"
     args = ["--data-dir", str(tmp_path / "data"), "--no-download", "--num-train", "250", "--num-val", "50"]
-    args += ["--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--hidden-dims", "8,16"]
-    args += ["--lr", "1e-4..1e-3"]
-    assert main(["sweep", *args, "--engine", "sequential", "--num-samples", "3", "--out", str(out), "--quiet"]) == 0
+    return [*args, "--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--out", str(tmp_path / "run")]
+
+
+def test_sequential_cli_on_synthetic_cifar(no_ray, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8,16", "--lr", "1e-4..1e-3"]
+    assert main(["sweep", *args, "--engine", "sequential", "--num-samples", "3", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "3 trials" in printed and "test acc" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_trials"] == 3 and summary["engine"] == "sequential"
     assert summary["space"]["hidden_dims"] == {"choice": [[8], [16]]} and summary["space"]["reg"]["loguniform"]
     assert summary["data"]["X_train"] == [250, 3, 32, 32] and summary["command"].startswith("fcn sweep")
+    assert {"cpu", "cores", "python", "platform", "gpu"} <= set(summary["machine"])
+
+
+def test_train_trial_reports_every_epoch(data):
+    config = sample_configs(resolve_space({**SPACE, "learning_rate": GOOD_LR, "reg": 1e-3, "hidden_dims": 16}), 1)[0]
+    settings = TrialSettings(num_iters=20)
+    reports = []
+    outcome, solver = train_trial(config, data, settings, report=reports.append)
+    # 8 steps an epoch: reports after epochs 1 and 2, and at the last step (2.5 epochs)
+    assert [r["iteration"] for r in reports] == [8, 16, 20] and reports[-1]["epoch"] == 2.5
+    assert [r["val_acc"] for r in reports] == solver.val_acc_history and outcome["status"] == "completed"
+    assert reports[-1]["best_val_acc"] == outcome["best_val_acc"] and not reports[-1]["diverged"]
+
+    reports.clear()
+    outcome, _ = train_trial({**config, "learning_rate": DIVERGING_LR}, data, settings, report=reports.append)
+    assert outcome["status"] == "diverged" and reports[-1]["diverged"] and math.isnan(reports[-1]["val_acc"])
 
 
 def test_all_trials_failing_is_an_error(data, tmp_path):
@@ -298,12 +328,9 @@ def test_ray_results_files(ray_sweep, ray_session):
 
 
 def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
-    write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
     out = tmp_path / "run"
-    args = ["--data-dir", str(tmp_path / "data"), "--no-download", "--num-train", "250", "--num-val", "50"]
-    args += ["--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--hidden-dims", "8"]
-    args += ["--lr", "grid:1e-4,1e-3"]
-    assert main(["sweep", *args, "--num-samples", "1", "--out", str(out), "--quiet"]) == 0
+    args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8", "--lr", "grid:1e-4,1e-3"]
+    assert main(["sweep", *args, "--num-samples", "1", "--quiet"]) == 0
     assert "2 trials" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"] == "ray" and summary["num_trials"] == 2 and summary["cluster"]["cpus"] == 2
