@@ -30,6 +30,19 @@ def _dims(text: str) -> list[int]:
     return dims
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The CIFAR-10 location and split options shared by ``fcn train`` and ``fcn sweep``; returns the group."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
+    )
+    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
+    data.add_argument("--num-train", type=int, default=49000)
+    data.add_argument("--num-val", type=int, default=1000)
+    data.add_argument("--num-test", type=int, default=1000)
+    return data
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcn", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,14 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--num-iters", type=int, default=None, help="training steps (default 2000)")
     length.add_argument("--epochs", type=int, default=None, help="training epochs instead of --num-iters")
 
-    data = t.add_argument_group("data")
-    data.add_argument(
-        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
-    )
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
-    data.add_argument("--num-train", type=int, default=49000)
-    data.add_argument("--num-val", type=int, default=1000)
-    data.add_argument("--num-test", type=int, default=1000)
+    add_data_arguments(t)
 
     out = t.add_argument_group("output")
     out.add_argument("--out", default=None, help="output folder (default: runs/<model>-<UTC time>)")

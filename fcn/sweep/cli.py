@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from ..cli import add_data_arguments
 from .results import SweepResult, describe
 from .run import run_sweep
 from .space import DEFAULT_SPACE, PARAMETERS, SweepError, load_space, parse_spec
@@ -59,14 +60,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS; none: local)")
     search.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
 
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
-    )
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
-    data.add_argument("--num-train", type=int, default=49000)
-    data.add_argument("--num-val", type=int, default=1000)
-    data.add_argument("--num-test", type=int, default=1000)
+    data = add_data_arguments(parser)
     data.add_argument(
         "--trial-num-train",
         type=int,
