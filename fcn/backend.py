@@ -191,6 +191,9 @@ def namespace_of(*arrays: Any) -> Backend:
     found = [a for a in arrays if a is not None and type(a) not in (int, float, bool)]
     if not found:
         raise BackendError("namespace_of() needs at least one array")
+    if all(type(a) is numpy.ndarray for a in found):
+        # the common CPU case, on every layer call: skip array-api-compat's general dispatch
+        return _numpy_backend()
     try:
         xp = array_api_compat.array_namespace(*found)
     except TypeError as exc:
@@ -203,6 +206,11 @@ def namespace_of(*arrays: Any) -> Backend:
     if len(devices) > 1:
         raise BackendError(f"arrays on different devices were mixed: {', '.join(sorted(devices))}")
     return Backend(xp, next(iter(devices.values())))
+
+
+@cache
+def _numpy_backend() -> Backend:
+    return Backend(array_api_compat.array_namespace(numpy.empty(0)), "cpu")
 
 
 def to_host(x: Any) -> numpy.ndarray:

@@ -68,7 +68,8 @@ def relu_backward(dout: Any, cache: Any) -> Any:
     """Backward pass of :func:`relu_forward`: ``dx = dout`` where ``x > 0``, else 0. Shapes: like ``x``."""
     x = cache
     xp = namespace_of(dout, x).xp
-    return xp.where(x > 0, dout, 0.0)
+    # a 0/1 mask times dout: a plain multiply, several times faster in NumPy than where(x > 0, dout, 0)
+    return dout * xp.astype(x > 0, dout.dtype)
 
 
 def softmax_loss(scores: Any, y: Any) -> tuple[Any, Any]:

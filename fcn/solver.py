@@ -162,6 +162,15 @@ class Solver:
 
     # -- the loop ---------------------------------------------------------------------------------------
 
+    def step(self) -> None:
+        """One gradient step on the next batch (no sync, no logging): the unit ``train`` repeats.
+
+        Batches come from this epoch's permutation, gathered on the device. The loss is kept on the device
+        until the next logging point. Value checks on the batch are off: the data was checked up front.
+        """
+        with trusted_inputs():
+            self._step()
+
     def _step(self) -> None:
         xp = self.backend.xp
         k = self.iteration % self.iterations_per_epoch

@@ -51,7 +51,7 @@ def read_outputs(paths: dict[str, Path]) -> tuple[dict[str, Any], str]:
         assert p.is_file() and p.stat().st_size > 0, p
     assert paths["png"].read_bytes()[:8] == PNG_MAGIC
     payload = json.loads(paths["json"].read_text())
-    for key in ("date", "machine", "versions", "blas", "data", "args", "results", "load_average"):
+    for key in ("date", "machine", "versions", "blas", "data", "args", "results", "load_average", "git"):
         assert key in payload, key
     assert {"cpu_model", "usable_cores", "cpu_count", "gpus", "hostname"} <= set(payload["machine"])
     assert {"numpy", "array-api-compat", "torch", "fcn"} <= set(payload["versions"])
@@ -82,6 +82,7 @@ def test_bench_train_quick(bench_train: ModuleType, tmp_path: Path) -> None:
         assert fcn_rec["ratio_to_torch"] is not None
     prof = payload["profile"]
     assert prof["pieces"] and prof["cprofile_top_by_tottime"] and prof["step_median_s"] > 0
+    assert prof["in_situ"]["stages"] and prof["in_situ"]["total"]["median_s"] > 0
     assert "## Per iteration" in md and "fcn[numpy]" in md and "Where one fcn NumPy" in md
 
 

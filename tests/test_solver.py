@@ -206,3 +206,11 @@ def test_on_epoch_end_sees_each_evaluation():
     solver.train()
     assert [it for it, _ in seen] == [12, 24, 36]
     assert [acc for _, acc in seen] == solver.val_acc_history
+
+
+def test_public_step_advances_one_batch(backend):
+    solver = make_solver(backend, separable())
+    before = fcn.to_host(solver.model.params["W1"]).copy()
+    solver.step()
+    assert solver.iteration == 1
+    assert not np.array_equal(fcn.to_host(solver.model.params["W1"]), before)
