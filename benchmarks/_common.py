@@ -16,17 +16,15 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import re
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy
 
@@ -191,13 +189,18 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
+#: Machine time (clock ticks over all CPUs) a block must span for :class:`OtherLoad` to give a share (2% steps).
+MIN_MEASURABLE_JIFFIES = 50
+
+
 class OtherLoad:
     """Measures how much CPU *other* processes used while a block of work ran.
 
     ``/proc/stat`` gives all busy time on the machine, ``os.times()`` this process's own (all threads); the
     difference over the wall time times the core count is the share of the machine that other jobs took.
     Above ~0.1 the block's absolute times are inflated; it is recorded per group so a reader can tell a
-    clean measurement from a contended one.
+    clean measurement from a contended one. Blocks shorter than :data:`MIN_MEASURABLE_JIFFIES` of machine time
+    get ``None``: ``/proc/stat`` counts in clock ticks (10 ms), so a few-millisecond block reads 0% or 100%.
     """
 
     def __init__(self) -> None:
@@ -224,7 +227,8 @@ class OtherLoad:
         busy_s = (jiffies1[0] - jiffies0[0]) / hz
         total_s = (jiffies1[1] - jiffies0[1]) / hz
         others = max(busy_s - (own1 - own0), 0.0)
-        self.share = round(others / total_s, 3) if total_s > 0 else None
+        measurable = jiffies1[1] - jiffies0[1] >= MIN_MEASURABLE_JIFFIES
+        self.share = round(others / total_s, 3) if measurable else None
 
 
 def cpu_busy_fraction(interval: float = 0.2) -> float | None:
@@ -276,6 +280,34 @@ def wait_until_idle(max_wait_s: float, threshold: float = 0.1, quiet_s: float = 
     return max_wait_s <= 0
 
 
+#: Other processes' share of the CPUs above which a measurement counts as contended (and is retried).
+CONTENDED = 0.1
+
+T = TypeVar("T")
+
+
+def least_contended(
+    attempt: Callable[[], T], load: Callable[[T], float | None], *, retries: int, wait_idle: float, what: str
+) -> tuple[T, int]:
+    """Run ``attempt`` up to ``retries + 1`` times while others took > :data:`CONTENDED` of the CPUs meanwhile.
+
+    On a shared machine another job can start in the middle of a measurement; between attempts this waits
+    (up to ``wait_idle`` seconds) for the CPUs to go quiet. Returns the least contended result (``load``
+    reads its others' share) and the number of attempts made.
+    """
+    best: T | None = None
+    for n in range(1, retries + 2):
+        result = attempt()
+        if best is None or (load(result) or 0.0) < (load(best) or 0.0):
+            best = result
+        if (load(best) or 0.0) <= CONTENDED or n > retries:
+            break
+        print(f"  contended ({100 * (load(result) or 0.0):.0f}% of the CPUs used by others): {what} again")
+        wait_until_idle(wait_idle)
+    assert best is not None
+    return best, n
+
+
 def ms(seconds: float | None) -> str:
     """Seconds as milliseconds for tables (``-`` for a missing value)."""
     return "-" if seconds is None else f"{seconds * 1e3:.3f}"
@@ -293,63 +325,39 @@ def fmt_ratio(r: float | None) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
+def pct(share: float | None) -> str:
+    """A 0..1 share as a percentage for tables, ``-`` when missing."""
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Machine, libraries, BLAS
 # ----------------------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    """The CPU model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask where available; containers often restrict it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def gpu_names(torch: ModuleType | None = None) -> dict[str, str]:
-    """Names of the visible CUDA devices, via CuPy (when fcn sees a GPU) and via PyTorch; empty on CPUs."""
-    names: dict[str, str] = {}
-    import fcn
-
-    if fcn.has_gpu():
-        import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        name = props.get("name", b"")
-        names["cupy"] = name.decode() if isinstance(name, bytes) else str(name)
-    if torch is not None and torch.cuda.is_available():
-        names["torch"] = torch.cuda.get_device_name()
-    return names
-
-
 def machine_info(torch: ModuleType | None = None) -> dict[str, Any]:
-    """Hostname, CPU model, core counts, memory, OS and Python, and GPU names where present."""
-    mem_gib = None
+    """:func:`fcn.sysinfo.machine_info` (cpu, cores, python, platform, gpu) plus what a benchmark also needs.
+
+    Added here: the hostname (also in the file names), the cores this process may actually run on (the
+    affinity mask: containers often restrict it), the memory, and the GPU PyTorch sees (the CuPy one is
+    fcn's ``gpu``). The BLAS in use is described separately by :func:`blas_info`.
+    """
+    from fcn.sysinfo import machine_info as fcn_machine_info
+
     try:
-        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        mem_gib = round(pages * page_size / 2**30, 1)
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    try:
+        mem_gib = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
-        pass
-    return {
+        mem_gib = None
+    torch_gpu = torch.cuda.get_device_name() if torch is not None and torch.cuda.is_available() else None
+    return fcn_machine_info() | {
         "hostname": socket.gethostname(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "usable_cores": usable_cores(),
+        "usable_cores": usable,
         "memory_gib": mem_gib,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "gpus": gpu_names(torch),
+        "torch_gpu": torch_gpu,
     }
 
 
@@ -421,6 +429,72 @@ def blas_info(torch: ModuleType | None = None) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# The work unit (shared by bench_train.py and profile_step.py)
+# ----------------------------------------------------------------------------------------------------------
+
+#: The chapter's regularisation strength and the update rule's learning rate (small enough never to diverge:
+#: a NaN loss would change what the CPU computes and so the timings).
+REG = 0.6
+LEARNING_RATE = 1e-4
+#: Rows per forward pass in full-set evaluation, as fcn's ``predict`` and ``check_accuracy`` use.
+EVAL_CHUNK = 10_000
+
+
+def make_model(hidden: Sequence[int], be: Any, dtype: str, seed: int, input_dim: int = 3072) -> Any:
+    """The chapter's ShallowLayerNet for one hidden layer (weight scale 1e-3), else a FullyConnectedNet (1e-2)."""
+    import fcn
+
+    kw = {"reg": REG, "backend": be, "dtype": dtype, "seed": seed, "input_dim": input_dim}
+    if len(hidden) == 1:
+        return fcn.ShallowLayerNet(hidden_dim=hidden[0], weight_scale=1e-3, **kw)
+    return fcn.FullyConnectedNet(hidden_dims=list(hidden), weight_scale=1e-2, **kw)
+
+
+def make_solver(model: Any, data: Mapping[str, Any], batch: int, seed: int, num_iters: int = 10**9) -> Any:
+    """A quiet SGD ``fcn.Solver`` on ``model``; ``step()`` is the timed unit (``num_iters`` matters to ``train()``)."""
+    import fcn
+
+    return fcn.Solver(
+        model,
+        dict(data),
+        batch_size=batch,
+        num_iters=num_iters,
+        optim_config={"learning_rate": LEARNING_RATE},
+        verbose=False,
+        progress=False,
+        seed=seed,
+    )
+
+
+def model_dims(model: Any) -> list[int]:
+    """Layer widths of an fcn model, input to output."""
+    return [model.input_dim, *model.hidden_dims, model.num_classes]
+
+
+def gemm_floor(make: Callable[[tuple[int, ...]], Any], dims: Sequence[int], batch: int) -> Callable[..., None]:
+    """A callable doing only the matrix products of one iteration, on operands made by ``make(shape)``.
+
+    Per layer ``i`` (``d_{i-1} -> d_i``): forward ``H_{i-1} @ W_i``, weight gradient ``H_{i-1}.T @ dA_i``, and
+    from the second layer on the input gradient ``dA_i @ W_i.T``. For the shallow net the two first-layer
+    products are 99.7% of the FLOPs. The returned ``run(x=None)`` uses ``x`` (a freshly gathered
+    ``(batch, d_0)`` batch) as the first layer's input when given, else a fixed operand hot in cache.
+    ``.T`` and ``@`` are spelled the same in NumPy, CuPy and PyTorch, so one function serves all three.
+    """
+    layers = [(make((batch, a)), make((a, b)), make((batch, b))) for a, b in zip(dims[:-1], dims[1:], strict=True)]
+
+    def run(x: Any = None) -> None:
+        for i, (H, W, dA) in enumerate(layers):
+            if i == 0 and x is not None:
+                H = x
+            H @ W
+            H.T @ dA
+            if i > 0:
+                dA @ W.T
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------------------
 
@@ -434,6 +508,11 @@ class Dataset:
     X_val: numpy.ndarray
     y_val: numpy.ndarray
     kind: str
+
+    def arrays(self, dtype: str) -> dict[str, numpy.ndarray]:
+        """The data set with its images in ``dtype`` (cast once; the callers share it across runners)."""
+        cast = (lambda a: a) if self.X_train.dtype == numpy.dtype(dtype) else (lambda a: a.astype(dtype))
+        return {"X_train": cast(self.X_train), "y_train": self.y_train, "X_val": cast(self.X_val), "y_val": self.y_val}
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
@@ -506,18 +585,14 @@ def result_stem(prefix: str, when: _dt.datetime) -> str:
 
     The time is part of the name so that two runs on one day do not overwrite each other.
     """
-    host = socket.gethostname() or cpu_model()
+    host = socket.gethostname() or "host"
     host = re.sub(r"[^A-Za-z0-9._-]+", "_", host).strip("_") or "cpu"
     return f"{prefix}-{host}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def _jsonable(obj: Any) -> Any:
     """NumPy scalars and paths as plain JSON values (``json.dump``'s ``default``)."""
-    if isinstance(obj, numpy.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    return obj.item() if isinstance(obj, numpy.generic) else str(obj)
 
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> Path:
@@ -546,15 +621,15 @@ def header_markdown(title: str, payload: Mapping[str, Any]) -> str:
         for p in pools
     )
     env = ", ".join(f"{k}={val}" for k, val in blas["env"].items() if val is not None) or "none set"
-    gpus = ", ".join(f"{k}: {val}" for k, val in m.get("gpus", {}).items()) or "none"
+    gpus = ", ".join(f"{k} {g}" for k, g in (("cupy", m.get("gpu")), ("torch", m.get("torch_gpu"))) if g) or "none"
     versions = ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)
     return "\n".join(
         [
             f"# {title}",
             "",
             f"- date (UTC): {payload['date']}",
-            f"- machine: {m['cpu_model']}, {m['usable_cores']} usable cores ({m['cpu_count']} CPUs), "
-            f"{m['memory_gib']} GiB, {m['platform']}; GPU: {gpus}",
+            f"- machine: {m['cpu']}, {m['usable_cores']} usable cores ({m['cores']} CPUs), {m['memory_gib']} GiB, "
+            f"{m['platform']}, Python {m['python']}; GPU: {gpus}",
             f"- data: {payload['data']}",
             f"- versions: {versions}",
             f"- code: commit {(payload.get('git') or {}).get('commit')}"

@@ -119,7 +119,7 @@ def cases(be: fcn.Backend, dtype: str, n: int, d: int, h: int, c: int, seed: int
             "op": "relu_backward",
             "shapes": f"dout {tuple(dh.shape)}",
             "fcn": lambda: fcn.relu_backward(dh, a1),
-            "raw": lambda: xp.where(a1 > 0, dh, 0.0),
+            "raw": lambda: dh * xp.astype(a1 > 0, dh.dtype),
         },
         {
             "op": "softmax_loss (trusted)",
@@ -149,7 +149,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
         f"Shapes of one iteration: batch {cfg['batch_size']}, {cfg['input_dim']}-{cfg['hidden']}-{cfg['classes']}. "
         "`raw` is the same arithmetic with the namespace's operators and no checks; `fcn / raw` is the wrapper's "
         "price. Times are medians in microseconds (p10-p90 in brackets); `others' CPU` is the share of the CPUs "
-        "other processes used meanwhile (above ~10%, times are inflated).\n"
+        "other processes used meanwhile (above ~10%, times are inflated; `-`: too short a block to measure).\n"
     )
     out.append(
         C.markdown_table(
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     C.bar_chart(
         paths["png"],
         panels,
-        title=f"fcn layers vs raw array ops, batch {args.batch_size} ({payload['machine']['cpu_model']})",
+        title=f"fcn layers vs raw array ops, batch {args.batch_size} ({payload['machine']['cpu']})",
         log=True,
     )
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))

@@ -53,7 +53,9 @@ def read_outputs(paths: dict[str, Path]) -> tuple[dict[str, Any], str]:
     payload = json.loads(paths["json"].read_text())
     for key in ("date", "machine", "versions", "blas", "data", "args", "results", "load_average", "git"):
         assert key in payload, key
-    assert {"cpu_model", "usable_cores", "cpu_count", "gpus", "hostname"} <= set(payload["machine"])
+    # fcn.sysinfo.machine_info() plus what the benchmarks add
+    assert {"cpu", "cores", "python", "platform", "gpu"} <= set(payload["machine"])
+    assert {"hostname", "usable_cores", "memory_gib", "torch_gpu"} <= set(payload["machine"])
     assert {"numpy", "array-api-compat", "torch", "fcn"} <= set(payload["versions"])
     assert {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} <= set(payload["blas"]["env"])
     assert "threadpool_info" in payload["blas"]
@@ -69,21 +71,27 @@ def test_bench_train_quick(bench_train: ModuleType, tmp_path: Path) -> None:
     recs = payload["results"]
     runners = {(r["net"], r["runner"]) for r in recs}
     assert {("shallow", "fcn[numpy]"), ("shallow", "gemm-floor[numpy]"), ("deep", "fcn[numpy]")} <= runners
+    assert ("shallow", "gather+gemm-floor[numpy]") in runners
     for r in recs:
         assert r["iteration"]["n"] >= 2 and r["iteration"]["median_s"] > 0
         assert {"p10_s", "p90_s", "iqr_s"} <= set(r["iteration"])
-        assert {"ratio_to_floor", "ratio_to_torch", "images_per_s", "gflops_per_s", "dims", "dtype"} <= set(r)
+        assert {"ratio_to_floor", "ratio_to_gather_floor", "ratio_to_torch", "images_per_s", "dims"} <= set(r)
+        assert "other_load_during_iterations" in r and r["attempts"] == 1
     fcn_rec = next(r for r in recs if r["runner"] == "fcn[numpy]")
     assert {"epoch", "epoch_from_median_s", "eval_predict", "eval_check_accuracy"} <= set(fcn_rec)
-    assert fcn_rec["ratio_to_floor"] > 0
+    assert fcn_rec["ratio_to_floor"] > 0 and fcn_rec["ratio_to_gather_floor"] > 0
+    assert {t["kind"] for t in payload["targets"]} == {"issue", "reference"}
+    assert all(isinstance(t["met"], bool) for t in payload["targets"])
     if payload["versions"]["torch"] is not None:
         torch_rec = next(r for r in recs if r["runner"] == "torch[cpu]")
         assert torch_rec["ratio_to_torch"] == pytest.approx(1.0) and "eval" in torch_rec
-        assert fcn_rec["ratio_to_torch"] is not None
+        assert fcn_rec["ratio_to_torch"] is not None and len(payload["targets"]) == 4
     prof = payload["profile"]
-    assert prof["pieces"] and prof["cprofile_top_by_tottime"] and prof["step_median_s"] > 0
+    assert prof["reference"] and prof["cprofile_top_by_tottime"] and prof["step_median_s"] > 0
     assert prof["in_situ"]["stages"] and prof["in_situ"]["total"]["median_s"] > 0
+    assert prof["gather_floor_median_s"] > 0 and "other_load" in prof
     assert "## Per iteration" in md and "fcn[numpy]" in md and "Where one fcn NumPy" in md
+    assert "The issue's targets" in md and "Realistic references" in md
 
 
 def test_bench_train_without_torch(
@@ -151,11 +159,22 @@ def test_bench_layers_quick(bench_layers: ModuleType, tmp_path: Path) -> None:
     assert "fcn / raw" in md
 
 
+def test_profile_step_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """profile_step.py runs on its own: prints the breakdown as markdown and writes --json."""
+    profile_step = load_script("profile_step")
+    out = tmp_path / "profile.json"
+    prof = profile_step.main(["--quick", "--dtype", "float64", "--json", str(out)])
+    assert prof["dtype"] == "float64" and prof["dims"] == [3072, 16, 10]
+    assert json.loads(out.read_text())["in_situ"]["stages"]
+    text = capsys.readouterr().out
+    assert "Where one fcn NumPy float64 iteration goes" in text and "Solver.step()" in text
+
+
 def test_scripts_run_as_files() -> None:
-    """``python benchmarks/bench_*.py --help`` works from another working directory (no package import)."""
+    """``python benchmarks/<script>.py --help`` works from another working directory (no package import)."""
     import subprocess
 
-    for script in ("bench_train.py", "bench_layers.py"):
+    for script in ("bench_train.py", "bench_layers.py", "profile_step.py"):
         result = subprocess.run(
             [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, cwd="/", timeout=60
         )
