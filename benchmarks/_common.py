@@ -254,6 +254,24 @@ def warn_if_busy(busy: float | None, threshold: float = 0.15) -> None:
         )
 
 
+@dataclass
+class RunStart:
+    """When a benchmark run began and how busy the machine was just before it."""
+
+    when: _dt.datetime
+    busy_before: float | None
+    load_before: list[float] | None
+
+
+def start_run(wait_idle_s: float) -> RunStart:
+    """Wait for a quiet machine (up to ``wait_idle_s``), warn if it is still busy, and note the starting state."""
+    when = utc_now()
+    wait_until_idle(wait_idle_s)
+    busy = cpu_busy_fraction()
+    warn_if_busy(busy)
+    return RunStart(when, busy, load_average())
+
+
 def wait_until_idle(max_wait_s: float, threshold: float = 0.1, quiet_s: float = 20.0) -> bool:
     """Wait (up to ``max_wait_s``) until the CPUs have been under ``threshold`` busy for ``quiet_s`` seconds.
 

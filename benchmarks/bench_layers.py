@@ -204,11 +204,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     """Run the microbenchmarks; return the paths of the JSON, markdown and PNG written."""
     args = parse_args(argv)
-    when = C.utc_now()
-    C.wait_until_idle(args.wait_idle)
-    busy_before = C.cpu_busy_fraction()
-    C.warn_if_busy(busy_before)
-    load_before = C.load_average()
+    start = C.start_run(args.wait_idle)
+    when, busy_before, load_before = start.when, start.busy_before, start.load_before
     results: list[dict[str, Any]] = []
     for name in C.split_csv(args.backends):
         if name == "cupy" and not fcn.has_gpu():

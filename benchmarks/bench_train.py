@@ -449,11 +449,8 @@ def run_all(base: C.Dataset, torch: ModuleType | None, args: argparse.Namespace)
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     """Run the benchmark; return the paths of the JSON, markdown and PNG written."""
     args = parse_args(argv)
-    when = C.utc_now()
-    C.wait_until_idle(args.wait_idle)
-    busy_before = C.cpu_busy_fraction()
-    C.warn_if_busy(busy_before)
-    load_before = C.load_average()
+    start = C.start_run(args.wait_idle)
+    when, busy_before, load_before = start.when, start.busy_before, start.load_before
     torch = C.load_torch(not args.no_torch)
     base = C.load_data(args.data_dir, args.n_train, args.n_val, synthetic=args.synthetic)
     print(f"data: {base.kind}; X_train {base.X_train.shape} {base.X_train.dtype}")
