@@ -170,9 +170,17 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     t1 = time.perf_counter()
     try:
         solver.train()
+    except KeyboardInterrupt:
+        solver.save_checkpoint(checkpoint)
+        print(
+            f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
+            f"continue with the same command plus --resume",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
     finally:  # whatever happens, keep what was learned so far
-        stats = solver.stats()
-        (out / "history.json").write_text(json.dumps(stats, indent=1))
+        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+    stats = solver.stats()
     train_s = time.perf_counter() - t1
 
     val_acc = solver.check_accuracy(data["X_val"], data["y_val"])

@@ -88,3 +88,26 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("fcn")
     if script.exists():
         assert subprocess.run([str(script), "--help"], capture_output=True).returncode == 0
+
+
+def test_interrupt_saves_a_resumable_checkpoint(tiny_cifar, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real_step = fcn.Solver._step
+
+    def step_then_interrupt(self):
+        real_step(self)
+        if self.iteration == 7:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fcn.Solver, "_step", step_then_interrupt)
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(tiny_cifar, out, "--num-iters", "12")
+    assert exit_info.value.code == 130
+    assert "--resume" in capsys.readouterr().err
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as ck:
+        assert json.loads(str(ck["meta"]))["iteration"] == 7
+    assert len(json.loads((out / "history.json").read_text())["loss_history"]) == 7
+
+    monkeypatch.setattr(fcn.Solver, "_step", real_step)
+    run_train(tiny_cifar, out, "--num-iters", "12", "--resume")
+    assert json.loads((out / "history.json").read_text())["iterations"] == 12
