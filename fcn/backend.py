@@ -32,8 +32,8 @@ __all__ = [
     "is_host_array",
 ]
 
-#: Backend names accepted by ``backend=...``.
-BACKENDS = ("numpy", "cupy", "array_api_strict")
+#: Backend names accepted by ``backend=...`` (any Array-API namespace module works too).
+BACKENDS = ("numpy", "cupy", "array_api_strict", "torch")
 
 _CUPY_HINT = (
     'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn[cuda12]" '
@@ -87,6 +87,8 @@ class Backend:
             return "numpy"
         if array_api_compat.is_cupy_namespace(self.xp):
             return "cupy"
+        if array_api_compat.is_torch_namespace(self.xp):
+            return "torch"
         return self.xp.__name__
 
     @property
@@ -146,6 +148,12 @@ def get_backend(backend: str | ModuleType | Backend | None = None, device: Any =
             xp = array_api_compat.array_namespace(numpy.empty(0))
         elif name in ("cupy", "cp", "gpu", "cuda"):
             xp = _cupy_namespace()
+        elif name == "torch":
+            try:
+                importlib.import_module("torch")
+            except ImportError as exc:
+                raise BackendError("PyTorch is not installed (fcn never needs it; it is one more namespace)") from exc
+            xp = importlib.import_module("array_api_compat.torch")
         elif name == "array_api_strict":
             try:
                 xp = importlib.import_module("array_api_strict")
@@ -164,6 +172,8 @@ def get_backend(backend: str | ModuleType | Backend | None = None, device: Any =
             return get_backend("numpy", device)
         if name in ("cupy", "array_api_compat.cupy"):
             return get_backend("cupy", device)
+        if name in ("torch", "array_api_compat.torch"):
+            return get_backend("torch", device)
         if hasattr(backend, "__array_namespace_info__") or hasattr(backend, "__array_api_version__"):
             return Backend(backend, device)
         raise BackendError(f"module {name!r} is not an Array API namespace")

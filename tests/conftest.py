@@ -16,6 +16,8 @@ BACKENDS = [
     pytest.param(("numpy", None), id="numpy"),
     pytest.param(("array_api_strict", "device1"), id="strict-device1"),
     pytest.param(("cupy", None), id="cupy", marks=pytest.mark.gpu),
+    # one more Array-API namespace (through array-api-compat), where PyTorch happens to be installed
+    pytest.param(("torch", None), id="torch"),
 ]
 
 
@@ -32,6 +34,8 @@ def make_backend(name: str, device_name: str | None) -> fcn.Backend:
         reason = _gpu_skip_reason()
         if reason:
             pytest.skip(reason)
+    if name == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (optional: one more Array-API namespace)")
     if name == "array_api_strict":
         strict = pytest.importorskip("array_api_strict")
         return fcn.get_backend(name, strict.Device(device_name) if device_name else None)

@@ -14,7 +14,7 @@ def test_numpy_is_the_default():
 
 
 def test_unknown_backend_names_the_choices():
-    with pytest.raises(fcn.BackendError, match="unknown backend 'jax'.*numpy, cupy, array_api_strict"):
+    with pytest.raises(fcn.BackendError, match="unknown backend 'jax'.*numpy, cupy, array_api_strict, torch"):
         fcn.get_backend("jax")
 
 
