@@ -24,7 +24,7 @@ __all__ = ["Params", "FullyConnectedNet", "ShallowLayerNet"]
 class Params(dict):
     """A ``dict`` of parameters that keeps every value on the model's backend and in its dtype.
 
-    Assigning a NumPy array (as the chapter does: ``model.params["W1"] = np.linspace(...)``) copies it to
+    Assigning a NumPy array (as the chapter does: ``model.params["W1"] = numpy.linspace(...)``) copies it to
     the backend and casts it; an array already there is stored as is, with no copy.
     """
 
@@ -123,8 +123,6 @@ class FullyConnectedNet:
 
     def _inputs(self, X: Any) -> Any:
         """``X`` on the model's backend, in its dtype, flattened to ``(N, D)``, after checks."""
-        if is_host_array(X):
-            X = numpy.asarray(X)
         X_dev = to_backend(X, self.backend)
         check_features(self.xp, X_dev, self.input_dim)
         if X_dev.dtype != self.dtype:
@@ -132,7 +130,7 @@ class FullyConnectedNet:
         return X_dev if X_dev.ndim == 2 else self.xp.reshape(X_dev, (X_dev.shape[0], self.input_dim))
 
     def _labels(self, y: Any, num_samples: int) -> Any:
-        y_dev = to_backend(numpy.asarray(y) if is_host_array(y) else y, self.backend)
+        y_dev = to_backend(y, self.backend)
         check_labels(self.xp, y_dev, num_samples, self.num_classes)
         return y_dev
 
@@ -193,7 +191,10 @@ class FullyConnectedNet:
             parts = [
                 xp.argmax(self.loss(X_dev[i : min(i + batch_size, n), ...]), axis=1) for i in range(0, n, batch_size)
             ]
-        labels = parts[0] if len(parts) == 1 else xp.concat(parts) if parts else xp.zeros(0, dtype=xp.int64)
+        if not parts:  # no samples
+            labels = xp.zeros(0, dtype=xp.int64, device=self.backend.device)
+        else:
+            labels = parts[0] if len(parts) == 1 else xp.concat(parts)
         if is_host_array(X) and not self.backend.is_numpy:
             return to_host(labels)
         return labels

@@ -132,8 +132,7 @@ class Solver:
         """Validate once (shape, dtype, labels, finiteness) and move to the device once."""
         xp = self.backend.xp
         dtype = next(iter(self.model.params.values())).dtype
-        X = to_backend(numpy.asarray(X) if isinstance(X, (list, tuple)) else X, self.backend)
-        y = to_backend(numpy.asarray(y) if isinstance(y, (list, tuple)) else y, self.backend)
+        X, y = to_backend(X, self.backend), to_backend(y, self.backend)
         check_features(xp, X, getattr(self.model, "input_dim", None), where=x_name)
         num_classes = getattr(self.model, "num_classes", None)
         if num_classes is None:
