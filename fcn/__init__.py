@@ -10,6 +10,15 @@ from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_arr
 from .layer_utils import affine_relu_backward, affine_relu_forward
 from .layers import affine_backward, affine_forward, relu_backward, relu_forward, softmax_loss
 from .models import FullyConnectedNet, ShallowLayerNet
+from .normalization import (
+    batchnorm_backward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    dropout_backward,
+    dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
+)
 from .optim import adam, rmsprop, sgd, sgd_momentum
 from .solver import CheckpointError, Solver, TrainingDiverged
 from .validation import trusted_inputs
@@ -32,6 +41,13 @@ __all__ = [
     "affine_relu_forward",
     "affine_relu_backward",
     "softmax_loss",
+    "dropout_forward",
+    "dropout_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "layernorm_forward",
+    "layernorm_backward",
     "eval_numerical_gradient",
     "eval_numerical_gradient_array",
     "rel_error",

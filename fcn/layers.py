@@ -100,3 +100,26 @@ def softmax_loss(scores: Any, y: Any) -> tuple[Any, Any]:
     dscores -= one_hot
     dscores /= n
     return loss, dscores
+
+
+# Dropout and the normalization layers live in their own module; re-exported here so that
+# ``from fcn.layers import batchnorm_forward`` works as in CS231n.
+from .normalization import (  # noqa: E402
+    batchnorm_backward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    dropout_backward,
+    dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
+)
+
+__all__ += [
+    "dropout_forward",
+    "dropout_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "layernorm_forward",
+    "layernorm_backward",
+]
