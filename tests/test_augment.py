@@ -1,0 +1,131 @@
+"""Flips and crops of image batches: exact against a per-image NumPy reference, identical on every backend."""
+
+import numpy as np
+import pytest
+
+import fcn
+from fcn.augment import Augmenter, augment_batch, flip_crop, parse_augment
+
+
+def _reference(X, flips, offsets, pad):
+    """Per-image loop with np.pad and slicing: obviously right, slow."""
+    n, _, h, w = X.shape
+    padded = np.pad(X, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.empty_like(X)
+    for i in range(n):
+        dy, dx = offsets[i]
+        crop = padded[i, :, dy : dy + h, dx : dx + w]
+        out[i] = crop[:, :, ::-1] if flips[i] else crop
+    return out
+
+
+@pytest.fixture
+def images(rng):
+    return rng.standard_normal((6, 3, 8, 10))
+
+
+def test_flip_twice_is_identity(to_dev, images):
+    X = to_dev(images)
+    flips = np.ones(6, dtype=bool)
+    once = flip_crop(X, flips)
+    assert not np.array_equal(fcn.to_host(once), images)
+    np.testing.assert_array_equal(fcn.to_host(flip_crop(once, flips)), images)
+
+
+def test_flip_mirrors_only_the_flagged_images(to_dev, images):
+    flips = np.array([True, False, True, False, False, True])
+    out = fcn.to_host(flip_crop(to_dev(images), flips))
+    np.testing.assert_array_equal(out[flips], images[flips][..., ::-1])
+    np.testing.assert_array_equal(out[~flips], images[~flips])
+
+
+def test_crop_offsets(to_dev, images):
+    X, pad = to_dev(images), 3
+    np.testing.assert_array_equal(fcn.to_host(flip_crop(X, offsets=np.full((6, 2), pad), pad=pad)), images)
+    down_right = fcn.to_host(flip_crop(X, offsets=np.zeros((6, 2), dtype=int), pad=pad))
+    np.testing.assert_array_equal(down_right[:, :, pad:, pad:], images[:, :, :-pad, :-pad])
+    assert not down_right[:, :, :pad, :].any() and not down_right[:, :, :, :pad].any()
+    up_left = fcn.to_host(flip_crop(X, offsets=np.full((6, 2), 2 * pad), pad=pad))
+    np.testing.assert_array_equal(up_left[:, :, :-pad, :-pad], images[:, :, pad:, pad:])
+    assert not up_left[:, :, -pad:, :].any() and not up_left[:, :, :, -pad:].any()
+    rows_only = fcn.to_host(flip_crop(X, offsets=np.tile([[pad + 1, pad]], (6, 1)), pad=pad))
+    np.testing.assert_array_equal(rows_only[:, :, :-1, :], images[:, :, 1:, :])
+
+
+def test_random_flips_and_crops_match_the_reference(to_dev, rng, images):
+    flips, offsets = rng.random(6) < 0.5, rng.integers(0, 9, size=(6, 2))
+    out = flip_crop(to_dev(images), flips, offsets, pad=4)
+    np.testing.assert_array_equal(fcn.to_host(out), _reference(images, flips, offsets, 4))
+
+
+@pytest.mark.parametrize("spec", ["flip", "crop", "flip,crop"])
+def test_one_seed_gives_the_same_batch_on_every_backend(backend, to_dev, rng, spec):
+    X = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
+    aug = Augmenter(spec)
+    out = aug(to_dev(X), np.random.default_rng(5))
+    assert fcn.namespace_of(out).name == backend.name and out.dtype == to_dev(X).dtype
+    flips, offsets = aug.draw(np.random.default_rng(5), 16)
+    np.testing.assert_array_equal(fcn.to_host(out), _reference(X, flips, offsets, aug.pad))
+    np.testing.assert_array_equal(fcn.to_host(out), augment_batch(X, spec, np.random.default_rng(5)))
+
+
+def test_draws_what_is_on_and_nothing_else():
+    aug = Augmenter("flip")
+    flips, offsets = aug.draw(np.random.default_rng(0), 1000)
+    assert 0.45 < flips.mean() < 0.55 and not offsets.any()
+    flips, offsets = Augmenter("crop").draw(np.random.default_rng(0), 1000)
+    assert not flips.any() and offsets.min() == 0 and offsets.max() == 8
+    rng = np.random.default_rng(0)
+    X = np.ones((4, 3, 5, 5))
+    assert Augmenter(None)(X, rng) is X
+    assert rng.random() == np.random.default_rng(0).random()  # no draws were made
+
+
+def test_successive_batches_differ_and_repeat_from_the_seed(rng):
+    X = rng.standard_normal((32, 3, 8, 8))
+    aug = Augmenter("flip,crop")
+    gen = np.random.default_rng(1)
+    a, b = aug(X, gen), aug(X, gen)
+    assert not np.array_equal(a, b)
+    gen = np.random.default_rng(1)
+    np.testing.assert_array_equal(aug(X, gen), a)
+    np.testing.assert_array_equal(aug(X, gen), b)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("flip,crop", ("flip", "crop")),
+        ("crop, flip", ("flip", "crop")),
+        (["crop"], ("crop",)),
+        ("flip", ("flip",)),
+        (None, ()),
+        ("", ()),
+        ("none", ()),
+    ],
+)
+def test_parse_augment(spec, expected):
+    assert parse_augment(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["rotate", "flip,mixup", "flip;crop"])
+def test_unknown_augmentation_names_the_argument(spec):
+    with pytest.raises(ValueError, match=r"augment: unknown augmentation .*choose from flip, crop"):
+        Augmenter(spec)
+
+
+def test_non_image_data_is_refused(to_dev):
+    with pytest.raises(ValueError, match=r"augment: flips and crops need image-shaped data \(N, C, H, W\)"):
+        Augmenter("flip")(to_dev(np.ones((4, 3072))), np.random.default_rng(0))
+
+
+def test_bad_offsets_and_pad_are_refused(to_dev, images):
+    X = to_dev(images)
+    with pytest.raises(ValueError, match=r"offsets must lie in \[0, 8\]"):
+        flip_crop(X, offsets=np.full((6, 2), 9), pad=4)
+    with pytest.raises(ValueError, match="offsets must be integers of shape"):
+        flip_crop(X, offsets=np.zeros((6, 3), dtype=int))
+    with pytest.raises(ValueError, match="flips must have shape"):
+        flip_crop(X, flips=np.ones(5, dtype=bool))
+    with pytest.raises(ValueError, match="pad must be a non-negative integer"):
+        Augmenter("crop", pad=-1)

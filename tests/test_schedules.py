@@ -1,0 +1,79 @@
+"""Learning-rate schedules: the chapter's per-epoch decay, cosine and linear decay, linear warmup, bad names."""
+
+import math
+
+import pytest
+
+from fcn.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule
+
+
+def test_step_is_the_chapters_per_epoch_decay():
+    f = make_schedule("step", iterations_per_epoch=10, num_iters=50, decay=0.95)
+    lr, expected = 1e-3, []
+    for _ in range(5):  # the chapter's loop: multiply by the decay after every epoch
+        expected += [lr] * 10
+        lr *= 0.95
+    assert [1e-3 * f(i) for i in range(50)] == pytest.approx(expected, rel=1e-14)
+    assert f(9) == 1.0 and f(10) == 0.95
+
+
+def test_step_with_decay_one_is_constant():
+    f = make_schedule("step", iterations_per_epoch=7, num_iters=70)
+    assert {f(i) for i in range(70)} == {1.0}
+
+
+@pytest.mark.parametrize(("schedule", "midpoint"), [("cosine", 0.5), ("linear", 0.5)])
+def test_decays_from_one_to_the_final_factor(schedule, midpoint):
+    f = make_schedule(schedule, iterations_per_epoch=10, num_iters=100)
+    values = [f(i) for i in range(101)]
+    assert values[0] == 1.0
+    assert values[50] == pytest.approx(midpoint, abs=1e-12)
+    assert values[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    g = make_schedule(schedule, iterations_per_epoch=10, num_iters=100, final_factor=0.1)
+    assert g(100) == pytest.approx(0.1) and g(50) == pytest.approx(0.55)
+
+
+def test_cosine_shape():
+    f = make_schedule("cosine", iterations_per_epoch=10, num_iters=100)
+    assert f(25) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)), abs=1e-12)
+    assert f(75) == pytest.approx(0.5 * (1 - math.cos(math.pi / 4)), abs=1e-12)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_linear_warmup_then_the_schedule(schedule):
+    f = make_schedule(schedule, iterations_per_epoch=10, num_iters=110, decay=0.5, warmup_epochs=1)
+    assert [f(i) for i in range(10)] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    if schedule == "step":
+        assert f(10) == 0.5  # the per-epoch decay keeps counting from the first epoch
+    else:
+        assert f(10) == 1.0 and f(60) == pytest.approx(0.5)  # the decay spans the 100 steps after the warmup
+
+
+def test_fractional_warmup_and_lr_factor_form():
+    assert lr_factor("cosine", 0, iterations_per_epoch=98, num_iters=980, warmup_epochs=0.5) == pytest.approx(1 / 49)
+    assert lr_factor("cosine", 48, iterations_per_epoch=98, num_iters=980, warmup_epochs=0.5) == 1.0
+
+
+@pytest.mark.parametrize("name", ["cos", "Cosine", "", None, 3])
+def test_unknown_schedule_names_the_argument(name):
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of 'step', 'cosine', 'linear'"):
+        check_schedule(name)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        make_schedule(name, iterations_per_epoch=10, num_iters=100)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"warmup_epochs": float("nan")}, "warmup_epochs"),
+        ({"decay": 0}, "lr_decay"),
+        ({"final_factor": 2}, "final_factor"),
+        ({"iterations_per_epoch": 0}, "iterations_per_epoch"),
+    ],
+)
+def test_bad_schedule_arguments_name_themselves(kwargs, match):
+    args = {"iterations_per_epoch": 10, "num_iters": 100, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        make_schedule("step", **args)
