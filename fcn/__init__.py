@@ -19,7 +19,7 @@ from .normalization import (
     layernorm_backward,
     layernorm_forward,
 )
-from .optim import adam, rmsprop, sgd, sgd_momentum
+from .optim import adam, adamw, rmsprop, sgd, sgd_momentum
 from .solver import CheckpointError, Solver, TrainingDiverged
 from .validation import trusted_inputs
 
@@ -60,6 +60,7 @@ __all__ = [
     "sgd_momentum",
     "rmsprop",
     "adam",
+    "adamw",
     "trusted_inputs",
     "get_CIFAR10_data",
     "load_CIFAR10",
