@@ -30,6 +30,37 @@ def _dims(text: str) -> list[int]:
     return dims
 
 
+def _weight_scale(text: str) -> float | str:
+    if text.strip().lower() in ("he", "xavier"):
+        return text.strip().lower()
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, 'he' or 'xavier', got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"the weight scale must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _keep_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"the keep probability must be in (0, 1], got {text!r}")
+    return value
+
+
+def _augment(text: str) -> str:
+    from .augment import parse_augment
+
+    try:
+        return ",".join(parse_augment(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The CIFAR-10 location and split options shared by ``fcn train`` and ``fcn sweep``; returns the group."""
     data = parser.add_argument_group("data")
@@ -62,7 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--hidden-dims", type=_dims, default=[100], help="hidden sizes, e.g. 100 or 1024,512")
     model.add_argument(
-        "--weight-scale", type=float, default=None, help="std of the initial weights (default: 1e-3 shallow, 1e-2 fc)"
+        "--weight-scale",
+        type=_weight_scale,
+        default=None,
+        help="std of the initial weights, or he / xavier (per layer from its size) (default: 1e-3 shallow, 1e-2 fc)",
+    )
+    model.add_argument(
+        "--normalization",
+        choices=["none", "batchnorm", "layernorm"],
+        default="none",
+        help="normalization between each hidden affine layer and its ReLU (--model fc)",
+    )
+    model.add_argument(
+        "--dropout-keep",
+        type=_keep_ratio,
+        default=1.0,
+        help="probability of keeping a hidden unit in training (1: no dropout; --model fc)",
     )
     model.add_argument("--reg", type=float, default=0.6, help="L2 regularisation strength")
     model.add_argument("--backend", default="numpy", help="numpy, cupy or array_api_strict")
@@ -70,9 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, default=0, help="seed for the initial weights and the batch order")
 
     opt = t.add_argument_group("optimisation")
-    opt.add_argument("--update-rule", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="sgd")
+    opt.add_argument("--update-rule", choices=["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"], default="sgd")
     opt.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
+    opt.add_argument(
+        "--weight-decay", type=float, default=None, help="AdamW's decoupled weight decay (--update-rule adamw; 1e-2)"
+    )
+    opt.add_argument(
+        "--lr-schedule",
+        choices=["step", "cosine", "linear"],
+        default="step",
+        help="step: multiply by --lr-decay after every epoch; cosine / linear: decay to 0 at the last step",
+    )
     opt.add_argument("--lr-decay", type=float, default=0.95, help="learning-rate factor applied after every epoch")
+    opt.add_argument("--warmup-epochs", type=float, default=0.0, help="linear learning-rate warmup first (epochs)")
+    opt.add_argument(
+        "--augment", type=_augment, default="", help="flip, crop or flip,crop: random flips / 4-pixel crops"
+    )
+    opt.add_argument(
+        "--patience", type=int, default=None, help="stop after this many epochs without a better val accuracy"
+    )
+    opt.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradients' global L2 norm")
     opt.add_argument("--batch-size", type=int, default=500)
     length = opt.add_mutually_exclusive_group()
     length.add_argument("--num-iters", type=int, default=None, help="training steps (default 2000)")
@@ -105,6 +168,13 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from .plotting import plot_stats, plot_weights
 
     num_iters = args.num_iters if args.num_iters is not None or args.epochs is not None else 2000
+    optim_config = {"learning_rate": args.learning_rate}
+    if args.weight_decay is not None:
+        if args.update_rule != "adamw":
+            raise SystemExit("fcn train: --weight-decay is AdamW's; use --update-rule adamw (or --reg for L2)")
+        optim_config["weight_decay"] = args.weight_decay
+    if args.model == "shallow" and (args.normalization != "none" or args.dropout_keep < 1.0):
+        raise SystemExit("fcn train: --normalization and --dropout-keep need --model fc")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"runs/{args.model}-{stamp}")
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +213,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
             args.hidden_dims,
             10,
             weight_scale=args.weight_scale if args.weight_scale is not None else 1e-2,
+            dropout_keep_ratio=args.dropout_keep,
+            normalization=None if args.normalization == "none" else args.normalization,
             **common,
         )
     say(f"model: {net!r}")
@@ -152,8 +224,13 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         net,
         data,
         update_rule=args.update_rule,
-        optim_config={"learning_rate": args.learning_rate},
+        optim_config=optim_config,
         lr_decay=args.lr_decay,
+        lr_schedule=args.lr_schedule,
+        warmup_epochs=args.warmup_epochs,
+        augment=args.augment or None,
+        patience=args.patience,
+        clip_grad_norm=args.clip_grad_norm,
         batch_size=args.batch_size,
         num_iters=num_iters,
         num_epochs=args.epochs or 10,

@@ -9,13 +9,14 @@ same gradients" testable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy
 
 from .backend import Backend, dtype_name, get_backend, is_host_array, resolve_dtype, to_backend, to_host
-from .modules import Affine, AffineReLU, Layer
+from .modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, LayerNorm, ReLU
 from .validation import check_features, check_labels, trusted_inputs
 
 __all__ = ["Params", "FullyConnectedNet", "ShallowLayerNet"]
@@ -46,6 +47,15 @@ class Params(dict):
         return self[name]
 
 
+#: Values accepted by ``FullyConnectedNet(normalization=...)``.
+NORMALIZATIONS = (None, "batchnorm", "layernorm")
+#: Named initialisations accepted by ``weight_scale=``: the standard deviation as a function of the layer's size.
+WEIGHT_SCALES = {
+    "he": lambda fan_in, fan_out: math.sqrt(2.0 / fan_in),  # He et al. (2015), for ReLU layers
+    "xavier": lambda fan_in, fan_out: math.sqrt(2.0 / (fan_in + fan_out)),  # Glorot & Bengio (2010)
+}
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -53,7 +63,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 class FullyConnectedNet:
-    """Fully connected network: ``{affine - relu} x L - affine - softmax``, as a list of layers.
+    """Fully connected network: ``{affine - [batch/layer norm] - relu - [dropout]} x L - affine - softmax``.
 
     Args:
         input_dim: features per sample ``D`` (``3 * 32 * 32`` for CIFAR-10); inputs of shape
@@ -61,12 +71,18 @@ class FullyConnectedNet:
         hidden_dims: sizes of the hidden layers (an int means one hidden layer).
         num_classes: number of classes ``C``.
         reg: L2 strength; the loss adds ``0.5 * reg * sum(W**2)`` over all weight matrices.
-        weight_scale: standard deviation of the normal initial weights; biases start at 0.
+        weight_scale: standard deviation of the normal initial weights, or ``"he"`` (``sqrt(2 / fan_in)`` per
+            layer: for ReLU nets) or ``"xavier"`` (``sqrt(2 / (fan_in + fan_out))``); biases start at 0.
+        dropout_keep_ratio: probability of keeping a hidden unit in training, in ``(0, 1]``; 1 (default)
+            means no dropout layers. Dropout follows each hidden ReLU.
+        normalization: ``None`` (default), ``"batchnorm"`` or ``"layernorm"``, between each hidden affine
+            layer and its ReLU; adds ``gamma{i}``/``beta{i}`` parameters (not L2-regularised) and, for
+            batchnorm, ``running_mean{i}``/``running_var{i}`` buffers.
         backend: ``"numpy"`` (default), ``"cupy"``, ``"array_api_strict"``, a namespace module, or a
             :class:`~fcn.backend.Backend`.
         device: device of that backend (``None`` for its default).
         dtype: ``"float64"`` (default: exact gradient checks) or ``"float32"`` (twice as fast).
-        seed: seed of the host RNG that draws the initial weights.
+        seed: seed of the host RNG that draws the initial weights, and of the dropout masks.
 
     ``params`` holds ``W1, b1, ..., Wn, bn`` with ``Wi (d_{i-1}, d_i)`` and ``bi (d_i,)``; ``buffers`` holds
     non-trainable state (empty for this architecture); ``layers`` is the list of :mod:`fcn.modules` layers
@@ -85,19 +101,41 @@ class FullyConnectedNet:
         device: Any = None,
         dtype: Any = "float64",
         seed: int | None = None,
+        dropout_keep_ratio: float = 1.0,
+        normalization: str | None = None,
     ):
         if isinstance(hidden_dims, (int, numpy.integer)):
             hidden_dims = [hidden_dims]
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', got {normalization!r}")
+        if (
+            isinstance(dropout_keep_ratio, bool)
+            or not isinstance(dropout_keep_ratio, (int, float, numpy.floating, numpy.integer))
+            or not 0.0 < float(dropout_keep_ratio) <= 1.0
+        ):
+            raise ValueError(
+                f"dropout_keep_ratio is the probability of keeping a unit and must be in (0, 1], "
+                f"got {dropout_keep_ratio!r}"
+            )
+        self.dropout_keep_ratio = float(dropout_keep_ratio)
+        self.normalization = normalization
         self.input_dim = _positive_int("input_dim", input_dim)
         self.hidden_dims = [_positive_int("hidden_dims entries", h) for h in hidden_dims]
         self.num_classes = _positive_int("num_classes", num_classes)
         if not numpy.isfinite(reg) or reg < 0:
             raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
-        if not numpy.isfinite(weight_scale) or weight_scale < 0:
-            raise ValueError(f"weight_scale must be a finite number >= 0, got {weight_scale!r}")
+        if isinstance(weight_scale, str):
+            if weight_scale not in WEIGHT_SCALES:
+                raise ValueError(f"weight_scale must be a number >= 0, 'he' or 'xavier', got {weight_scale!r}")
+        elif isinstance(weight_scale, bool) or not numpy.isfinite(weight_scale) or weight_scale < 0:
+            raise ValueError(f"weight_scale must be a finite number >= 0, 'he' or 'xavier', got {weight_scale!r}")
+        else:
+            weight_scale = float(weight_scale)
         self.reg = float(reg)
-        self.weight_scale = float(weight_scale)
+        self.weight_scale = weight_scale
         self.seed = seed
+        # the dropout masks' seed: the model's, or fresh entropy (saved in checkpoints) when there is none
+        self.dropout_seed = int(seed) if seed is not None else int(numpy.random.SeedSequence().entropy)
         self.backend = get_backend(backend, device)
         self.dtype = resolve_dtype(self.backend.xp, dtype)
         if not self.xp.isdtype(self.dtype, "real floating"):
@@ -116,13 +154,50 @@ class FullyConnectedNet:
             self.buffers.update(layer.init_buffers())
 
     def build_layers(self) -> list[Layer]:
-        """The layer list, in forward order: ``AffineReLU`` per hidden layer, then ``Affine`` to the scores."""
+        """The layer list, in forward order.
+
+        Per hidden layer: ``AffineReLU`` (one pass for bias and ReLU) without normalization, else ``Affine``,
+        ``BatchNorm``/``LayerNorm``, ``ReLU``; then ``Dropout`` if ``dropout_keep_ratio < 1``. Last, ``Affine``
+        to the scores.
+        """
         dims = [self.input_dim, *self.hidden_dims, self.num_classes]
-        layers: list[Layer] = [
-            AffineReLU(i, dims[i - 1], dims[i], self.weight_scale) for i in range(1, self.num_layers)
-        ]
-        layers.append(Affine(self.num_layers, dims[-2], dims[-1], self.weight_scale))
+        layers: list[Layer] = []
+        for i in range(1, self.num_layers):
+            scale = self.layer_weight_scale(dims[i - 1], dims[i])
+            if self.normalization is None:
+                layers.append(AffineReLU(i, dims[i - 1], dims[i], scale))
+            else:
+                norm = BatchNorm(i, dims[i]) if self.normalization == "batchnorm" else LayerNorm(i, dims[i])
+                layers += [Affine(i, dims[i - 1], dims[i], scale), norm, ReLU()]
+            if self.dropout_keep_ratio < 1.0:
+                layers.append(Dropout(i, self.dropout_keep_ratio, self.dropout_seed))
+        layers.append(Affine(self.num_layers, dims[-2], dims[-1], self.layer_weight_scale(dims[-2], dims[-1])))
         return layers
+
+    def layer_weight_scale(self, fan_in: int, fan_out: int) -> float:
+        """The standard deviation of the initial weights of a ``fan_in x fan_out`` layer."""
+        if isinstance(self.weight_scale, str):
+            return WEIGHT_SCALES[self.weight_scale](fan_in, fan_out)
+        return self.weight_scale
+
+    def set_step(self, step: int) -> None:
+        """Say which training step the next training passes belong to: dropout masks are a function of
+        ``(seed, step, layer)``. The Solver calls this before every step; repeated passes at one step (as in a
+        gradient check) see the same masks."""
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.step = int(step)
+
+    def get_rng_state(self) -> dict[str, Any]:
+        """The model's random state beyond its parameters (JSON-able; saved in checkpoints)."""
+        return {"dropout_seed": self.dropout_seed}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_rng_state` returned."""
+        self.dropout_seed = int(state["dropout_seed"])
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.seed = self.dropout_seed
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments (JSON-able, without backend and device): rebuilds this net."""
@@ -134,6 +209,8 @@ class FullyConnectedNet:
             "weight_scale": self.weight_scale,
             "dtype": dtype_name(self.dtype),
             "seed": self.seed,
+            "dropout_keep_ratio": self.dropout_keep_ratio,
+            "normalization": self.normalization,
         }
 
     @property
@@ -149,7 +226,9 @@ class FullyConnectedNet:
     def __repr__(self) -> str:
         dims = "-".join(str(d) for d in [self.input_dim, *self.hidden_dims, self.num_classes])
         dtype = dtype_name(self.dtype)
-        return f"{type(self).__name__}({dims}, reg={self.reg}, backend={self.backend.name}, dtype={dtype})"
+        extra = f", {self.normalization}" if self.normalization else ""
+        extra += f", dropout_keep_ratio={self.dropout_keep_ratio:g}" if self.dropout_keep_ratio < 1 else ""
+        return f"{type(self).__name__}({dims}, reg={self.reg}{extra}, backend={self.backend.name}, dtype={dtype})"
 
     # -- input handling ---------------------------------------------------------------------------------
 

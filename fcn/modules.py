@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-__all__ = ["Layer", "Affine", "ReLU", "AffineReLU"]
+__all__ = ["Layer", "Affine", "ReLU", "AffineReLU", "Dropout", "BatchNorm", "LayerNorm"]
 
 
 class Layer:
@@ -116,3 +116,97 @@ class AffineReLU(Affine):
         da = ops.relu_backward(dout, out)
         dx, dw, db = ops.affine_backward(da, x, w, need_dx=self.need_dx)
         return dx, {self.w: dw, self.b: db}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, keep each unit with probability ``keep`` and scale it by ``1 / keep``.
+
+    Shapes: ``x (N, D)``, ``out (N, D)``. In evaluation it is the identity.
+
+    The mask of a training pass is a function of ``(seed, step, index)`` alone, drawn on the host
+    (:func:`numpy.random.default_rng` of those three numbers) and moved to the device: repeated passes at
+    one step see the same mask (so a network with dropout can be gradient-checked), successive steps fresh
+    ones, and one seed gives the same masks on every backend and after a resume. The model sets ``step``
+    (:meth:`fcn.FullyConnectedNet.set_step`; the Solver calls it before each training step).
+    """
+
+    def __init__(self, index: int, keep: float, seed: int):
+        self.index, self.keep, self.seed = index, float(keep), int(seed)
+        self.step = 0
+
+    def forward(self, ops: Any, x: Any, params: dict, buffers: dict, train: bool) -> tuple[Any, Any]:
+        if not train or self.keep == 1.0:
+            return x, None
+        rng = numpy.random.default_rng([self.seed, self.step, self.index])
+        # float32 uniforms: half the cost of float64 ones; 2**-24 resolution is plenty for a probability
+        keep_host = rng.random(tuple(x.shape), dtype=numpy.float32) < self.keep
+        return ops.dropout(x, keep_host, self.keep)
+
+    def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        return (dout if cache is None else ops.dropout_backward(dout, cache)), {}
+
+    def __repr__(self) -> str:
+        return f"Dropout(keep={self.keep})"
+
+
+class BatchNorm(Layer):
+    """Batch normalization of each feature over the batch, then a learned scale ``gamma`` and shift ``beta``.
+
+    Shapes: ``x (N, D)``, ``gamma{i} (D,)`` (starts at 1), ``beta{i} (D,)`` (starts at 0), ``out (N, D)``.
+    Training passes use the batch's mean and (biased) variance and update the buffers
+    ``running_mean{i}`` (starts at 0) and ``running_var{i}`` (starts at 1) as
+    ``running = momentum * running + (1 - momentum) * batch``; evaluation uses the running statistics.
+    """
+
+    def __init__(self, index: int, dim: int, momentum: float = 0.9, eps: float = 1e-5):
+        self.gamma, self.beta = f"gamma{index}", f"beta{index}"
+        self.mean, self.var = f"running_mean{index}", f"running_var{index}"
+        self.params, self.buffers = (self.gamma, self.beta), (self.mean, self.var)
+        self.dim, self.momentum, self.eps = dim, momentum, eps
+
+    def init_params(self, rng: numpy.random.Generator) -> dict[str, numpy.ndarray]:
+        return {self.gamma: numpy.ones(self.dim), self.beta: numpy.zeros(self.dim)}
+
+    def init_buffers(self) -> dict[str, numpy.ndarray]:
+        return {self.mean: numpy.zeros(self.dim), self.var: numpy.ones(self.dim)}
+
+    def forward(self, ops: Any, x: Any, params: dict, buffers: dict, train: bool) -> tuple[Any, Any]:
+        gamma, beta = params[self.gamma], params[self.beta]
+        if train:
+            out, (xhat, std), mean, var = ops.batchnorm_train(x, gamma, beta, self.eps)
+            ops.running_average(buffers[self.mean], mean, self.momentum)
+            ops.running_average(buffers[self.var], var, self.momentum)
+        else:
+            out, (xhat, std) = ops.batchnorm_eval(x, gamma, beta, buffers[self.mean], buffers[self.var], self.eps)
+        return out, (xhat, gamma, std, train)
+
+    def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, gamma, std, train = cache
+        dx, dgamma, dbeta = ops.norm_backward(dout, xhat, gamma, std, 0 if train else None)
+        return dx, {self.gamma: dgamma, self.beta: dbeta}
+
+
+class LayerNorm(Layer):
+    """Layer normalization of each sample over its features, then a learned scale ``gamma`` and shift ``beta``.
+
+    Shapes: ``x (N, D)``, ``gamma{i} (D,)`` (starts at 1), ``beta{i} (D,)`` (starts at 0), ``out (N, D)``.
+    The same in training and evaluation; no buffers.
+    """
+
+    def __init__(self, index: int, dim: int, eps: float = 1e-5):
+        self.gamma, self.beta = f"gamma{index}", f"beta{index}"
+        self.params = (self.gamma, self.beta)
+        self.dim, self.eps = dim, eps
+
+    def init_params(self, rng: numpy.random.Generator) -> dict[str, numpy.ndarray]:
+        return {self.gamma: numpy.ones(self.dim), self.beta: numpy.zeros(self.dim)}
+
+    def forward(self, ops: Any, x: Any, params: dict, buffers: dict, train: bool) -> tuple[Any, Any]:
+        gamma = params[self.gamma]
+        out, (xhat, std) = ops.layernorm(x, gamma, params[self.beta], self.eps)
+        return out, (xhat, gamma, std)
+
+    def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, gamma, std = cache
+        dx, dgamma, dbeta = ops.norm_backward(dout, xhat, gamma, std, 1)
+        return dx, {self.gamma: dgamma, self.beta: dbeta}

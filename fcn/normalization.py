@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from .backend import namespace_of, to_backend
+from .backend import namespace_of
 from .validation import check_same_float_dtype
 
 __all__ = [
@@ -107,9 +107,8 @@ def dropout_forward(x: Any, dropout_param: dict[str, Any]) -> tuple[Any, tuple]:
         raise TypeError(f"dropout_param['rng'] must be a numpy.random.Generator, got {type(rng).__name__}")
     # float32 uniforms: half the cost of float64 ones, and 2**-24 resolution is plenty for a probability
     keep_host = rng.random(tuple(x.shape), dtype=numpy.float32) < keep
-    mask = xp.astype(to_backend(keep_host, be), x.dtype)
-    mask *= 1.0 / keep
-    return x * mask, (dropout_param, mask)
+    out, mask = be.ops.dropout(x, keep_host, keep)
+    return out, (dropout_param, mask)
 
 
 def dropout_backward(dout: Any, cache: tuple) -> Any:
@@ -120,8 +119,7 @@ def dropout_backward(dout: Any, cache: tuple) -> Any:
     _, mask = cache
     if mask is None:
         return dout
-    namespace_of(dout, mask)  # a clear error if dout lives on another backend
-    return dout * mask
+    return namespace_of(dout, mask).ops.dropout_backward(dout, mask)
 
 
 # -- batch normalization ---------------------------------------------------------------------------------
@@ -176,28 +174,18 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any, bn_param: dict[str, Any]) -
             _check_vector(value, f"bn_param[{key!r}]", d, where)
         running[key] = value
 
+    ops = be.ops
     if mode == "train":
-        mu = xp.mean(x, axis=0)
-        xc = x - mu
-        var = xp.mean(xc * xc, axis=0)
-        std = xp.sqrt(var + eps)
-        xhat = xc
-        xhat /= std  # in place: xc is not needed again (the backward passes rebuild it from xhat * std)
+        out, (xhat, std), mu, var = ops.batchnorm_train(x, gamma, beta, eps)
+        # new arrays, as in CS231n: the caller's running averages are not changed behind its back
         bn_param["running_mean"] = momentum * running["running_mean"] + (1.0 - momentum) * mu
         bn_param["running_var"] = momentum * running["running_var"] + (1.0 - momentum) * var
     else:
-        std = xp.sqrt(running["running_var"] + eps)
-        xhat = (x - running["running_mean"]) / std
+        out, (xhat, std) = ops.batchnorm_eval(x, gamma, beta, running["running_mean"], running["running_var"], eps)
         bn_param.setdefault("running_mean", running["running_mean"])
         bn_param.setdefault("running_var", running["running_var"])
-    out = xhat * gamma
-    out += beta
+    # the backward passes rebuild x - mean as xhat * std: one (N, D) array kept instead of two
     return out, (xhat, gamma, std, mode == "train")
-
-
-def _affine_grads(xp: Any, dout: Any, xhat: Any) -> tuple[Any, Any]:
-    """``dgamma, dbeta`` of ``out = gamma * xhat + beta``, summed over the batch."""
-    return xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
 
 
 def batchnorm_backward(dout: Any, cache: tuple) -> tuple[Any, Any, Any]:
@@ -211,7 +199,8 @@ def batchnorm_backward(dout: Any, cache: tuple) -> tuple[Any, Any, Any]:
     """
     xhat, gamma, std, train = cache
     xp = namespace_of(dout, xhat).xp
-    dgamma, dbeta = _affine_grads(xp, dout, xhat)
+    dgamma = xp.sum(dout * xhat, axis=0)  # out = gamma * xhat + beta
+    dbeta = xp.sum(dout, axis=0)
     dxhat = dout * gamma
     if not train:
         return dxhat / std, dgamma, dbeta
@@ -235,18 +224,7 @@ def batchnorm_backward_alt(dout: Any, cache: tuple) -> tuple[Any, Any, Any]:
     Shapes: ``dout (N, D)`` -> ``dx (N, D)``, ``dgamma (D,)``, ``dbeta (D,)``.
     """
     xhat, gamma, std, train = cache
-    xp = namespace_of(dout, xhat).xp
-    dgamma, dbeta = _affine_grads(xp, dout, xhat)
-    if not train:
-        return dout * (gamma / std), dgamma, dbeta
-    n = dout.shape[0]
-    # mean(g) = gamma * dbeta / N and mean(g * xhat) = gamma * dgamma / N: no extra (N, D) reduction
-    scale = gamma / std
-    dx = xhat * (dgamma / n)
-    dx += dbeta / n
-    dx = dout - dx
-    dx *= scale
-    return dx, dgamma, dbeta
+    return namespace_of(dout, xhat).ops.norm_backward(dout, xhat, gamma, std, 0 if train else None)
 
 
 # -- layer normalization ---------------------------------------------------------------------------------
@@ -271,12 +249,7 @@ def layernorm_forward(x: Any, gamma: Any, beta: Any, ln_param: dict[str, Any]) -
     eps = _real(ln_param, "ln_param", "eps", 1e-5)
     if eps <= 0:
         raise ValueError(f"ln_param['eps'] must be > 0, got {eps!r}")
-    xc = x - xp.mean(x, axis=1, keepdims=True)
-    std = xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + eps)  # (N, 1)
-    xhat = xc
-    xhat /= std
-    out = xhat * gamma
-    out += beta
+    out, (xhat, std) = be.ops.layernorm(x, gamma, beta, eps)
     return out, (xhat, gamma, std)
 
 
@@ -289,11 +262,4 @@ def layernorm_backward(dout: Any, cache: tuple) -> tuple[Any, Any, Any]:
     Shapes: ``dout (N, D)`` -> ``dx (N, D)``, ``dgamma (D,)``, ``dbeta (D,)``.
     """
     xhat, gamma, std = cache
-    xp = namespace_of(dout, xhat).xp
-    dgamma, dbeta = _affine_grads(xp, dout, xhat)
-    g = dout * gamma
-    dx = xhat * xp.mean(g * xhat, axis=1, keepdims=True)
-    dx += xp.mean(g, axis=1, keepdims=True)
-    dx = g - dx
-    dx /= std
-    return dx, dgamma, dbeta
+    return namespace_of(dout, xhat).ops.norm_backward(dout, xhat, gamma, std, 1)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
+from .backend import to_backend
+
 if TYPE_CHECKING:
     from .backend import Backend
 
@@ -127,6 +129,88 @@ class Ops:
     def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
         """``x[idx, ...]`` along axis 0 (into ``out`` where the backend can reuse a buffer)."""
         return self.xp.take(x, idx, axis=0)
+
+    # -- dropout and normalization ----------------------------------------------------------------------
+
+    def dropout(self, x: Any, keep_host: numpy.ndarray, keep: float) -> tuple[Any, Any]:
+        """Inverted dropout of ``x (N, D)`` with a host boolean mask ``keep_host`` (like ``x``) drawn by the caller.
+
+        Returns ``(out, mask)``: ``mask`` is ``keep_host / keep`` on the device (booleans travel, one byte each),
+        ``out = x * mask``.
+        """
+        mask = self.xp.astype(to_backend(keep_host, self.backend), x.dtype)
+        mask *= 1.0 / keep
+        return x * mask, mask
+
+    def dropout_backward(self, dout: Any, mask: Any) -> Any:
+        """``dout * mask``; may overwrite ``dout``."""
+        return dout * mask
+
+    def batchnorm_train(self, x: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, tuple, Any, Any]:
+        """Batch normalization with the batch's statistics: ``x (N, D)`` -> ``(out, cache, mean (D,), var (D,))``.
+
+        ``var`` is the biased batch variance; ``cache = (xhat, std)`` serves :meth:`norm_backward`.
+        """
+        xp = self.xp
+        mean = xp.mean(x, axis=0)
+        xhat = x - mean
+        var = xp.mean(xhat * xhat, axis=0)
+        std = xp.sqrt(var + eps)
+        xhat /= std  # in place: the centred copy is not needed again
+        out = xhat * gamma
+        out += beta
+        return out, (xhat, std), mean, var
+
+    def batchnorm_eval(self, x: Any, gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> tuple[Any, tuple]:
+        """Batch normalization with given (running) statistics ``mean, var (D,)``: ``-> (out, (xhat, std))``."""
+        std = self.xp.sqrt(var + eps)
+        xhat = x - mean
+        xhat /= std
+        out = xhat * gamma
+        out += beta
+        return out, (xhat, std)
+
+    def layernorm(self, x: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, tuple]:
+        """Layer normalization of each row of ``x (N, D)``: ``-> (out, (xhat, std (N, 1)))``."""
+        xp = self.xp
+        xhat = x - xp.mean(x, axis=1, keepdims=True)
+        std = xp.sqrt(xp.mean(xhat * xhat, axis=1, keepdims=True) + eps)
+        xhat /= std
+        out = xhat * gamma
+        out += beta
+        return out, (xhat, std)
+
+    def norm_backward(self, dout: Any, xhat: Any, gamma: Any, std: Any, axis: int | None) -> tuple[Any, Any, Any]:
+        """Gradients of ``out = gamma * (x - mean) / std + beta`` with the statistics taken along ``axis``.
+
+        ``axis=0``: batch normalization in training; ``axis=1``: layer normalization; ``None``: fixed
+        statistics (batch normalization in evaluation). Closed form, with ``g = dout * gamma``:
+        ``dx = (g - mean(g) - xhat * mean(g * xhat)) / std``. Returns ``(dx, dgamma, dbeta)``.
+        """
+        xp = self.xp
+        dgamma = xp.sum(dout * xhat, axis=0)
+        dbeta = xp.sum(dout, axis=0)
+        if axis is None:
+            return dout * (gamma / std), dgamma, dbeta
+        if axis == 0:
+            # mean(g) = gamma * dbeta / N and mean(g * xhat) = gamma * dgamma / N: no extra (N, D) reduction
+            n = dout.shape[0]
+            dx = xhat * (dgamma / n)
+            dx += dbeta / n
+            dx = dout - dx
+            dx *= gamma / std
+            return dx, dgamma, dbeta
+        g = dout * gamma
+        dx = xhat * xp.mean(g * xhat, axis=axis, keepdims=True)
+        dx += xp.mean(g, axis=axis, keepdims=True)
+        dx = g - dx
+        dx /= std
+        return dx, dgamma, dbeta
+
+    def running_average(self, average: Any, value: Any, momentum: float) -> None:
+        """``average = momentum * average + (1 - momentum) * value``, in place."""
+        average *= momentum
+        average += (1.0 - momentum) * value
 
     # -- update rules (in place) ------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """Learning-rate schedules: pure functions from the position in training to a factor of the base learning rate.
 
-A training loop multiplies its base learning rate by ``lr_factor(...)`` before every step. Position is the
-0-based index of the step about to be taken (``iteration``); epochs are ``iteration / iterations_per_epoch``.
+A training loop sets its learning rate to ``make_schedule(..., learning_rate=base)(iteration)`` before every
+step, where ``iteration`` is the 0-based index of the step about to be taken (epochs are
+``iteration / iterations_per_epoch``). Being pure functions, they need no state of their own in a checkpoint.
 
 - ``"step"``: the chapter's schedule, ``decay ** epochs_completed`` (the rate is multiplied by ``decay`` once
-  per epoch; ``decay=1`` keeps it constant).
+  per epoch, in that order of floating-point products, so it equals the chapter's loop bit for bit;
+  ``decay=1`` keeps it constant).
 - ``"cosine"``: half a cosine from 1 down to ``final_factor`` over the steps after the warmup
   (Loshchilov & Hutter, 2017, without restarts).
 - ``"linear"``: a straight line from 1 down to ``final_factor`` over the steps after the warmup.
@@ -93,6 +95,7 @@ def lr_factor(
     """
     return make_schedule(
         schedule,
+        learning_rate=1.0,
         iterations_per_epoch=iterations_per_epoch,
         num_iters=num_iters,
         decay=decay,
@@ -104,13 +107,17 @@ def lr_factor(
 def make_schedule(
     schedule: str,
     *,
+    learning_rate: float = 1.0,
     iterations_per_epoch: int,
     num_iters: int,
     decay: float = 1.0,
     warmup_epochs: float = 0.0,
     final_factor: float = 0.0,
 ) -> Callable[[int], float]:
-    """Validate the arguments once and return ``factor(iteration) -> float`` (see :func:`lr_factor`)."""
+    """Validate the arguments once and return ``rate(iteration) -> learning_rate * factor`` (see :func:`lr_factor`).
+
+    With the default ``learning_rate=1`` the function returns the factor itself.
+    """
     check_schedule(schedule)
     ipe = int(_number("iterations_per_epoch", iterations_per_epoch, 0, low_open=True))
     total = int(_number("num_iters", num_iters, 0))
@@ -120,12 +127,17 @@ def make_schedule(
     warmup_iters = round(warmup_epochs * ipe)
     span = max(total - warmup_iters, 1)
 
-    def factor(iteration: int) -> float:
+    base = float(learning_rate)
+
+    def rate(iteration: int) -> float:
         if schedule == "step":
-            main = step_factor(iteration // ipe, decay)
+            lr = base
+            for _ in range(iteration // ipe):  # the chapter's loop: lr *= decay after every epoch
+                lr *= decay
         else:
             progress = (iteration - warmup_iters) / span
-            main = (cosine_factor if schedule == "cosine" else linear_factor)(progress, final_factor)
-        return warmup_factor(iteration, warmup_iters) * main
+            lr = base * (cosine_factor if schedule == "cosine" else linear_factor)(progress, final_factor)
+        warm = warmup_factor(iteration, warmup_iters)
+        return lr * warm if warm < 1.0 else lr
 
-    return factor
+    return rate

@@ -32,8 +32,10 @@ from typing import Any
 import numpy
 from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidgets
 
+from .augment import Augmenter, check_image_batch
 from .backend import Backend, namespace_of, to_backend, to_host
 from .optim import RULES, UPDATE_RULES, get_update_rule
+from .schedules import make_schedule
 from .validation import check_features, check_labels, trusted_inputs
 
 __all__ = ["Solver", "TrainingDiverged", "CheckpointError", "CHECKPOINT_FORMAT"]
@@ -68,7 +70,18 @@ class Solver:
             (``optim_configs``), whose arrays are checkpointed as state and the rest as hyperparameters.
         optim_config: hyperparameters for the rule (e.g. ``{"learning_rate": 1e-3}``); unknown keys of a
             built-in rule are an error.
-        lr_decay: the learning rate is multiplied by this after every epoch.
+        lr_decay: the learning rate is multiplied by this after every epoch (``lr_schedule="step"``).
+        lr_schedule: ``"step"`` (default: the per-epoch ``lr_decay``), ``"cosine"`` or ``"linear"`` (from the
+            base rate down to 0 at the last step); see :mod:`fcn.schedules`. The base rate is
+            ``optim_config["learning_rate"]``; the current one is :attr:`learning_rate`.
+        warmup_epochs: a linear warmup of the learning rate over this many epochs (fractions allowed) first.
+        patience: stop early once the validation accuracy has not improved for this many evaluations in a
+            row (``None``: never); the best parameters are restored as usual.
+        clip_grad_norm: rescale the gradients so that their global L2 norm (over all parameters) is at most
+            this (``None``: no clipping). Computed on the device: no sync per step.
+        augment: ``"flip"``, ``"crop"`` or ``"flip,crop"`` (random horizontal flips; random crops of the image
+            padded with 4 zero pixels) applied to each training batch; needs image-shaped data
+            ``(N, C, H, W)``. Off by default. The random choices come from the batch-order RNG.
         batch_size: samples per step; an epoch is ``num_train // batch_size`` steps (at least one).
         num_epochs: epochs to train, unless ``num_iters`` is given.
         num_iters: total steps, overriding ``num_epochs``.
@@ -101,6 +114,11 @@ class Solver:
         checkpoint: str | os.PathLike | None = None,
         seed: int | None = None,
         on_epoch_end: Callable[[Solver], None] | None = None,
+        lr_schedule: str = "step",
+        warmup_epochs: float = 0.0,
+        patience: int | None = None,
+        clip_grad_norm: float | None = None,
+        augment: str | None = None,
     ):
         self.model = model
         self.on_epoch_end = on_epoch_end
@@ -114,6 +132,22 @@ class Solver:
             self.rule_spec.hyperparameters(optim_config) if self.rule_spec else dict(optim_config or {})
         )
         self.lr_decay = float(lr_decay)
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(
+                f"patience must be a positive integer (evaluations without improvement) or None, got {patience!r}"
+            )
+        self.patience = patience
+        if clip_grad_norm is not None and (
+            isinstance(clip_grad_norm, bool)
+            or not isinstance(clip_grad_norm, (int, float))
+            or not clip_grad_norm > 0
+            or not math.isfinite(clip_grad_norm)
+        ):
+            raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
+        self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
+        self.augmenter = Augmenter(augment)
         self.batch_size = int(batch_size)
         self.print_every = max(int(print_every), 1)
         self.verbose = verbose
@@ -124,12 +158,22 @@ class Solver:
         if missing:
             raise KeyError(f"data is missing {', '.join(missing)}")
         self.X_train, self.y_train = self._device_data(data["X_train"], data["y_train"], "X_train", "y_train")
+        if self.augmenter:
+            check_image_batch(tuple(self.X_train.shape), "augment")
         self.X_val, self.y_val = self._device_data(data["X_val"], data["y_val"], "X_val", "y_val")
         self.num_train = self.X_train.shape[0]
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.iterations_per_epoch = max(self.num_train // self.batch_size, 1)
         self.num_iters = int(num_iters) if num_iters is not None else int(num_epochs) * self.iterations_per_epoch
+        #: the base learning rate the schedule scales (None: the rule has no learning rate to schedule)
+        self.base_learning_rate = self._initial_optim_config.get("learning_rate")
+        if self.base_learning_rate is None and (lr_schedule != "step" or warmup_epochs):
+            raise ValueError(
+                f"lr_schedule={lr_schedule!r} with warmup_epochs={warmup_epochs!r} needs a learning rate to scale: "
+                "put one in optim_config['learning_rate']"
+            )
+        self._make_schedule()
 
         self.rng = numpy.random.default_rng(seed)
         n_score = self.num_train if num_train_samples is None else min(int(num_train_samples), self.num_train)
@@ -174,6 +218,29 @@ class Solver:
         self._order: Any = None  # this epoch's batch order, on the device
         self._order_host: numpy.ndarray | None = None
         self._pending_losses: list[Any] = []  # device scalars not yet read back
+        self.epochs_without_improvement = 0
+        self.stopped_early = False
+        self._apply_schedule()
+
+    def _make_schedule(self) -> None:
+        """Validate the schedule's arguments and build ``iteration -> learning rate``."""
+        base = self.base_learning_rate
+        self._schedule = make_schedule(
+            self.lr_schedule,
+            learning_rate=1.0 if base is None else base,
+            iterations_per_epoch=self.iterations_per_epoch,
+            num_iters=self.num_iters,
+            decay=self.lr_decay,
+            warmup_epochs=self.warmup_epochs,
+        )
+
+    def _apply_schedule(self) -> None:
+        """Set the learning rate of the next step (index ``self.iteration``) from the schedule."""
+        if self.base_learning_rate is None:
+            return
+        lr = self._schedule(self.iteration)
+        for config in [self.optim_config] if self.rule_spec else self.optim_configs.values():
+            config["learning_rate"] = lr
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -193,10 +260,26 @@ class Solver:
             self._order = self._indices(self._order_host)
         idx = self._order[k * self.batch_size : min((k + 1) * self.batch_size, self.num_train)]
         X_batch, y_batch = self._gather(idx)
+        if self.augmenter:
+            X_batch = self.augmenter(X_batch, self.rng)
+        set_step = getattr(self.model, "set_step", None)
+        if set_step is not None:  # the model's randomness (dropout masks) follows the step: resumable
+            set_step(self.iteration)
         loss, grads = self._loss_and_grads(X_batch, y_batch)
         self._pending_losses.append(loss)
+        if self.clip_grad_norm is not None:
+            self._clip(grads)
         self._update(grads)
         self.iteration += 1
+        self._apply_schedule()
+
+    def _clip(self, grads: dict[str, Any]) -> None:
+        """Scale all gradients by ``min(1, clip / (norm + 1e-6))``, ``norm`` their global L2 norm, on the device."""
+        xp = self.backend.xp
+        norm = xp.sqrt(self.backend.ops.sum_of_squares(list(grads.values())))
+        factor = xp.clip(self.clip_grad_norm / (norm + 1e-6), max=1.0)
+        for g in grads.values():
+            g *= factor
 
     def _gather(self, idx: Any) -> tuple[Any, Any]:
         """The batch's rows of the training data, gathered on the device into buffers reused per size."""
@@ -268,10 +351,6 @@ class Solver:
         config = self.optim_config if self.rule_spec else next(iter(self.optim_configs.values()), {})
         return float(config.get("learning_rate", float("nan")))
 
-    def _decay_learning_rate(self) -> None:
-        for config in [self.optim_config] if self.rule_spec else self.optim_configs.values():
-            config["learning_rate"] = config.get("learning_rate", 1e-2) * self.lr_decay
-
     def _end_epoch(self, bar: Any) -> None:
         self._read_losses()
         train_acc = self.check_accuracy(self.X_train, self.y_train, subset=self._train_subset)
@@ -279,10 +358,13 @@ class Solver:
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
         if val_acc > self.best_val_acc or not self.best_params:
+            self.epochs_without_improvement = 0
             self.best_val_acc = val_acc
             xp = self.backend.xp
             self.best_params = {k: xp.asarray(v, copy=True) for k, v in self.model.params.items()}
             self.best_buffers = {k: xp.asarray(v, copy=True) for k, v in self._buffers().items()}
+        else:
+            self.epochs_without_improvement += 1
         bar.set_postfix(
             loss=f"{self.loss_history[-1]:.3f}",
             lr=f"{self.learning_rate:.2e}",
@@ -315,7 +397,7 @@ class Solver:
         )
         try:
             with trusted_inputs():
-                while self.iteration < self.num_iters:
+                while self.iteration < self.num_iters and not self._patience_exhausted():
                     self._step()
                     bar.update(1)
                     t = self.iteration
@@ -329,8 +411,13 @@ class Solver:
                         self.epoch += 1
                     if epoch_end or t == self.num_iters:
                         self._end_epoch(bar)
-                        if epoch_end:
-                            self._decay_learning_rate()
+                        if self._patience_exhausted():
+                            self.stopped_early = True
+                            if self.verbose:
+                                tqdm.write(
+                                    f"stopping early at iteration {t}: no better validation accuracy in "
+                                    f"{self.patience} evaluations (best {self.best_val_acc:.3f})"
+                                )
                         if self.checkpoint is not None:
                             self.save_checkpoint(self.checkpoint)
         finally:
@@ -341,6 +428,9 @@ class Solver:
         for name, value in self.best_buffers.items():
             self._buffers()[name] = self.backend.xp.asarray(value, copy=True)
         return self
+
+    def _patience_exhausted(self) -> bool:
+        return self.patience is not None and self.epochs_without_improvement >= self.patience
 
     def _buffers(self) -> dict[str, Any]:
         """The model's non-trainable state (running statistics, ...): saved and restored with the parameters."""
@@ -422,7 +512,13 @@ class Solver:
             "optim_hyper": hyper,
             "best_val_acc": self.best_val_acc,
             "rng_state": self.rng.bit_generator.state,
+            "base_learning_rate": self.base_learning_rate,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "stopped_early": self.stopped_early,
         }
+        get_rng_state = getattr(self.model, "get_rng_state", None)
+        if get_rng_state is not None:
+            meta["model_rng_state"] = get_rng_state()
         try:
             arrays["meta"] = numpy.asarray(json.dumps(meta))
         except TypeError as exc:
@@ -524,6 +620,14 @@ class Solver:
         self.best_val_acc = best_val_acc
         self.iteration, self.epoch = iteration, epoch
         self.rng.bit_generator.state = rng_state
+        if meta.get("base_learning_rate") is not None:
+            self.base_learning_rate = float(meta["base_learning_rate"])
+            self._make_schedule()
+        self.epochs_without_improvement = int(meta.get("epochs_without_improvement", 0))
+        self.stopped_early = bool(meta.get("stopped_early", False))
+        if meta.get("model_rng_state") is not None and hasattr(self.model, "set_rng_state"):
+            self.model.set_rng_state(meta["model_rng_state"])
+        self._apply_schedule()
         self._order_host = order
         self._order = None if order is None else self._indices(order)
         self._pending_losses = []
