@@ -9,7 +9,8 @@ Usage (from the repository root)::
     .venv/bin/python notebooks/build_notebook.py --fast      # FCN_NOTEBOOK_FAST=1: a quick check, do not commit
     .venv/bin/python notebooks/build_notebook.py --no-execute  # write the cells only, no outputs
 
-The full run writes ``notebooks/figures/shallow_curves.png`` and ``notebooks/figures/shallow_weights.png``.
+The full run writes ``notebooks/figures/shallow_curves.png``, ``notebooks/figures/shallow_weights.png`` and
+``notebooks/figures/batchnorm_curves.png``.
 The data is found as the notebook's parameters cell describes (``FCN_DATA_DIR``, else the shared copy
 ``shared/datasets/cifar-10-batches-py`` in a folder above, else a small synthetic set).
 """
@@ -53,7 +54,8 @@ md(
     4. gradient-check `FullyConnectedNet` at several depths and regularisation strengths;
     5. overfit 50 training images with a three-layer net, the sanity check every new model should pass;
     6. look at the first-layer weights of the trained shallow net;
-    7. compare the same network on other array backends (array-api-strict's second device here, and
+    7. compare a net with batch normalization to one without, on the same budget;
+    8. compare the same network on other array backends (array-api-strict's second device here, and
        CuPy when a CUDA GPU is present).
 
     Every check prints the chapter's numbers and also `assert`s them, so a broken layer makes the notebook
@@ -589,6 +591,70 @@ code(
 
 md(
     """
+    ## Batch normalization
+
+    `FullyConnectedNet(..., normalization="batchnorm")` puts a batch-normalization layer between each hidden
+    affine layer and its ReLU: every feature is standardised over the batch, then scaled and shifted by the
+    learned `gamma` and `beta`; running averages of the batch statistics (buffers `running_mean{i}`,
+    `running_var{i}`) replace them at evaluation time (`predict`, accuracies). `dropout_keep_ratio=` adds
+    inverted dropout after each ReLU in the same way, and `normalization="layernorm"` normalises each sample
+    instead.
+
+    Two nets with the same architecture, initial weights (`weight_scale="he"`, `sqrt(2 / fan_in)` per
+    layer), optimiser (Adam, learning rate 1e-3), batches and number of steps; one with batch normalization.
+    The inputs are raw pixel values (standard deviation about 63), so without normalization the first
+    scores are huge and the initial loss is far above `ln 10`; with it, every layer sees standardised
+    inputs from the first step on.
+    """
+)
+
+code(
+    """
+    bn_hidden, bn_epochs, bn_batch = ([100, 100], 3, 100) if FAST else ([512, 256], 5, 200)
+    bn_data = {"X_train": X_train, "y_train": y_train, "X_val": X_val, "y_val": y_val}
+    bn_runs = {}
+    for normalization in (None, "batchnorm"):
+        model = FullyConnectedNet(input_size, bn_hidden, num_classes, weight_scale="he",
+                                  normalization=normalization, dtype="float32", seed=SEED)
+        bn_solver = Solver(model, bn_data, update_rule="adam", optim_config={"learning_rate": 1e-3},
+                           num_epochs=bn_epochs, batch_size=bn_batch, verbose=False, seed=SEED)
+        t0 = time.perf_counter()
+        bn_solver.train()
+        label = normalization or "no normalization"
+        bn_runs[label] = bn_solver
+        print(f"{label:>16}: first loss {bn_solver.loss_history[0]:9.3f}, last loss "
+              f"{np.mean(bn_solver.loss_history[-20:]):.3f}, best val acc {bn_solver.best_val_acc:.3f}, "
+              f"test acc {(model.predict(X_test) == y_test).mean():.3f} ({time.perf_counter() - t0:.0f} s)")
+        assert np.all(np.isfinite(bn_solver.loss_history))
+    print(f"{bn_hidden} hidden units, {bn_epochs} epochs of batches of {bn_batch} on {num_training} images")
+    """
+)
+
+code(
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, (label, run) in enumerate(bn_runs.items()):
+        color = f"C{i}"  # one colour per net in both panels
+        ax_loss.plot(run.loss_history, color=color, alpha=0.7, label=label)
+        epochs = np.arange(1, len(run.val_acc_history) + 1)
+        ax_acc.plot(epochs, run.val_acc_history, "o-", color=color, label=f"{label}, validation")
+        ax_acc.plot(epochs, run.train_acc_history, "x--", color=color, alpha=0.6, label=f"{label}, training")
+    ax_loss.set(yscale="log", xlabel="iteration", ylabel="training loss (log scale)", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    ax_loss.legend()
+    ax_acc.legend()
+    fig.tight_layout()
+    if not FAST:
+        fig.savefig(FIGURE_DIR / "batchnorm_curves.png", dpi=100)
+    plt.close(fig)
+    fig
+    """
+)
+
+md(
+    """
     ## Same network, other backends
 
     `fcn` writes every layer once against an array namespace, so the same model runs on NumPy, on CuPy
@@ -666,8 +732,11 @@ code(
     print(f"ShallowLayerNet ({num_iters} iterations): final val acc {val_acc:.3f}, "
           f"best val acc {stats['best_val_acc']:.3f}, test acc {test_acc:.3f}")
     print(f"FullyConnectedNet [100, 100] on 50 images: final train acc {overfit_train_acc:.3f}")
+    for label, run in bn_runs.items():
+        print(f"FullyConnectedNet {bn_hidden}, {label}: best val acc {run.best_val_acc:.3f}")
     if not FAST:
-        print(f"figures: {FIGURE_DIR / 'shallow_curves.png'}, {FIGURE_DIR / 'shallow_weights.png'}")
+        print(f"figures: {FIGURE_DIR / 'shallow_curves.png'}, {FIGURE_DIR / 'shallow_weights.png'}, "
+          f"{FIGURE_DIR / 'batchnorm_curves.png'}")
     print(f"notebook ran in {time.perf_counter() - notebook_start:.0f} s")
     if synthetic_dir is not None:
         synthetic_dir.cleanup()

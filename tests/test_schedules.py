@@ -15,6 +15,8 @@ def test_step_is_the_chapters_per_epoch_decay():
         lr *= 0.95
     assert [1e-3 * f(i) for i in range(50)] == pytest.approx(expected, rel=1e-14)
     assert f(9) == 1.0 and f(10) == 0.95
+    rate = make_schedule("step", learning_rate=1e-3, iterations_per_epoch=10, num_iters=50, decay=0.95)
+    assert [rate(i) for i in range(50)] == expected  # bit for bit: the same products in the same order
 
 
 def test_step_with_decay_one_is_constant():
