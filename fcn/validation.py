@@ -10,6 +10,7 @@ shapes and dtypes always run: they read metadata only, never array values.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,6 +22,8 @@ __all__ = [
     "check_features",
     "check_labels",
     "check_same_float_dtype",
+    "check_int",
+    "check_float",
 ]
 
 _VALUE_CHECKS: ContextVar[bool] = ContextVar("fcn_value_checks", default=True)
@@ -106,3 +109,33 @@ def check_labels(xp: Any, y: Any, num_samples: int, num_classes: int, where: str
                 f"{where} has labels outside [0, {num_classes}): min {lo}, max {hi}. "
                 "(On a GPU such labels would not raise; fcn checks them.)"
             )
+
+
+# -- scalar arguments ---------------------------------------------------------------------------------------------
+# Constructors, the Solver and the command line check their numeric arguments with these, so a wrong value is
+# refused with the argument's name instead of being coerced silently (int(2.7) == 2) or failing deep in NumPy.
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """``value`` as an ``int``: a Python or NumPy integer (not a bool, float or string), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{name} must be {what}, got {value}")
+    return value
+
+
+def check_float(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """``value`` as a finite ``float`` (a real number, not a bool or string), ``> 0`` or ``>= 0`` when asked."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value:g}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value:g}")
+    return value
