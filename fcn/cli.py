@@ -2,22 +2,70 @@
 
 With no options, ``fcn train`` reproduces the chapter's run: ShallowLayerNet with 100 hidden units,
 2000 iterations of SGD at batch 500, learning rate 1e-3 decayed by 0.95 per epoch, reg 0.6.
+
+Errors: every subcommand prints one line, ``fcn <command>: error: <what is wrong>``, and exits with
+1 when the command could not be carried out (backend, data, checkpoint, diverged training, file system),
+2 when the command line or its input is wrong (an option's value, sizes that do not fit the data, an
+output folder that holds another run), 130 when interrupted. ``--debug`` (or ``FCN_DEBUG=1``) adds the
+traceback. Anything else is a bug in fcn: it is reported with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .sysinfo import machine_info
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+#: Exit codes: the command could not be carried out / the command line or its input is wrong / Ctrl-C.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (``fcn train: error: ...``), not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: Callable[[str], Any], check: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses with ``kind`` and accepts only values passing ``check``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def _timestamp() -> str:
+    """The UTC time in default folder names (one-second resolution: folders are made unique separately)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _dims(text: str) -> list[int]:
@@ -37,14 +85,19 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
         "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
     )
     data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
-    data.add_argument("--num-train", type=int, default=49000)
-    data.add_argument("--num-val", type=int, default=1000)
-    data.add_argument("--num-test", type=int, default=1000)
+    data.add_argument("--num-train", type=positive_int, default=49000)
+    data.add_argument("--num-val", type=nonnegative_int, default=1000, help="0: no validation set")
+    data.add_argument("--num-test", type=nonnegative_int, default=1000)
     return data
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fcn", description=__doc__.split("\n")[0])
+    parser = _Parser(
+        prog="fcn",
+        description=__doc__.split("\n")[0],
+        epilog="exit codes: 0 success, 1 the command failed, 2 bad command line or input, 130 interrupted",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or FCN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
@@ -62,28 +115,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--hidden-dims", type=_dims, default=[100], help="hidden sizes, e.g. 100 or 1024,512")
     model.add_argument(
-        "--weight-scale", type=float, default=None, help="std of the initial weights (default: 1e-3 shallow, 1e-2 fc)"
+        "--weight-scale",
+        type=nonnegative_float,
+        default=None,
+        help="std of the initial weights (default: 1e-3 shallow, 1e-2 fc)",
     )
-    model.add_argument("--reg", type=float, default=0.6, help="L2 regularisation strength")
+    model.add_argument("--reg", type=nonnegative_float, default=0.6, help="L2 regularisation strength")
     model.add_argument("--backend", default="numpy", help="numpy, cupy or array_api_strict")
     model.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    model.add_argument("--seed", type=int, default=0, help="seed for the initial weights and the batch order")
+    model.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed for the initial weights and the batch order"
+    )
 
     opt = t.add_argument_group("optimisation")
     opt.add_argument("--update-rule", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="sgd")
-    opt.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
-    opt.add_argument("--lr-decay", type=float, default=0.95, help="learning-rate factor applied after every epoch")
-    opt.add_argument("--batch-size", type=int, default=500)
+    opt.add_argument("--learning-rate", "--lr", type=positive_float, default=1e-3)
+    opt.add_argument(
+        "--lr-decay", type=positive_float, default=0.95, help="learning-rate factor applied after every epoch"
+    )
+    opt.add_argument("--batch-size", type=positive_int, default=500)
     length = opt.add_mutually_exclusive_group()
-    length.add_argument("--num-iters", type=int, default=None, help="training steps (default 2000)")
-    length.add_argument("--epochs", type=int, default=None, help="training epochs instead of --num-iters")
+    length.add_argument("--num-iters", type=positive_int, default=None, help="training steps (default 2000)")
+    length.add_argument("--epochs", type=positive_int, default=None, help="training epochs instead of --num-iters")
 
     add_data_arguments(t)
 
     out = t.add_argument_group("output")
-    out.add_argument("--out", default=None, help="output folder (default: runs/<model>-<UTC time>)")
-    out.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.npz if present")
-    out.add_argument("--print-every", type=int, default=100)
+    out.add_argument(
+        "--out",
+        default=None,
+        help="output folder; refused if it holds files, unless --resume or --overwrite "
+        "(default: a new folder runs/<model>-<UTC time>, suffixed -2, -3, ... when taken)",
+    )
+    again = out.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.npz if present")
+    again.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (fcn's own files there; others stay)"
+    )
+    out.add_argument("--print-every", type=positive_int, default=100)
     out.add_argument("--quiet", action="store_true", help="no progress bar and no log lines")
 
     from . import sweep as _sweep  # argument definitions live with the sweep; Ray itself is imported only to run
@@ -95,19 +164,56 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _sweep.add_sweep_arguments(sw)
+
+    info = sub.add_parser(
+        "info",
+        help="print the environment (versions, BLAS, GPU, working backends) to paste into bug reports",
+        description="Versions of fcn, Python, NumPy and its BLAS, the array libraries, CUDA and the GPU, and "
+        "which backends work here: paste the output into bug reports.",
+    )
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
-    """Run ``fcn train``; returns the summary that is also written to ``history.json``."""
+    """Run ``fcn train``; returns the summary that is also written to ``history.json``.
+
+    Everything that can be checked before training is checked first (options, backend, output folder), and
+    a run that fails leaves nothing behind: a folder it created is removed again (an interrupted run keeps
+    its folder, with a checkpoint to resume from).
+    """
+    from .backend import get_backend
+    from .rundir import new_run_dir, prepare_out_dir
+
+    if args.model == "shallow" and len(args.hidden_dims) != 1:
+        raise ValueError("--model shallow takes one hidden size; use --model fc for several")
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out: the folder of the run to continue")
+    get_backend(args.backend)  # an unknown or unusable backend fails before any folder is created
+
+    if args.out is None:
+        run = new_run_dir("runs", f"{args.model}-{_timestamp()}")
+    else:
+        run = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
+    import numpy
+
+    try:
+        # NumPy's overflow warnings would bury fcn's own message: the Solver checks for NaN/inf and says so
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _train(args, run.path)
+    except (Exception, KeyboardInterrupt):
+        # only what this run created; an interrupt during training saves a checkpoint and exits with SystemExit
+        run.discard()
+        raise
+
+
+def _train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from . import FullyConnectedNet, ShallowLayerNet, Solver
     from .data import get_CIFAR10_data
     from .plotting import plot_stats, plot_weights
+    from .rundir import TRAIN_OUTPUTS
 
     num_iters = args.num_iters if args.num_iters is not None or args.epochs is not None else 2000
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.out or f"runs/{args.model}-{stamp}")
-    out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
 
     t0 = time.perf_counter()
@@ -128,8 +234,6 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
     common = dict(reg=args.reg, backend=args.backend, dtype=args.dtype, seed=args.seed)
     if args.model == "shallow":
-        if len(args.hidden_dims) != 1:
-            raise SystemExit("fcn train: --model shallow takes one hidden size; use --model fc for several")
         net = ShallowLayerNet(
             3 * 32 * 32,
             args.hidden_dims[0],
@@ -166,20 +270,24 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume and checkpoint.exists():
         solver.load_checkpoint(checkpoint)
         say(f"resumed from {checkpoint} at iteration {solver.iteration}")
+    if args.overwrite:  # the new run is ready to start: only now remove the run it replaces
+        for name in TRAIN_OUTPUTS:
+            (out / name).unlink(missing_ok=True)
 
     t1 = time.perf_counter()
     try:
         solver.train()
     except KeyboardInterrupt:
+        # keep what was learned so far, consistent with the checkpoint
         solver.save_checkpoint(checkpoint)
+        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+        resume = "--resume" if args.out is not None else f"--out {out} --resume"
         print(
             f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
-            f"continue with the same command plus --resume",
+            f"continue with the same command plus {resume}",
             file=sys.stderr,
         )
-        raise SystemExit(130) from None
-    finally:  # whatever happens, keep what was learned so far
-        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+        raise SystemExit(EXIT_INTERRUPTED) from None
     stats = solver.stats()
     train_s = time.perf_counter() - t1
 
@@ -211,16 +319,95 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+def info_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``fcn info``: print versions, BLAS, GPU and which backends work (for bug reports)."""
+    from .sysinfo import collect_env, format_env
+
+    env = collect_env()
+    print(json.dumps(env, indent=1) if args.json else format_env(env))
+    return env
+
+
+def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "train":
         train_command(args)
     elif args.command == "sweep":
         from .sweep import sweep_command
 
         sweep_command(args)
+    elif args.command == "info":
+        info_command(args)
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after any subcommand too (``fcn train ... --debug``), whoever defined the subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("--debug" in a.option_strings for a in sub._actions):
+                    sub.add_argument(
+                        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+                    )
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code for an error fcn reports in one line; ``None`` for an unexpected error (a bug)."""
+    from .backend import BackendError
+    from .data import DatasetError
+    from .rundir import RunExistsError
+    from .solver import CheckpointError, TrainingDiverged
+
+    if isinstance(exc, (BackendError, DatasetError, CheckpointError, TrainingDiverged)):
+        return EXIT_FAILURE
+    if isinstance(exc, RunExistsError):
+        return EXIT_USAGE
+    if isinstance(exc, (OSError, MemoryError, ImportError)):
+        return EXIT_FAILURE  # files and folders (permissions, full disk), memory, a missing optional package
+    if isinstance(exc, (ValueError, TypeError)):
+        return EXIT_USAGE  # fcn's argument and input validation
+    if type(exc).__module__.split(".")[0] == "fcn":
+        return EXIT_FAILURE  # fcn's other error types (e.g. the sweep's)
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``fcn`` command. Returns the exit code (see the module docstring); errors are one line on stderr."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    _add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    debug = getattr(args, "debug", False) or os.environ.get("FCN_DEBUG", "").strip() not in ("", "0")
+    prog = f"fcn {args.command}"
+    try:
+        _dispatch(args)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            traceback.print_exc()
+            print(
+                f"{prog}: error: {type(exc).__name__}: {_one_line(exc)} (unexpected: please report it with the "
+                "traceback above and the output of fcn info)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return code
     return 0
 
 
