@@ -293,7 +293,7 @@ class FusedCupyOps(CupyOps):
             return self._cp.empty(shape, dtype=dtype)
         if not self._is_cupy(out) or tuple(out.shape) != shape or out.dtype != dtype or not _c_contiguous(out):
             got = f"{type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}"
-            raise ValueError(f"{what}: out must be a C-contiguous CuPy array of shape {shape} and dtype {dtype}, got {got}")
+            raise ValueError(f"{what}: out must be a C-contiguous CuPy array {shape} {dtype}, got {got}")
         return out
 
     def _index64(self, idx: Any) -> Any:
@@ -301,7 +301,7 @@ class FusedCupyOps(CupyOps):
         return idx if idx.dtype == cp.int64 and _c_contiguous(idx) else cp.ascontiguousarray(idx, dtype=cp.int64)
 
     def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
-        """``x[idx, ...]`` along axis 0, into ``out`` when given (indices wrap modulo ``len(x)``, like ``cupy.take``)."""
+        """``x[idx, ...]`` along axis 0, into ``out`` when given (indices wrap modulo ``len(x)``, as in cupy.take)."""
         if not self._gatherable(x, idx):
             return super().take_rows(x, idx, out)
         out = self._check_out(out, (idx.shape[0], *x.shape[1:]), x.dtype, "take_rows")
@@ -331,7 +331,7 @@ class FusedCupyOps(CupyOps):
             self._gather(x, idx, x_out, y_src, y_out)
             return x_out, y_out
         if x.ndim != 4 or _name(x.dtype) not in FLOAT_SUFFIX:
-            raise ValueError(f"take_batch: flip/shift need float32/float64 images (N, C, H, W), got {x.shape} {x.dtype}")
+            raise ValueError(f"take_batch: flip/shift need float images (N, C, H, W), got {x.shape} {x.dtype}")
         if flip is not None:
             if not self._is_cupy(flip) or tuple(flip.shape) != (n,):
                 raise ValueError(f"take_batch: flip must be a CuPy array of shape ({n},)")
