@@ -38,15 +38,7 @@ from typing import Any
 
 import numpy
 
-try:
-    from .ops import UPDATE_STATE, CupyOps
-except ImportError:  # the kernel table is not in this checkout yet: a stand-in with the same contract
-
-    UPDATE_STATE = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",), "adam": ("m", "v")}
-
-    class CupyOps:  # type: ignore[no-redef]
-        def __init__(self, backend: Any):
-            self.backend, self.xp, self.device = backend, backend.xp, backend.device
+from .ops import UPDATE_STATE, CupyOps
 
 __all__ = [
     "FusedCupyOps",
@@ -320,8 +312,12 @@ class FusedCupyOps(CupyOps):
         flip. ``out``: ``(x_out, y_out)`` buffers to fill (fresh arrays otherwise).
         """
         cp = self._cp
-        if not (self._gatherable(x, idx) and self._is_cupy(y) and y.ndim == 1 and y.shape[0] == x.shape[0]):
-            raise ValueError("take_batch: x, y and idx must be CuPy arrays, x C-contiguous with len(x) == len(y) > 0")
+        fusable = self._gatherable(x, idx) and self._is_cupy(y) and y.ndim == 1 and y.shape[0] == x.shape[0]
+        if not fusable:
+            if flip is not None or shift is not None:
+                raise ValueError("take_batch: flip/shift need CuPy x (C-contiguous), y, idx, with len(x) == len(y)")
+            x_out, y_out = (None, None) if out is None else out
+            return self.take_rows(x, idx, x_out), self.take_rows(y, idx, y_out)
         n = idx.shape[0]
         x_out = self._check_out(None if out is None else out[0], (n, *x.shape[1:]), x.dtype, "take_batch")
         y_out = self._check_out(None if out is None else out[1], (n,), y.dtype, "take_batch")
