@@ -318,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         junit = out / f"{name}.xml"
         if dry:
             run(parts[name], [*pytest, "-m", marker, "--collect-only"], log, timeout=LIMITS[name])
+            if parts[name].status == "ok":
+                parts[name].reason = "dry run: collected only"
         elif name == "tests-gpu" and no_gpu:
             skip(parts[name], no_gpu, log)
         else:
