@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser(
         "sweep",
-        help="hyperparameter search on CIFAR-10 (Ray Tune with ASHA; pip install 'fcn[sweep]')",
+        help="hyperparameter search on CIFAR-10 (Ray Tune with ASHA; pip install 'fcn-cifar[sweep]')",
         description=_sweep.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -127,6 +127,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     common = dict(reg=args.reg, backend=args.backend, dtype=args.dtype, seed=args.seed)
+    net: FullyConnectedNet  # a ShallowLayerNet is one
     if args.model == "shallow":
         if len(args.hidden_dims) != 1:
             raise SystemExit("fcn train: --model shallow takes one hidden size; use --model fc for several")
