@@ -230,7 +230,7 @@ image subtracted).
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fcn evaluate``."""
-    parser.add_argument("model", help="model file (model.npz from fcn train, or fcn.save_model)")
+    parser.add_argument("model", metavar="MODEL", help="model file (model.npz from fcn train, or fcn.save_model)")
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
@@ -245,7 +245,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fcn predict``."""
-    parser.add_argument("model", help="model file (model.npz from fcn train, or fcn.save_model)")
+    parser.add_argument("model", metavar="MODEL", help="model file (model.npz from fcn train, or fcn.save_model)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
     parser.add_argument("--backend", default="numpy", help="numpy, cupy, torch or array_api_strict")
