@@ -5,9 +5,11 @@ prepared the way the training images were: converted to RGB, resized to 32x32 (t
 not kept), laid out as ``(3, 32, 32)`` like CIFAR-10's rows, converted to the model's dtype, and the model's
 ``mean_image`` (the training split's per-pixel mean) subtracted::
 
+    from fcn.inference import evaluate, predict_files
+
     net = fcn.load_model("runs/shallow/model.npz")
-    fcn.inference.predict_files(net, ["cat.png"])         # [[("cat", 0.61), ("dog", 0.22), ("deer", 0.05)]]
-    result = fcn.inference.evaluate(net, "/path/to/cifar-10-batches-py")
+    predict_files(net, ["cat.png"])                       # [[("cat", 0.61), ("dog", 0.22), ("deer", 0.05)]]
+    result = evaluate(net, "/path/to/cifar-10-batches-py")
     result["accuracy"], result["per_class_accuracy"], result["confusion"]
 """
 
