@@ -36,8 +36,8 @@ __all__ = [
 BACKENDS = ("numpy", "cupy", "array_api_strict", "torch")
 
 _CUPY_HINT = (
-    'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn[cuda12]" '
-    '(CUDA 12.x) or pip install "fcn[cuda13]" (CUDA 13.x).'
+    'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn-cifar[cuda12]" '
+    '(CUDA 12.x) or pip install "fcn-cifar[cuda13]" (CUDA 13.x).'
 )
 
 
@@ -180,7 +180,7 @@ def _resolve_backend(backend: str | ModuleType | Backend | None, device: Any) ->
                 xp = importlib.import_module("array_api_strict")
             except ImportError as exc:
                 raise BackendError(
-                    'array_api_strict is not installed: pip install "fcn[test]" or pip install array-api-strict'
+                    'array_api_strict is not installed: pip install "fcn-cifar[test]" or pip install array-api-strict'
                 ) from exc
         else:
             raise BackendError(

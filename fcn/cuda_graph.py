@@ -267,7 +267,7 @@ _NODE_TYPES = {
 }
 
 
-def graph_node_counts(graph: Any) -> dict[str, int]:
+def graph_node_counts(graph: Any) -> dict[str, Any]:
     """Nodes of a captured ``cupy.cuda.Graph`` by type (``kernel``, ``memcpy``, ``memset``, ...).
 
     Asks the CUDA driver (``cuGraphGetNodes``, ``cuGraphNodeGetType``); where that fails, counts the node
@@ -289,11 +289,11 @@ def graph_node_counts(graph: Any) -> dict[str, int]:
                 raise OSError("cuGraphNodeGetType failed")
             name = _NODE_TYPES.get(kind.value, f"type{kind.value}")
             counts[name] = counts.get(name, 0) + 1
-        return counts | {"total": int(count.value), "source": "driver"}  # type: ignore[dict-item]
+        return {**counts, "total": int(count.value), "source": "driver"}
     except (OSError, AttributeError, TypeError):
         dot = graph.debug_dot_str()
         kinds = re.findall(r"\b(KERNEL|MEMCPY|MEMSET|HOST|EMPTY|EVENT_RECORD|WAIT_EVENT|MEM_ALLOC|MEM_FREE)\b", dot)
         counts = {}
         for k in kinds:
             counts[k.lower()] = counts.get(k.lower(), 0) + 1
-        return counts | {"total": sum(counts.values()), "source": "dot"}  # type: ignore[dict-item]
+        return {**counts, "total": sum(counts.values()), "source": "dot"}
