@@ -423,7 +423,7 @@ def blas_info(torch: ModuleType | None = None) -> dict[str, Any]:
     threadpoolctl = optional_import("threadpoolctl")
     if threadpoolctl is None:
         info["threadpool_info"] = None
-        info["threadpoolctl"] = "not installed (pip install threadpoolctl, or the fcn[bench] extra)"
+        info["threadpoolctl"] = "not installed (pip install threadpoolctl, or the fcn-cifar[bench] extra)"
     else:
         info["threadpool_info"] = [
             {k: v for k, v in pool.items() if k != "filepath"} | {"file": Path(str(pool.get("filepath", ""))).name}

@@ -19,8 +19,8 @@ from __future__ import annotations
 import importlib
 import numbers
 import re
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 from types import ModuleType
 from typing import Any
 
@@ -131,13 +131,16 @@ class Backend:
     ``xp`` is the Array-API namespace (``array_api_compat.numpy`` for NumPy, ``array_api_compat.cupy``
     for CuPy, or a compliant module such as ``array_api_strict``); ``device`` is ``None`` for the
     namespace's default device, else the namespace's device object (ints and strings such as ``0``,
-    ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`).
+    ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`). ``fused`` (CuPy
+    only) chooses the fused CUDA kernels for :attr:`ops` (:class:`fcn.fused.FusedCupyOps`, not yet verified
+    on a GPU); ``None`` follows ``$FCN_FUSED_KERNELS``.
 
     Backends compare equal, and hash alike, when they have the same namespace and the same device.
     """
 
     xp: Any
     device: Any = None
+    fused: bool | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", normalize_device(self.xp, self.device))
@@ -169,6 +172,13 @@ class Backend:
     @property
     def is_cupy(self) -> bool:
         return array_api_compat.is_cupy_namespace(self.xp)
+
+    @cached_property
+    def ops(self) -> Any:
+        """The kernel table of this backend (:class:`fcn.ops.Ops` or its NumPy/CuPy subclass), made once."""
+        from .ops import get_ops
+
+        return get_ops(self)
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         """Place ``x`` (a host array, a scalar, or an array of this backend) on this backend.
@@ -204,16 +214,28 @@ def _cupy_namespace() -> ModuleType:
     return importlib.import_module("array_api_compat.cupy")
 
 
-def get_backend(backend: str | ModuleType | Backend | None = None, device: Any = None) -> Backend:
+def get_backend(
+    backend: str | ModuleType | Backend | None = None, device: Any = None, *, fused: bool | None = None
+) -> Backend:
     """Resolve ``backend`` (a name, a namespace module, or a :class:`Backend`) to a :class:`Backend`.
 
     ``None`` and ``"numpy"`` give NumPy; ``"cupy"`` needs CuPy and a GPU; ``"array_api_strict"`` gives the
     strict reference namespace (pass ``device=array_api_strict.Device("device1")`` to emulate a device
     that refuses implicit host conversion, the way CuPy does). A module such as ``numpy`` or ``cupy`` is
-    mapped to its array-api-compat namespace.
+    mapped to its array-api-compat namespace. ``fused=True`` (CuPy only) selects the fused CUDA kernels,
+    ``False`` the plain ones, ``None`` what ``$FCN_FUSED_KERNELS`` says (see :mod:`fcn.fused`).
     """
+    be = _resolve_backend(backend, device)
+    if fused is None or fused == be.fused:
+        return be
+    if fused and not be.is_cupy:
+        raise BackendError(f"fused=True needs the CuPy backend; the fused CUDA kernels do not run on {be.name}")
+    return Backend(be.xp, be.device, fused=bool(fused))
+
+
+def _resolve_backend(backend: str | ModuleType | Backend | None, device: Any) -> Backend:
     if isinstance(backend, Backend):
-        return backend if device is None else Backend(backend.xp, device)
+        return backend if device is None else Backend(backend.xp, device, fused=backend.fused)
     if backend is None:
         backend = "numpy"
     if isinstance(backend, str):
@@ -432,6 +454,12 @@ def to_backend(x: Any, backend: Backend | str | None = None, dtype: Any = None) 
     if dt is not None and x.dtype != dt:
         x = xp.astype(x, dt)
     return x
+
+
+def dtype_name(dtype: Any) -> str:
+    """A dtype's short name (``"float32"``) whatever namespace it comes from."""
+    name = getattr(dtype, "__name__", None) or getattr(dtype, "name", None) or str(dtype)
+    return str(name).rsplit(".", 1)[-1]
 
 
 def resolve_dtype(xp: Any, dtype: Any) -> Any:

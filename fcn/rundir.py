@@ -96,7 +96,7 @@ def new_run_dir(parent: str | os.PathLike[str], name: str, *, max_tries: int = 1
 
 
 #: Files ``fcn train`` writes into its output folder (replaced by ``--overwrite``; nothing else is touched).
-TRAIN_OUTPUTS = ("checkpoint.npz", "history.json", "curves.png", "weights.png")
+TRAIN_OUTPUTS = ("checkpoint.npz", "model.npz", "history.json", "curves.png", "weights.png")
 
 
 def prepare_out_dir(out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> RunDir:

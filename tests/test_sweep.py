@@ -159,12 +159,12 @@ def test_space_files_json_and_toml(tmp_path):
 
 def test_missing_ray_names_the_extra(no_ray, tmp_path, capsys):
     # Raised before any data is read: the data folder here does not exist.
-    with pytest.raises(MissingRayError, match=r'pip install "fcn\[sweep\]"') as info:
+    with pytest.raises(MissingRayError, match=r'pip install "fcn-cifar\[sweep\]"') as info:
         run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "out")
     assert isinstance(info.value, ImportError) and "--engine sequential" in str(info.value)
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
-    assert 'pip install "fcn[sweep]"' in str(exit_info.value.code)
+    assert 'pip install "fcn-cifar[sweep]"' in str(exit_info.value.code)
 
 
 def test_sequential_engine_without_ray(no_ray, data, tmp_path):

@@ -2,7 +2,7 @@
 
 The chapter's next step is tuning the hidden size, learning rate, regularisation and decay. Rather than a
 home-made scheduler, the search runs on `Ray Tune <https://docs.ray.io/en/latest/tune/>`_, installed with the
-``sweep`` extra (``pip install "fcn[sweep]"``, which pulls ``ray[tune]``):
+``sweep`` extra (``pip install "fcn-cifar[sweep]"``, which pulls ``ray[tune]``):
 
 - **Where it runs.** Locally by default: Ray starts inside this process and uses this machine's cores, one
   trial per CPU (``cpus_per_trial``). Given ``address`` (``--address`` or ``$RAY_ADDRESS``) it joins a Ray

@@ -50,7 +50,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=["ray", "sequential"],
         default="ray",
-        help="ray: Ray Tune (pip install 'fcn[sweep]'); sequential: a plain loop, no early stopping",
+        help="ray: Ray Tune (pip install 'fcn-cifar[sweep]'); sequential: a plain loop, no early stopping",
     )
     search.add_argument("--scheduler", choices=["asha", "fifo"], default="asha", help="asha stops bad trials early")
     search.add_argument("--grace-period", type=float, default=2.0, help="ASHA: epochs before a trial can be stopped")
@@ -120,6 +120,7 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
         f"{len(result.trials)} trials ({', '.join(f'{n} {s}' for s, n in result.counts().items())}) "
         f"in {result.wall_seconds:.1f} s"
     )
+    assert result.best is not None  # run_sweep raises SweepError when no trial produced an accuracy
     for row in result.trials[:5]:
         print(f"  {row['best_val_acc']:.4f}  {row['status']:<9} {row['iterations']:>5} it  {describe(row['config'])}")
     print(f"best: val acc {result.best['best_val_acc']:.4f} with {describe(result.best['config'])}")

@@ -20,7 +20,7 @@ from .space import Dimension, SweepError, normalise_config, sample_configs
 from .trial import TrialSettings, retrain_full, train_trial
 
 RAY_MISSING_MESSAGE = (
-    'fcn sweep needs Ray Tune, which is not installed: pip install "fcn[sweep]" (or pip install "ray[tune]"). '
+    'fcn sweep needs Ray Tune, which is not installed: pip install "fcn-cifar[sweep]" (or pip install "ray[tune]"). '
     "For a small sweep without Ray, use --engine sequential (run_sweep(..., engine='sequential'))."
 )
 

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,9 +242,9 @@ def load_space(path: str | os.PathLike[str]) -> dict[str, Dimension]:
     except OSError as exc:
         raise SweepError(f"cannot read search space {path}: {exc}") from exc
     if path.suffix.lower() == ".toml":
-        try:
-            import tomllib  # Python 3.11+
-        except ModuleNotFoundError:  # the package supports 3.10, where only the tomli backport has it
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # the package supports 3.10, where only the tomli backport has it
             try:
                 import tomli as tomllib
             except ModuleNotFoundError:

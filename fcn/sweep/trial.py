@@ -39,7 +39,7 @@ class TrialSettings:
 
 def _build_model(config: Mapping[str, Any], settings: TrialSettings, input_dim: int, num_classes: int) -> Any:
     hidden = parse_value("hidden_dims", config["hidden_dims"])
-    common = dict(
+    common: dict[str, Any] = dict(
         reg=float(config["reg"]),
         weight_scale=float(config["weight_scale"]),
         backend=settings.backend,
