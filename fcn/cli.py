@@ -385,22 +385,22 @@ def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _exit_code(exc: BaseException) -> int | None:
-    """The exit code for an error fcn reports in one line; ``None`` for an unexpected error (a bug)."""
-    from .backend import BackendError
-    from .data import DatasetError
-    from .rundir import RunExistsError
-    from .solver import CheckpointError, TrainingDiverged
+    """The exit code for an error fcn reports in one line; ``None`` for an unexpected error (a bug).
 
-    if isinstance(exc, (BackendError, DatasetError, CheckpointError, TrainingDiverged)):
-        return EXIT_FAILURE
+    fcn's own error types (BackendError, DatasetError, CheckpointError, ModelFileError, TrainingDiverged, the
+    sweep's, ...) mean the command could not be carried out: 1, as do file-system errors. Plain ``ValueError``
+    and ``TypeError`` come from fcn's argument and input checks: 2, like an output folder holding another run.
+    """
+    from .rundir import RunExistsError
+
     if isinstance(exc, RunExistsError):
         return EXIT_USAGE
+    if type(exc).__module__.split(".")[0] == "fcn":
+        return EXIT_FAILURE
     if isinstance(exc, (OSError, MemoryError, ImportError)):
         return EXIT_FAILURE  # files and folders (permissions, full disk), memory, a missing optional package
     if isinstance(exc, (ValueError, TypeError)):
-        return EXIT_USAGE  # fcn's argument and input validation
-    if type(exc).__module__.split(".")[0] == "fcn":
-        return EXIT_FAILURE  # fcn's other error types (e.g. the sweep's)
+        return EXIT_USAGE
     return None
 
 
