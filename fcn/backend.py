@@ -396,7 +396,7 @@ def namespace_of(*arrays: Any) -> Backend:
             f"arrays from different libraries were mixed: {', '.join(kinds)}. Move them to one backend first "
             "(fcn.to_host / Backend.asarray)."
         ) from exc
-    devices = {}
+    devices: dict[Any, Any] = {}
     for a in found:
         dev = array_api_compat.device(a)
         devices.setdefault(_device_key(xp, dev), dev)

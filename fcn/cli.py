@@ -296,22 +296,14 @@ def _train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     try:
         solver.train()
     except KeyboardInterrupt:
-        # keep what was learned so far, consistent with the checkpoint
-        solver.save_checkpoint(checkpoint)
-        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
-        resume = "--resume" if args.out is not None else f"--out {out} --resume"
-        print(
-            f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
-            f"continue with the same command plus {resume}",
-            file=sys.stderr,
-        )
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        _save_interrupted(solver, args, out, checkpoint)
     stats = solver.stats()
     train_s = time.perf_counter() - t1
 
-    val_acc = solver.check_accuracy(data["X_val"], data["y_val"])
-    test_acc = solver.check_accuracy(data["X_test"], data["y_test"])
-    solver.save_checkpoint(checkpoint)  # the restored best parameters
+    # None, not NaN, where there is nothing to measure: history.json stays strict JSON
+    val_acc = solver.check_accuracy(data["X_val"], data["y_val"]) if args.num_val else None
+    test_acc = solver.check_accuracy(data["X_test"], data["y_test"]) if args.num_test else None
+    solver.save_checkpoint(checkpoint)  # the last parameters to continue from, and the best ones the model now has
     # The model alone, with the preprocessing its inputs need: what fcn evaluate / fcn predict / fcn.load_model read
     model_file = save_model(
         net, out / "model.npz", mean_image=data["mean_image"], class_names=[str(c) for c in data["class_names"]]
@@ -335,14 +327,40 @@ def _train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         **stats,
     }
     (out / "history.json").write_text(json.dumps(summary, indent=1))
-    print(f"final validation accuracy: {val_acc:.4f} (best {stats['best_val_acc']:.4f})")
-    print(f"test accuracy: {test_acc:.4f}")
+    if val_acc is None:
+        print("final validation accuracy: n/a (no validation set: the last parameters were kept)")
+    else:
+        print(f"final validation accuracy: {val_acc:.4f} (best {stats['best_val_acc']:.4f})")
+    print("test accuracy: n/a (no test set)" if test_acc is None else f"test accuracy: {test_acc:.4f}")
     print(
         f"training time: {train_s:.1f} s; outputs in {out}/ (history.json, curves.png, weights.png, checkpoint.npz, "
         "model.npz)"
     )
     print(f"use the model: fcn evaluate {model_file}  |  fcn predict {model_file} IMAGE...")
     return summary
+
+
+def _save_interrupted(solver: Any, args: argparse.Namespace, out: Path, checkpoint: Path) -> NoReturn:
+    """Ctrl-C during training: save the state if it is whole, say how to continue, exit with 130."""
+    resume = "--resume" if args.out is not None else f"--out {out} --resume"
+    if solver.consistent:  # the usual case: the interrupt was held back until the step or epoch end was complete
+        solver.save_checkpoint(checkpoint)
+        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+        print(
+            f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
+            f"continue with the same command plus {resume}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    if not checkpoint.exists():
+        print("\ninterrupted in the middle of the first epoch: nothing to resume", file=sys.stderr)
+        raise KeyboardInterrupt  # train_command removes the folder this run created
+    print(
+        f"\ninterrupted in the middle of a step; {checkpoint}, written at the last epoch end, is intact: "
+        f"continue with the same command plus {resume}",
+        file=sys.stderr,
+    )
+    raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def info_command(args: argparse.Namespace) -> dict[str, Any]:

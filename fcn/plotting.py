@@ -29,9 +29,10 @@ def plot_stats(stats: Mapping[str, Any], path: str | os.PathLike | None = None, 
     ax_loss, ax_acc = fig.subplots(2, 1)
     ax_loss.plot(stats["loss_history"], linewidth=0.8)
     ax_loss.set(title="Loss history", xlabel="Iteration", ylabel="Loss")
-    epochs = numpy.arange(1, len(stats["val_acc_history"]) + 1)
+    epochs = numpy.arange(1, len(stats["train_acc_history"]) + 1)
     ax_acc.plot(epochs, stats["train_acc_history"], "o-", label="train")
-    ax_acc.plot(epochs, stats["val_acc_history"], "o-", label="val")
+    if len(stats["val_acc_history"]):  # empty when trained without a validation set
+        ax_acc.plot(epochs[: len(stats["val_acc_history"])], stats["val_acc_history"], "o-", label="val")
     ax_acc.axhline(0.5, color="k", linestyle="--", linewidth=0.8)
     ax_acc.set(title="Classification accuracy history", xlabel="Epoch", ylabel="Classification accuracy")
     ax_acc.legend()

@@ -177,19 +177,35 @@ def _try_backend(name: str) -> str:
 
 
 def _fused() -> str:
-    """Whether fcn's fused CUDA kernels compile here (when this version of fcn has them)."""
+    """Whether fcn's fused CUDA kernels (:mod:`fcn.fused`) compile here.
+
+    With a usable GPU every kernel is compiled and loaded on it (what training would do); without one, the
+    source is compiled to PTX for ``compute_80`` by NVRTC alone, which needs no GPU or driver.
+    """
     if importlib.util.find_spec("fcn.fused") is None:
         return "not available"
     try:
         fused = importlib.import_module("fcn.fused")
-        for name in ("compile_check", "check_compile", "self_test"):
-            check = getattr(fused, name, None)
-            if callable(check):
-                result = check()
-                return "compile" if result in (None, True) else str(result)
-        return "present (no compile check in fcn.fused)"
-    except Exception as exc:
-        return f"do not compile ({_first_line(exc)})"
+        if has_gpu():
+            for name in fused.KERNEL_NAMES:
+                fused.get_kernel(name)
+            return f"compile and load ({len(fused.KERNEL_NAMES)} kernels on the current GPU)"
+        nvrtc = importlib.import_module("cupy_backends.cuda.libs.nvrtc")
+
+        version = ".".join(str(v) for v in nvrtc.getVersion())
+        prog = nvrtc.createProgram(fused.kernel_source(), "fused.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, [*fused.COMPILE_OPTIONS, "--gpu-architecture=compute_80"])
+        except Exception as exc:
+            log = nvrtc.getProgramLog(prog)
+            log = log.decode(errors="replace") if isinstance(log, bytes) else str(log)
+            first = next((line for line in log.splitlines() if "error" in line), "")
+            return f"do not compile (NVRTC {version}: {_first_line(exc)} {first})".strip()
+        finally:
+            nvrtc.destroyProgram(prog)
+        return f"compile (PTX for compute_80 with NVRTC {version}; no usable GPU here to load them)"
+    except Exception as exc:  # CuPy or NVRTC missing, a kernel failing on the GPU, ...
+        return f"cannot be checked here ({_first_line(exc)})"
 
 
 def collect_env() -> dict[str, Any]:

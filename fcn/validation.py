@@ -24,6 +24,8 @@ __all__ = [
     "check_same_float_dtype",
     "check_int",
     "check_float",
+    "check_fits_dtype",
+    "all_finite",
 ]
 
 _VALUE_CHECKS: ContextVar[bool] = ContextVar("fcn_value_checks", default=True)
@@ -80,11 +82,11 @@ def check_features(xp: Any, X: Any, num_features: int | None = None, where: str 
             )
     if not xp.isdtype(X.dtype, ("real floating", "integral")):
         raise TypeError(f"{where} must hold real numbers, got dtype {X.dtype}")
-    if value_checks_enabled() and _is_floating(xp, X.dtype) and not _all_finite(xp, X):
+    if value_checks_enabled() and _is_floating(xp, X.dtype) and not all_finite(xp, X):
         raise ValueError(f"{where} contains NaN or infinite values")
 
 
-def _all_finite(xp: Any, X: Any) -> bool:
+def all_finite(xp: Any, X: Any) -> bool:
     """Whether every entry of ``X`` is finite.
 
     First one reduction with no temporary (the sum is finite when every entry is, unless it overflows);
@@ -94,6 +96,28 @@ def _all_finite(xp: Any, X: Any) -> bool:
     if bool(xp.isfinite(xp.sum(X))):
         return True
     return bool(xp.all(xp.isfinite(X)))
+
+
+def check_fits_dtype(xp: Any, X: Any, dtype: Any, where: str = "X") -> None:
+    """Raise ``ValueError`` when casting floating ``X`` to the narrower ``dtype`` would turn values into inf.
+
+    float64 data beyond float32's range (about 3.4e38) becomes infinite in a float32 model; that would later
+    surface as a "diverged" loss. Checked only with value checks on (two reductions, no temporary).
+    """
+    if not value_checks_enabled() or X.dtype == dtype:
+        return
+    if not (_is_floating(xp, X.dtype) and _is_floating(xp, dtype)):
+        return
+    limit = float(xp.finfo(dtype).max)
+    if float(xp.finfo(X.dtype).max) <= limit or 0 in tuple(X.shape):
+        return
+    biggest = max(float(xp.max(X)), -float(xp.min(X)))
+    if biggest > limit:
+        name = getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
+        raise ValueError(
+            f"{where} holds values up to {biggest:.3g} in magnitude, beyond the range of {name} (largest "
+            f"{limit:.3g}), the model's dtype: they would become infinite. Scale the data, or use a float64 model"
+        )
 
 
 def check_labels(xp: Any, y: Any, num_samples: int, num_classes: int, where: str = "y") -> None:

@@ -243,3 +243,132 @@ def test_resume_needs_out(tiny_cifar, tmp_path):
     assert result.returncode == 2
     assert "--out" in one_error_line(result)
     assert tree(tmp_path) == []
+
+
+# -- training outcomes: no validation set, a net that blew up, resume ---------------------------------------------
+
+
+def strict_json(path: Path):
+    """Parse as strict JSON (NaN and Infinity are not JSON)."""
+
+    def refuse(name):
+        raise ValueError(f"{name} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def checkpoint_arrays(path: Path) -> dict:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def test_no_validation_set_trains_and_resumes(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--num-val", "0", "--num-iters", "7", "--out", "run")
+    assert result.returncode == 0, result.stderr
+    assert "validation accuracy: n/a" in result.stdout
+    summary = strict_json(tmp_path / "run" / "history.json")
+    assert summary["best_val_acc"] is None and summary["val_acc"] is None and summary["val_acc_history"] == []
+    result = train(tiny_cifar, tmp_path, "--num-val", "0", "--num-iters", "12", "--out", "run", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert strict_json(tmp_path / "run" / "history.json")["iterations"] == 12
+
+
+def test_parameters_that_blew_up_are_not_reported_as_trained(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--lr", "1e300", "--num-iters", "1", "--out", "run")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "W1" in line and "NaN or infinite" in line and "learning rate" in line
+    assert tree(tmp_path) == []
+
+
+def test_resume_with_a_changed_learning_rate_is_refused(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run").returncode == 0
+    before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run", "--resume", "--lr", "0.01")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "learning_rate 0.001 in the checkpoint, 0.01 here" in line
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_with_another_training_set_size_says_so(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run").returncode == 0
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run", "--resume", "--num-train", "200")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "250 training samples in the checkpoint, 200 here" in line and "learning rate" not in line
+
+
+def test_extending_a_finished_run_equals_the_longer_run(tiny_cifar, tmp_path):
+    import numpy as np
+
+    # 7 iterations end mid-epoch with the best parameters (of iteration 5 or 7) restored into the model; the
+    # extension must continue from where training stopped, as the longer run did
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "short").returncode == 0
+    assert train(tiny_cifar, tmp_path, "--num-iters", "13", "--out", "short", "--resume").returncode == 0
+    assert train(tiny_cifar, tmp_path, "--num-iters", "13", "--out", "long").returncode == 0
+    extended = checkpoint_arrays(tmp_path / "short/checkpoint.npz")
+    full = checkpoint_arrays(tmp_path / "long/checkpoint.npz")
+    for key in full:
+        # (the validation history differs by design: the short run was also evaluated at iteration 7)
+        if key.startswith(("params/", "optim/")) or key == "loss_history":
+            np.testing.assert_array_equal(extended[key], full[key], err_msg=key)
+
+
+def test_interrupt_inside_an_update_then_resume_is_exact(tiny_cifar, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a parameter update (between W1 and b1), in-process through fcn's main."""
+    import numpy as np
+
+    import fcn
+    from fcn.cli import main
+
+    def run(out, *extra):
+        return main(
+            [
+                "train",
+                "--data-dir",
+                str(tiny_cifar),
+                "--no-download",
+                "--num-train",
+                "250",
+                "--num-val",
+                "50",
+                "--num-test",
+                "50",
+                "--batch-size",
+                "50",
+                "--quiet",
+                "--num-iters",
+                "12",
+                "--out",
+                str(out),
+                *extra,
+            ]
+        )
+
+    assert run(tmp_path / "reference") == 0
+    ops_class = type(fcn.get_backend("numpy").ops)
+    real = ops_class.sgd
+    calls = {"n": 0}
+
+    def sgd_interrupted_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4 * 7 + 2:  # step 8 (W1, b1, W2, b2): after W1, before b1
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ops_class, "sgd", sgd_interrupted_once)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path / "run")
+    assert exit_info.value.code == 130
+    monkeypatch.setattr(ops_class, "sgd", real)
+    assert run(tmp_path / "run", "--resume") == 0
+    resumed, reference = (
+        checkpoint_arrays(tmp_path / "run/checkpoint.npz"),
+        checkpoint_arrays(tmp_path / "reference/checkpoint.npz"),
+    )
+    for key in reference:
+        if key.startswith(("params/", "best/", "optim/")) or key.endswith("_history"):
+            np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)

@@ -195,10 +195,10 @@ def test_train_writes_a_model_file(trained):
     X_train, _, _, _ = raw_cifar10(batches)
     # the mean of the training split (the first 250 images), as fcn train subtracted it
     np.testing.assert_allclose(net.mean_image, X_train[:250].astype(np.float64).mean(axis=0), rtol=1e-6)
-    # the same parameters as the checkpoint's (the best ones, restored at the end)
+    # the checkpoint's best parameters (restored at the end; its params/ are the last ones, to continue from)
     with np.load(out / "checkpoint.npz", allow_pickle=False) as ck:
         for name, value in net.params.items():
-            np.testing.assert_array_equal(value, ck[f"params/{name}"])
+            np.testing.assert_array_equal(value, ck[f"best/{name}"])
 
 
 def test_evaluate_reproduces_the_training_test_accuracy(trained, capsys):

@@ -65,3 +65,28 @@ def test_blas_with_threadpoolctl():
     pytest.importorskip("threadpoolctl")
     blas = sysinfo._blas()
     assert blas["source"] == "threadpoolctl" and isinstance(blas["threads"], int) and blas["threads"] >= 1
+
+
+def _nvrtc_or_skip():
+    pytest.importorskip("fcn.fused", reason="fcn.fused does not import")
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as exc:
+        pytest.skip(f'NVRTC is not available ({exc}); pip install -e ".[kernels]"')
+
+
+def test_fused_kernels_are_compiled_for_the_report():
+    _nvrtc_or_skip()
+    assert sysinfo._fused().startswith("compile")
+
+
+def test_fused_kernels_that_do_not_compile_are_reported(monkeypatch):
+    _nvrtc_or_skip()
+    import fcn.fused
+
+    monkeypatch.setattr(fcn.fused, "kernel_source", lambda: "this is not CUDA")
+    monkeypatch.setattr(sysinfo, "has_gpu", lambda: False)
+    report = sysinfo._fused()
+    assert report.startswith("do not compile") and "error" in report
