@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .cli_common import add_data_arguments, check_lengths
 from .sysinfo import machine_info
 
 __all__ = ["main", "build_parser"]
@@ -28,19 +29,6 @@ def _dims(text: str) -> list[int]:
     if not dims or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return dims
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The CIFAR-10 location and split options shared by ``fcn train`` and ``fcn sweep``; returns the group."""
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
-    )
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
-    data.add_argument("--num-train", type=int, default=49000)
-    data.add_argument("--num-val", type=int, default=1000)
-    data.add_argument("--num-test", type=int, default=1000)
-    return data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser(
         "sweep",
-        help="hyperparameter search on CIFAR-10 (Ray Tune with ASHA; pip install 'fcn[sweep]')",
+        help="hyperparameter search on CIFAR-10 (Ray Tune with ASHA; pip install 'fcn-cifar[sweep]')",
         description=_sweep.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -100,10 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``fcn train``; returns the summary that is also written to ``history.json``."""
-    from . import FullyConnectedNet, ShallowLayerNet, Solver
+    from . import Solver
     from .data import get_CIFAR10_data
+    from .factory import build_model
     from .plotting import plot_stats, plot_weights
 
+    check_lengths("fcn train", args, ("num_iters", "epochs", "batch_size"))
     num_iters = args.num_iters if args.num_iters is not None or args.epochs is not None else 2000
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"runs/{args.model}-{stamp}")
@@ -126,25 +116,11 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         f"({load_s:.1f} s)"
     )
 
-    common = dict(reg=args.reg, backend=args.backend, dtype=args.dtype, seed=args.seed)
-    if args.model == "shallow":
-        if len(args.hidden_dims) != 1:
-            raise SystemExit("fcn train: --model shallow takes one hidden size; use --model fc for several")
-        net = ShallowLayerNet(
-            3 * 32 * 32,
-            args.hidden_dims[0],
-            10,
-            weight_scale=args.weight_scale if args.weight_scale is not None else 1e-3,
-            **common,
-        )
-    else:
-        net = FullyConnectedNet(
-            3 * 32 * 32,
-            args.hidden_dims,
-            10,
-            weight_scale=args.weight_scale if args.weight_scale is not None else 1e-2,
-            **common,
-        )
+    try:
+        net = build_model(args.model, args.hidden_dims, weight_scale=args.weight_scale, reg=args.reg,
+                          backend=args.backend, dtype=args.dtype, seed=args.seed)
+    except ValueError as exc:  # a shallow net given several hidden sizes
+        raise SystemExit(f"fcn train: {exc}") from None
     say(f"model: {net!r}")
 
     checkpoint = out / "checkpoint.npz"
