@@ -95,16 +95,9 @@ def write_tables(rows: Sequence[Mapping[str, Any]], names: Sequence[str], out: P
     with open(out / "trials.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, "error"], extrasaction="ignore")
         writer.writeheader()
-        for item in flat:
-            cells = dict(item)
-            if "hidden_dims" in cells:
-                cells["hidden_dims"] = _hidden_text(cells["hidden_dims"])
-            for k in ("best_val_acc", "last_val_acc"):
-                cells[k] = f"{cells[k]:.4f}" if math.isfinite(cells[k]) else "nan"
-            for k in names:  # sampled floats to 6 digits: readable, and enough to reproduce a run
-                if isinstance(cells.get(k), float):
-                    cells[k] = f"{cells[k]:.6g}"
-            writer.writerow(cells)
+        for item in flat:  # floats to 6 digits: readable, and enough to reproduce a run
+            writer.writerow({k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
+                             for k, v in item.items()})
 
 
 def plot_sweep(

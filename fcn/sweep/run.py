@@ -170,11 +170,8 @@ def run_sweep(
 
         data_ref = ray.put(host)  # one copy in the object store, read by every trial and the retraining
         trainable = tune.with_parameters(_ray_trial, data=data_ref, settings=settings)
-        # ASHA's max_t: the most epochs a trial can run (the largest batch gives the most epochs).
-        n = min(len(host["X_train"]), trial_num_train or len(host["X_train"]))
-        batch = dims["batch_size"]
-        batch = max(next(iter(batch.values()))) if isinstance(batch, dict) else batch
-        max_t = max(epochs or num_iters / max(n // batch, 1), grace_period)
+        # ASHA's max_t bounds the epochs a trial can run (steps are a safe bound: an epoch is at least one step).
+        max_t = max(epochs or num_iters, grace_period)
         ended: set[str] = set()
 
         class _Ended(tune.Callback):  # the trials Tune saw end or stop; others were cut short by an interrupt
