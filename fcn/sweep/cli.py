@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime, timezone
 
 from ..cli_common import add_data_arguments, check_lengths
@@ -91,6 +92,9 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
     except SweepError as exc:
         # Same convention as fcn train: a one-line message and exit status 1, no traceback.
         raise SystemExit(f"fcn sweep: {exc}") from None
+    except KeyboardInterrupt:  # while loading or retraining (Tune itself handles Ctrl-C during the trials)
+        print("\nfcn sweep: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
     counts = ", ".join(f"{n} {s}" for s, n in result.counts().items())
     print(f"{len(result.trials)} trials ({counts}) in {result.wall_seconds:.1f} s")
@@ -106,5 +110,6 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
         f"{', best_checkpoint.npz' if result.retrained else ''})"
     )
     if result.interrupted:
-        raise SystemExit("fcn sweep: interrupted; the table lists the trials that finished (no retraining)")
+        print("fcn sweep: interrupted; the table lists the trials that finished (none retrained)", file=sys.stderr)
+        raise SystemExit(130)
     return result
