@@ -371,3 +371,18 @@ def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     assert summary["data"]["X_train"] == [250, 3, 32, 32]
     assert {"cpu", "cores", "python", "platform", "gpu"} <= set(summary["machine"])
     assert (out / "best_checkpoint.npz").exists() and (out / "trials.csv").exists()
+
+
+@pytest.mark.parametrize("how", ["during the trials", "while loading"])
+def test_cli_ctrl_c_exits_130(how, monkeypatch, tmp_path, capsys):
+    row = {"trial": "a", "status": "interrupted", "best_val_acc": float("nan"), "iterations": 3, "config": {}}
+
+    def fake_run_sweep(space, **kwargs):
+        if how == "while loading":
+            raise KeyboardInterrupt
+        return sweep.SweepResult([row], None, None, tmp_path, 1.0, interrupted=True)
+
+    monkeypatch.setattr(sweep.cli, "run_sweep", fake_run_sweep)
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "--out", str(tmp_path)])
+    assert info.value.code == 130 and "fcn sweep: interrupted" in capsys.readouterr().err
