@@ -310,7 +310,7 @@ def environment(torch: Any) -> dict[str, Any]:
     return {
         "machine": machine_info()
         | {"torch_gpu": torch.cuda.get_device_name() if torch and torch.cuda.is_available() else None},
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # others' load at the start
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,  # at the start
         "versions": versions,
         "blas": blas,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
@@ -373,7 +373,8 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def bar_chart(path: Path, records: list[dict[str, Any]], title: str) -> None:
-    """One panel per net: median per runner with p10-p90 whiskers; fcn blue, PyTorch orange, floors grey."""
+    """One panel per net: median per runner with quartile whiskers (log axis when
+    the bars span more than 20x); fcn blue, PyTorch orange, floors grey."""
     from matplotlib.figure import Figure
 
     panels: dict[str, list[dict[str, Any]]] = {}
@@ -381,13 +382,15 @@ def bar_chart(path: Path, records: list[dict[str, Any]], title: str) -> None:
         panels.setdefault(f"{r['net']} ({'-'.join(map(str, r['dims']))}, batch {r['batch_size']})", []).append(r)
     fig = Figure(figsize=(9, sum(0.3 * len(v) + 0.9 for v in panels.values()) + 0.5), layout="constrained")
     for ax, (name, rows) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels.items(), strict=True):
-        med, lo, hi = (numpy.array([r["iteration"][k] * 1e3 for r in rows]) for k in ("median_s", "p10_s", "p90_s"))
+        med, lo, hi = (numpy.array([r["iteration"][k] * 1e3 for r in rows]) for k in ("median_s", "q1_s", "q3_s"))
         colors = ["#9e9e9e" if "floor" in r["kind"] else "#ee6a2f" if "torch" in r["kind"] else "#2f6fee" for r in rows]
         ax.barh(range(len(rows)), med, xerr=[med - lo, hi - med], color=colors, capsize=3)
         ax.set_yticks(range(len(rows)), [f"{r['dtype']} {r['runner']}" for r in rows], fontsize=8)
         ax.invert_yaxis()
+        if med.max() > 20 * med.min():  # floors of microseconds beside steps of milliseconds
+            ax.set_xscale("log")
         ax.set_title(name, fontsize=10)
-    fig.axes[-1].set_xlabel("ms per training step (median; whiskers p10-p90)")
+    fig.axes[-1].set_xlabel("ms per training step (median; whiskers: quartiles)")
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=110)
 
