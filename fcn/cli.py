@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cli_common import add_data_arguments, check_lengths
+from .cli_common import add_data_arguments
 from .sysinfo import machine_info
 
 __all__ = ["main", "build_parser"]
@@ -93,7 +93,6 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from .factory import build_model
     from .plotting import plot_stats, plot_weights
 
-    check_lengths("fcn train", args, ("num_iters", "epochs", "batch_size"))
     num_iters = args.num_iters if args.num_iters is not None or args.epochs is not None else 2000
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"runs/{args.model}-{stamp}")
@@ -116,11 +115,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         f"({load_s:.1f} s)"
     )
 
-    try:
-        net = build_model(args.model, args.hidden_dims, weight_scale=args.weight_scale, reg=args.reg,
-                          backend=args.backend, dtype=args.dtype, seed=args.seed)
-    except ValueError as exc:  # a shallow net given several hidden sizes
-        raise SystemExit(f"fcn train: {exc}") from None
+    if args.model == "shallow" and len(args.hidden_dims) != 1:
+        raise SystemExit("fcn train: --model shallow takes one hidden size; use --model fc for several")
+    common = dict(reg=args.reg, backend=args.backend, dtype=args.dtype, seed=args.seed)
+    net = build_model(args.model, args.hidden_dims, weight_scale=args.weight_scale, **common)
     say(f"model: {net!r}")
 
     checkpoint = out / "checkpoint.npz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_data_arguments", "check_lengths"]
+__all__ = ["add_data_arguments"]
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -19,10 +19,3 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
     data.add_argument("--num-test", type=int, default=1000)
     return data
 
-
-def check_lengths(prog: str, args: argparse.Namespace, names: tuple[str, ...] = ("num_iters", "epochs")) -> None:
-    """Exit with one line naming the option when a training length is given but not a positive integer."""
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise SystemExit(f"{prog}: --{name.replace('_', '-')} must be a positive integer, got {value}")

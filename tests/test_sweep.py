@@ -167,10 +167,7 @@ def test_non_positive_lengths_are_one_line_errors(length, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["sweep", *length, "--out", str(tmp_path / "o")])
     assert str(info.value.code) == f"fcn sweep: {length[0]} must be a positive integer, got {length[1]}"
-    with pytest.raises(SystemExit) as info:
-        main(["train", *length, "--out", str(tmp_path / "t")])
-    assert str(info.value.code) == f"fcn train: {length[0]} must be a positive integer, got {length[1]}"
-    assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()  # rejected before anything is written
+    assert not (tmp_path / "o").exists()  # rejected before anything is written
     with pytest.raises(SweepError, match="epochs must be a positive integer, got 0"):
         run_sweep(epochs=0, out=tmp_path / "api")
 
@@ -330,8 +327,8 @@ def test_a_failing_trial_is_recorded_with_its_error(ray_session, data, tmp_path)
 
 def test_gpu_trials_on_a_cluster_without_gpus_fail_at_once(ray_session, data, tmp_path):
     with pytest.raises(SweepError, match="no GPU"):
-        run_sweep({"lr": GOOD_LR}, data=data, backend="cupy", out=tmp_path, num_samples=1, verbose=False)
-    assert not (tmp_path / "trials.csv").exists()
+        run_sweep({"lr": GOOD_LR}, data=data, backend="cupy", out=tmp_path / "gpu", num_samples=1, verbose=False)
+    assert not (tmp_path / "gpu").exists()
 
 
 def test_ctrl_c_reports_what_finished(ray_session, data, tmp_path):
@@ -386,3 +383,10 @@ def test_cli_ctrl_c_exits_130(how, monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["sweep", "--out", str(tmp_path)])
     assert info.value.code == 130 and "fcn sweep: interrupted" in capsys.readouterr().err
+
+
+def test_missing_data_fails_before_ray_starts_and_leaves_nothing(tmp_path):
+    pytest.importorskip("ray.tune")
+    with pytest.raises(fcn.data.DatasetError, match="FCN_DATA_DIR"):
+        run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "out", verbose=False)
+    assert not (tmp_path / "out").exists()

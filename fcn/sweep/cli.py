@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from ..cli_common import add_data_arguments, check_lengths
+from ..cli_common import add_data_arguments
 from .results import SweepResult, describe
 from .run import run_sweep
 from .space import DEFAULT_SPACE, PARAMETERS, SweepError, load_space, parse_spec
@@ -69,7 +69,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sweep_command(args: argparse.Namespace) -> SweepResult:
     """Run ``fcn sweep`` from parsed arguments; prints the best trials and where the results are."""
-    check_lengths("fcn sweep", args, ("num_iters", "epochs", "num_samples"))
+    for name in ("num_iters", "epochs", "num_samples"):  # before anything is started or read
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"fcn sweep: --{name.replace('_', '-')} must be a positive integer, got {value}")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
         # The file (or the default space) is the base; each option replaces one parameter's spec, so

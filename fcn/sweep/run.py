@@ -135,7 +135,23 @@ def run_sweep(
     dims = resolve_space(space, model)
     settings = TrialSettings(model, None if epochs else num_iters, epochs, backend, dtype, seed, trial_num_train)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    source = "given arrays" if data is not None else str(data_dir or os.environ.get("FCN_DATA_DIR") or "cache")
+    if data is None:
+        from ..data import get_CIFAR10_data
+
+        # Host arrays: the object store ships NumPy arrays; trials move them to their own device once.
+        data = get_CIFAR10_data(num_train, num_val, num_test, root=data_dir, dtype=dtype, download=download)
+    host = {k: numpy.asarray(data[k]) for k in _SPLITS if k in data}
+    if any(k not in host for k in _SPLITS[:4]):
+        raise SweepError(f"data needs {', '.join(_SPLITS[:4])}; got {', '.join(host)}")
+    load_s = time.perf_counter() - t0
+    # Classes from every split's labels, so a small training subset missing a class still scores the test set.
+    settings.num_classes = 1 + int(max(numpy.max(host[k]) for k in _SPLITS[1::2] if k in host and host[k].size))
+    n_trials = num_samples * math.prod(len(v["grid"]) for v in dims.values() if isinstance(v, dict) and "grid" in v)
+    say(f"data: X_train {host['X_train'].shape} ({load_s:.1f} s); {n_trials} trials over "
+        f"{ {k: v for k, v in dims.items() if isinstance(v, dict)} }")
 
     started = not ray.is_initialized()  # a Ray the caller started is used as is and left running
     if started:
@@ -150,23 +166,7 @@ def run_sweep(
             raise SweepError("backend cupy runs each trial on a GPU, but the Ray cluster has no GPU")
         if cluster["cpus"] < cpus_per_trial:
             raise SweepError(f"cpus_per_trial is {cpus_per_trial:g} but the Ray cluster has {cluster['cpus']:g} CPUs")
-
-        t0 = time.perf_counter()
-        source = "given arrays" if data is not None else str(data_dir or os.environ.get("FCN_DATA_DIR") or "cache")
-        if data is None:
-            from ..data import get_CIFAR10_data
-
-            # Host arrays: the object store ships NumPy arrays; trials move them to their own device once.
-            data = get_CIFAR10_data(num_train, num_val, num_test, root=data_dir, dtype=dtype, download=download)
-        host = {k: numpy.asarray(data[k]) for k in _SPLITS if k in data}
-        if any(k not in host for k in _SPLITS[:4]):
-            raise SweepError(f"data needs {', '.join(_SPLITS[:4])}; got {', '.join(host)}")
-        load_s = time.perf_counter() - t0
-        # Classes from every split's labels, so a small training subset missing a class still scores the test set.
-        settings.num_classes = 1 + int(max(numpy.max(host[k]) for k in _SPLITS[1::2] if k in host and host[k].size))
-        n_trials = num_samples * math.prod(len(v["grid"]) for v in dims.values() if isinstance(v, dict) and "grid" in v)
-        say(f"data: X_train {host['X_train'].shape} ({load_s:.1f} s); {n_trials} trials over "
-            f"{ {k: v for k, v in dims.items() if isinstance(v, dict)} }")
+        out.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing behind
 
         data_ref = ray.put(host)  # one copy in the object store, read by every trial and the retraining
         trainable = tune.with_parameters(_ray_trial, data=data_ref, settings=settings)
