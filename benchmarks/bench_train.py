@@ -285,7 +285,8 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             print("data: no --data-dir or FCN_DATA_DIR: synthetic data (timings do not depend on pixel values)")
         return synthetic(args.n_train, args.n_val, (3, 32, 32), args.seed), f"synthetic ({args.n_train}, 3, 32, 32)"
     d = fcn.get_CIFAR10_data(args.n_train, args.n_val, 0, root=root, download=False)
-    return {k: d[k] for k in ("X_train", "y_train", "X_val", "y_val")}, f"cifar10 ({root})"
+    where = "--data-dir" if args.data_dir else "FCN_DATA_DIR"  # not the path: results are shared, paths are local
+    return {k: d[k] for k in ("X_train", "y_train", "X_val", "y_val")}, f"cifar10 (from {where})"
 
 
 def environment(torch: Any) -> dict[str, Any]:
@@ -466,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
         "date": when.isoformat(timespec="seconds"),
         "data": kind,
         "fused_kernels": fused,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "data_dir")},  # local paths stay out
         "config": {"reg": REG, "learning_rate": LEARNING_RATE, "nets": {n: NETS[n] for n in args.nets.split(",")}},
         "environment": environment(torch),
         "results": records,

@@ -85,7 +85,8 @@ def test_without_torch_and_with_real_data(bench: ModuleType, tmp_path: Path, mon
                        + ["--dtypes", "float64", "--nets", "shallow", "--out", str(tmp_path / "out")])  # fmt: skip
     payload, md = read_outputs(paths)
     assert "PyTorch peer: skipped" in capsys.readouterr().out
-    assert payload["data"] == f"cifar10 ({folder})" and payload["fused_kernels"] == "0"
+    assert payload["data"] == "cifar10 (from --data-dir)" and payload["fused_kernels"] == "0"
+    assert str(tmp_path) not in paths["json"].read_text() + md  # no local paths in results meant to be shared
     assert all("torch" not in r["runner"] and r["ratio_to_torch"] is None for r in payload["results"])
     assert {r["dtype"] for r in payload["results"]} == {"float64"}
 
