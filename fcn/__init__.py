@@ -4,6 +4,9 @@
 data loader. The backend is chosen at runtime: ``fcn.FullyConnectedNet(..., backend="cupy")``.
 """
 
+# The one place the version is written: the package metadata (pyproject.toml) reads it from here.
+__version__ = "0.1.0"
+
 from .backend import Backend, BackendError, get_backend, has_cupy, has_gpu, namespace_of, to_backend, to_host
 from .data import DatasetError, get_CIFAR10_data, load_CIFAR10
 from .factory import build_model
@@ -12,10 +15,9 @@ from .layer_utils import affine_relu_backward, affine_relu_forward
 from .layers import affine_backward, affine_forward, relu_backward, relu_forward, softmax_loss
 from .models import FullyConnectedNet, ShallowLayerNet
 from .optim import adam, adamw, rmsprop, sgd, sgd_momentum
+from .serialization import ModelFileError, load_model, save_model
 from .solver import CheckpointError, Solver, TrainingDiverged
 from .validation import trusted_inputs
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backend",
@@ -51,4 +53,7 @@ __all__ = [
     "get_CIFAR10_data",
     "load_CIFAR10",
     "DatasetError",
+    "save_model",
+    "load_model",
+    "ModelFileError",
 ]

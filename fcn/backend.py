@@ -11,7 +11,7 @@ Two questions are kept apart (as thinc does): :func:`has_cupy` (the package impo
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from types import ModuleType
 from typing import Any
@@ -36,8 +36,8 @@ __all__ = [
 BACKENDS = ("numpy", "cupy", "array_api_strict", "torch")
 
 _CUPY_HINT = (
-    'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn[cuda12]" '
-    '(CUDA 12.x) or pip install "fcn[cuda13]" (CUDA 13.x).'
+    'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn-cifar[cuda12]" '
+    '(CUDA 12.x) or pip install "fcn-cifar[cuda13]" (CUDA 13.x).'
 )
 
 
@@ -74,11 +74,13 @@ class Backend:
 
     ``xp`` is the Array-API namespace (``array_api_compat.numpy`` for NumPy, ``array_api_compat.cupy``
     for CuPy, or a compliant module such as ``array_api_strict``); ``device`` is ``None`` for the
-    namespace's default device.
+    namespace's default device. ``fused`` (CuPy only) chooses the fused CUDA kernels for :attr:`ops`
+    (:class:`fcn.fused.FusedCupyOps`, not yet verified on a GPU); ``None`` follows ``$FCN_FUSED_KERNELS``.
     """
 
     xp: Any
     device: Any = None
+    fused: bool | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -137,16 +139,28 @@ def _cupy_namespace() -> ModuleType:
     return importlib.import_module("array_api_compat.cupy")
 
 
-def get_backend(backend: str | ModuleType | Backend | None = None, device: Any = None) -> Backend:
+def get_backend(
+    backend: str | ModuleType | Backend | None = None, device: Any = None, *, fused: bool | None = None
+) -> Backend:
     """Resolve ``backend`` (a name, a namespace module, or a :class:`Backend`) to a :class:`Backend`.
 
     ``None`` and ``"numpy"`` give NumPy; ``"cupy"`` needs CuPy and a GPU; ``"array_api_strict"`` gives the
     strict reference namespace (pass ``device=array_api_strict.Device("device1")`` to emulate a device
     that refuses implicit host conversion, the way CuPy does). A module such as ``numpy`` or ``cupy`` is
-    mapped to its array-api-compat namespace.
+    mapped to its array-api-compat namespace. ``fused=True`` (CuPy only) selects the fused CUDA kernels,
+    ``False`` the plain ones, ``None`` what ``$FCN_FUSED_KERNELS`` says (see :mod:`fcn.fused`).
     """
+    be = _resolve_backend(backend, device)
+    if fused is None or fused == be.fused:
+        return be
+    if fused and not be.is_cupy:
+        raise BackendError(f"fused=True needs the CuPy backend; the fused CUDA kernels do not run on {be.name}")
+    return Backend(be.xp, be.device, fused=bool(fused))
+
+
+def _resolve_backend(backend: str | ModuleType | Backend | None, device: Any) -> Backend:
     if isinstance(backend, Backend):
-        return backend if device is None else Backend(backend.xp, device)
+        return backend if device is None else Backend(backend.xp, device, fused=backend.fused)
     if backend is None:
         backend = "numpy"
     if isinstance(backend, str):
@@ -166,7 +180,7 @@ def get_backend(backend: str | ModuleType | Backend | None = None, device: Any =
                 xp = importlib.import_module("array_api_strict")
             except ImportError as exc:
                 raise BackendError(
-                    'array_api_strict is not installed: pip install "fcn[test]" or pip install array-api-strict'
+                    'array_api_strict is not installed: pip install "fcn-cifar[test]" or pip install array-api-strict'
                 ) from exc
         else:
             raise BackendError(

@@ -1,5 +1,8 @@
 """``fcn`` command line: ``fcn train`` trains a network on CIFAR-10 and writes history, plots and a checkpoint.
 
+``fcn evaluate`` and ``fcn predict`` use the trained model (see :mod:`fcn.inference`); ``fcn sweep`` searches
+hyperparameters (see :mod:`fcn.sweep`).
+
 With no options, ``fcn train`` reproduces the chapter's run: ShallowLayerNet with 100 hidden units,
 2000 iterations of SGD at batch 500, learning rate 1e-3 decayed by 0.95 per epoch, reg 0.6.
 """
@@ -83,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _sweep.add_sweep_arguments(sw)
+
+    from . import inference as _inference  # light: Pillow and the data are imported only to run
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="test accuracy, per-class accuracy and confusion matrix of a trained model",
+        description=_inference.EVALUATE_DESCRIPTION,
+    )
+    _inference.add_evaluate_arguments(ev)
+    pr = sub.add_parser(
+        "predict", help="classify image files with a trained model", description=_inference.PREDICT_DESCRIPTION
+    )
+    _inference.add_predict_arguments(pr)
     return parser
 
 
@@ -92,6 +108,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     from .data import get_CIFAR10_data
     from .factory import build_model
     from .plotting import plot_stats, plot_weights
+    from .serialization import save_model
 
     num_iters = args.num_iters if args.num_iters is not None or args.epochs is not None else 2000
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -160,6 +177,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     val_acc = solver.check_accuracy(data["X_val"], data["y_val"])
     test_acc = solver.check_accuracy(data["X_test"], data["y_test"])
     solver.save_checkpoint(checkpoint)  # the restored best parameters
+    # The model alone, with the preprocessing its inputs need: what fcn evaluate / fcn predict / fcn.load_model read
+    model_file = save_model(
+        net, out / "model.npz", mean_image=data["mean_image"], class_names=[str(c) for c in data["class_names"]]
+    )
     plot_stats(stats, out / "curves.png", title=repr(net))
     plot_weights(net.params["W1"], path=out / "weights.png")
 
@@ -181,7 +202,11 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     (out / "history.json").write_text(json.dumps(summary, indent=1))
     print(f"final validation accuracy: {val_acc:.4f} (best {stats['best_val_acc']:.4f})")
     print(f"test accuracy: {test_acc:.4f}")
-    print(f"training time: {train_s:.1f} s; outputs in {out}/ (history.json, curves.png, weights.png, checkpoint.npz)")
+    print(
+        f"training time: {train_s:.1f} s; outputs in {out}/ (history.json, curves.png, weights.png, checkpoint.npz, "
+        "model.npz)"
+    )
+    print(f"use the model: fcn evaluate {model_file}  |  fcn predict {model_file} IMAGE...")
     return summary
 
 
@@ -195,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         from .sweep import sweep_command
 
         sweep_command(args)
+    elif args.command == "evaluate":
+        from .inference import evaluate_command
+
+        evaluate_command(args)
+    elif args.command == "predict":
+        from .inference import predict_command
+
+        predict_command(args)
     return 0
 
 

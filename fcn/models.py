@@ -285,6 +285,20 @@ class FullyConnectedNet:
         solver.train()
         return solver.stats()
 
+    # Preprocessing a saved model carries: set by ``fcn train``, restored by :func:`fcn.load_model`.
+    mean_image: numpy.ndarray | None = None  #: per-pixel mean subtracted from the training images (host array)
+    class_names: list[str] | None = None  #: one name per class, for printing predictions
+
+    def save(self, path: Any) -> Any:
+        """Write this model to one ``.npz`` file (``path``: a str or path-like) and return its ``Path``.
+
+        Architecture, dtype, parameters, buffers, ``mean_image`` and ``class_names``: all that
+        :func:`fcn.load_model` needs to rebuild it on any backend (see :func:`fcn.serialization.save_model`).
+        """
+        from .serialization import save_model  # fcn.serialization imports this module
+
+        return save_model(self, path)
+
 
 class ShallowLayerNet(FullyConnectedNet):
     """Two-layer net ``affine - relu - affine - softmax`` (the chapter's shallow network).
@@ -320,3 +334,9 @@ class ShallowLayerNet(FullyConnectedNet):
     @property
     def hidden_dim(self) -> int:
         return self.hidden_dims[0]
+
+    def get_config(self) -> dict[str, Any]:
+        """As :meth:`FullyConnectedNet.get_config`, with this constructor's ``hidden_dim`` (one hidden size)."""
+        config = super().get_config()
+        config["hidden_dim"] = config.pop("hidden_dims")[0]
+        return config

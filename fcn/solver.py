@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,9 @@ class Solver:
         progress: show a tqdm progress bar (``None``: only when stderr is a terminal).
         checkpoint: path of an ``.npz`` written at every epoch end and when training finishes.
         seed: seed of the host RNG that orders the batches.
+        cuda_graph: replay the training step as a CUDA graph (``None``: ``$FCN_CUDA_GRAPH``). Opt-in and not yet
+            verified on a GPU; needs CuPy with the fused kernels, a built-in update rule and no dropout, and
+            otherwise trains eagerly with a warning (see :mod:`fcn.cuda_graph`).
         on_epoch_end: called as ``on_epoch_end(solver)`` after each evaluation (every epoch end and the last
             step), once the new accuracies are in the history: for early stopping, reporting to a tuner, ...
     """
@@ -101,6 +105,7 @@ class Solver:
         checkpoint: str | os.PathLike | None = None,
         seed: int | None = None,
         on_epoch_end: Callable[[Solver], None] | None = None,
+        cuda_graph: bool | None = None,
     ):
         self.model = model
         self.on_epoch_end = on_epoch_end
@@ -135,6 +140,7 @@ class Solver:
         n_score = self.num_train if num_train_samples is None else min(int(num_train_samples), self.num_train)
         self._train_subset = self._indices(self.rng.choice(self.num_train, n_score, replace=False))
         self._reset()
+        self._graph: Any = self._graph_runner(cuda_graph)
 
     # -- setup ------------------------------------------------------------------------------------------
 
@@ -175,6 +181,18 @@ class Solver:
         self._order_host: numpy.ndarray | None = None
         self._pending_losses: list[Any] = []  # device scalars not yet read back
 
+    def _graph_runner(self, wanted: bool | None) -> Any:
+        """The CUDA-graph replayer of the training step when requested and possible (else None, with a warning)."""
+        from .cuda_graph import GraphedTraining, cuda_graph_requested
+
+        if not cuda_graph_requested(wanted):
+            return None
+        reason = GraphedTraining.unsupported(self)
+        if reason is not None:
+            warnings.warn(f"CUDA graphs requested but not used: {reason}; training eagerly", stacklevel=3)
+            return None
+        return GraphedTraining(self)
+
     # -- the loop ---------------------------------------------------------------------------------------
 
     def step(self) -> None:
@@ -187,11 +205,21 @@ class Solver:
             self._step()
 
     def _step(self) -> None:
+        if self._graph is not None:
+            self._graph.step()  # replays a captured step (after one eager step and the capture)
+        else:
+            self._eager_step()
+
+    def _next_batch_indices(self) -> Any:
+        """This step's rows of the training data (device indices); a new permutation at each epoch start."""
         k = self.iteration % self.iterations_per_epoch
         if k == 0 or self._order is None:
             self._order_host = self.rng.permutation(self.num_train)
             self._order = self._indices(self._order_host)
-        idx = self._order[k * self.batch_size : min((k + 1) * self.batch_size, self.num_train)]
+        return self._order[k * self.batch_size : min((k + 1) * self.batch_size, self.num_train)]
+
+    def _eager_step(self) -> None:
+        idx = self._next_batch_indices()
         X_batch, y_batch = self._gather(idx)
         loss, grads = self._loss_and_grads(X_batch, y_batch)
         self._pending_losses.append(loss)
@@ -203,12 +231,16 @@ class Solver:
         ops = self.backend.ops
         n = idx.shape[0]
         buffers = self._batch_buffers.get(n)
-        if buffers is None and self.backend.is_numpy:
+        if buffers is None and (self.backend.is_numpy or self.backend.is_cupy):
+            empty = numpy.empty if self.backend.is_numpy else self.backend.xp.empty
             buffers = self._batch_buffers[n] = (
-                numpy.empty((n, *self.X_train.shape[1:]), dtype=self.X_train.dtype),
-                numpy.empty(n, dtype=self.y_train.dtype),
+                empty((n, *self.X_train.shape[1:]), dtype=self.X_train.dtype),
+                empty(n, dtype=self.y_train.dtype),
             )
         X_out, y_out = buffers if buffers is not None else (None, None)
+        take_batch = getattr(ops, "take_batch", None)  # the fused kernels: images and labels in one launch
+        if take_batch is not None:
+            return take_batch(self.X_train, self.y_train, idx, out=buffers)
         return ops.take_rows(self.X_train, idx, out=X_out), ops.take_rows(self.y_train, idx, out=y_out)
 
     def _loss_and_grads(self, X_batch: Any, y_batch: Any) -> tuple[Any, dict[str, Any]]:

@@ -112,8 +112,9 @@ def plot_sweep(
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    def xy(rows: Sequence[Mapping[str, Any]]) -> list[list[float]]:
-        return [[float(r["config"].get(k, "nan")) for r in rows] for k in ("learning_rate", "reg")]
+    def xy(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+        lr, reg = ([float(r["config"].get(k, "nan")) for r in rows] for k in ("learning_rate", "reg"))
+        return lr, reg
 
     ok = [r for r in trials if math.isfinite(r["best_val_acc"])]
     bad = [r for r in trials if not math.isfinite(r["best_val_acc"])]
@@ -121,14 +122,16 @@ def plot_sweep(
     ax = fig.subplots()
     if ok:
         sizes = [20 + 0.25 * numpy.sum(r["config"].get("hidden_dims", 100)) for r in ok]
-        sc = ax.scatter(*xy(ok), c=[r["best_val_acc"] for r in ok], s=sizes, cmap="viridis", edgecolors="k", lw=0.4)
+        x, y = xy(ok)
+        sc = ax.scatter(x, y, c=[r["best_val_acc"] for r in ok], s=sizes, cmap="viridis", edgecolors="k", lw=0.4)
         fig.colorbar(sc, ax=ax, label="best validation accuracy")
-        best = max(ok, key=lambda r: r["best_val_acc"])
-        ax.scatter(*xy([best]), s=400, facecolors="none", edgecolors="red", linewidths=1.5)
-        ax.annotate(f"best {best['best_val_acc']:.3f}", [v[0] for v in xy([best])], xytext=(10, 10),
+        (bx,), (by,) = xy([max(ok, key=lambda r: r["best_val_acc"])])
+        ax.scatter([bx], [by], s=400, facecolors="none", edgecolors="red", linewidths=1.5)
+        ax.annotate(f"best {max(r['best_val_acc'] for r in ok):.3f}", (bx, by), xytext=(10, 10),
                     textcoords="offset points", color="red")
     if bad:
-        ax.scatter(*xy(bad), marker="x", color="0.5", label="diverged / failed / interrupted")
+        x, y = xy(bad)
+        ax.scatter(x, y, marker="x", color="0.5", label="diverged / failed / interrupted")
         ax.legend(loc="best")
     for set_scale, axis, values in zip((ax.set_xscale, ax.set_yscale), (ax.xaxis, ax.yaxis), xy(trials), strict=True):
         if all(v > 0 for v in values if math.isfinite(v)):  # a log axis cannot show reg = 0

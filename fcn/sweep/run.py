@@ -171,7 +171,7 @@ def run_sweep(
         data_ref = ray.put(host)  # one copy in the object store, read by every trial and the retraining
         trainable = tune.with_parameters(_ray_trial, data=data_ref, settings=settings)
         # ASHA's max_t bounds the epochs a trial can run (steps are a safe bound: an epoch is at least one step).
-        max_t = max(epochs or num_iters, grace_period)
+        max_t = max(float(epochs or num_iters or 1), grace_period)
         ended: set[str] = set()
 
         class _Ended(tune.Callback):  # the trials Tune saw end or stop; others were cut short by an interrupt

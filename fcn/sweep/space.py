@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -152,14 +153,14 @@ def load_space(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise SweepError(f"cannot read search space {path}: {exc}") from None
     try:
-        if toml:
-            import tomllib  # Python 3.11+
+        if not toml:
+            raw = json.loads(text)
+        elif sys.version_info >= (3, 11):
+            import tomllib
 
             raw = tomllib.loads(text)
         else:
-            raw = json.loads(text)
-    except ModuleNotFoundError:
-        raise SweepError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON") from None
+            raise SweepError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON")
     except ValueError as exc:  # JSON's and TOML's decode errors are both ValueErrors
         raise SweepError(f"{path} is not valid {'TOML' if toml else 'JSON'}: {exc}") from None
     if isinstance(raw, dict) and len(raw) == 1 and isinstance(raw.get("space"), dict):
