@@ -314,7 +314,7 @@ def environment(torch: Any) -> dict[str, Any]:
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,  # at the start
         "versions": versions,
         "blas": blas,
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "env": {k: os.environ.get(k) for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE")},
         "commit": git.stdout.strip() or None,
     }
 
