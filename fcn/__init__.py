@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from .backend import Backend, BackendError, get_backend, has_cupy, has_gpu, namespace_of, to_backend, to_host
 from .data import DatasetError, get_CIFAR10_data, load_CIFAR10
+from .factory import build_model
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from .layer_utils import affine_relu_backward, affine_relu_forward
 from .layers import affine_backward, affine_forward, relu_backward, relu_forward, softmax_loss
@@ -39,6 +40,7 @@ __all__ = [
     "rel_error",
     "FullyConnectedNet",
     "ShallowLayerNet",
+    "build_model",
     "Solver",
     "TrainingDiverged",
     "CheckpointError",

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .cli_common import add_data_arguments, nonnegative_float, nonnegative_int, positive_float, positive_int
 from .sysinfo import machine_info
 
 __all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -44,28 +43,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind: Callable[[str], Any], check: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
-    """An argparse ``type`` that parses with ``kind`` and accepts only values passing ``check``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    parse.__name__ = what  # argparse names the type in some messages
-    return parse
-
-
-positive_int = _number(int, lambda v: v > 0, "a positive integer")
-nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
-nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
-
-
 def _timestamp() -> str:
     """The UTC time in default folder names (one-second resolution: folders are made unique separately)."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -79,19 +56,6 @@ def _dims(text: str) -> list[int]:
     if not dims or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return dims
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The CIFAR-10 location and split options shared by ``fcn train`` and ``fcn sweep``; returns the group."""
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
-    )
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
-    data.add_argument("--num-train", type=positive_int, default=49000)
-    data.add_argument("--num-val", type=nonnegative_int, default=1000, help="0: no validation set")
-    data.add_argument("--num-test", type=nonnegative_int, default=1000)
-    return data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,8 +188,9 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from . import FullyConnectedNet, ShallowLayerNet, Solver
+    from . import Solver
     from .data import get_CIFAR10_data
+    from .factory import build_model
     from .plotting import plot_stats, plot_weights
     from .rundir import TRAIN_OUTPUTS
     from .serialization import save_model
@@ -250,23 +215,7 @@ def _train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     )
 
     common = dict(reg=args.reg, backend=args.backend, dtype=args.dtype, seed=args.seed)
-    net: FullyConnectedNet  # a ShallowLayerNet is one
-    if args.model == "shallow":
-        net = ShallowLayerNet(
-            3 * 32 * 32,
-            args.hidden_dims[0],
-            10,
-            weight_scale=args.weight_scale if args.weight_scale is not None else 1e-3,
-            **common,
-        )
-    else:
-        net = FullyConnectedNet(
-            3 * 32 * 32,
-            args.hidden_dims,
-            10,
-            weight_scale=args.weight_scale if args.weight_scale is not None else 1e-2,
-            **common,
-        )
+    net = build_model(args.model, args.hidden_dims, weight_scale=args.weight_scale, **common)
     say(f"model: {net!r}")
 
     checkpoint = out / "checkpoint.npz"
