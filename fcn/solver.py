@@ -85,8 +85,8 @@ class Solver:
             built-in rule are an error.
         lr_decay: the learning rate is multiplied by this after every epoch.
         batch_size: samples per step; an epoch is ``num_train // batch_size`` steps (at least one).
-        num_epochs: epochs to train, unless ``num_iters`` is given.
-        num_iters: total steps, overriding ``num_epochs``.
+        num_epochs: epochs to train, unless ``num_iters`` is given (0: no step).
+        num_iters: total steps, overriding ``num_epochs`` (0: no step).
         num_train_samples: training samples (a fixed random subset) scored for the train-accuracy history;
             ``None`` scores all of them.
         print_every: log the loss every this many steps (also the granularity of divergence checks).
@@ -143,8 +143,10 @@ class Solver:
         self.lr_decay = check_float("lr_decay", lr_decay, positive=True)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.print_every = check_int("print_every", print_every, minimum=1)
-        num_epochs = check_int("num_epochs", num_epochs, minimum=1)
-        num_iters = None if num_iters is None else check_int("num_iters", num_iters, minimum=1)
+        # 0 is a valid length (no step is taken); only num_epochs is ignored when num_iters is given
+        num_iters = None if num_iters is None else check_int("num_iters", num_iters, minimum=0)
+        if num_iters is None:
+            num_epochs = check_int("num_epochs", num_epochs, minimum=0)
         if num_train_samples is not None:
             num_train_samples = check_int("num_train_samples", num_train_samples, minimum=1)
         self.seed = None if seed is None else check_int("seed", seed, minimum=0)

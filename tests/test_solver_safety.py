@@ -108,8 +108,7 @@ def test_predict_with_non_finite_parameters_raises():
     "options, name",
     [
         ({"num_iters": -5}, "num_iters"),
-        ({"num_iters": 0}, "num_iters"),
-        ({"num_epochs": 0}, "num_epochs"),
+        ({"num_epochs": -1}, "num_epochs"),
         ({"lr_decay": -1.0}, "lr_decay"),
         ({"lr_decay": 0.0}, "lr_decay"),
         ({"optim_config": {"learning_rate": -1e-3}}, "learning_rate"),
