@@ -172,6 +172,16 @@ def test_non_positive_lengths_are_one_line_errors(length, tmp_path):
         run_sweep(epochs=0, out=tmp_path / "api")
 
 
+def test_a_sweep_without_validation_samples_is_refused(data, tmp_path):
+    """Trials are ranked by validation accuracy: no validation set, no ranking (refused before Ray starts)."""
+    empty_val = {**data, "X_val": data["X_val"][:0], "y_val": data["y_val"][:0]}
+    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+        run_sweep(data=empty_val, num_iters=4, out=tmp_path / "o")
+    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+        run_sweep(num_val=0, num_iters=4, out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
 def test_train_trial_reports_every_epoch(data):
     config = {**resolve_space({**SPACE, "learning_rate": GOOD_LR, "reg": 1e-3, "hidden_dims": 16}), "hidden_dims": 16}
     settings = TrialSettings(num_iters=20)

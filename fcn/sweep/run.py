@@ -121,6 +121,9 @@ def run_sweep(
             raise SweepError(f"{name} must be a positive integer, got {value}")
     if num_iters is None and epochs is None:
         raise SweepError("give each trial a length: num_iters or epochs")
+    n_val = len(data["y_val"]) if data is not None and "y_val" in data else num_val
+    if n_val < 1:  # trials are ranked by validation accuracy: without validation samples there is no ranking
+        raise SweepError(f"a sweep ranks trials by validation accuracy and needs validation samples; got {n_val}")
     if scheduler not in ("asha", "fifo") or model not in ("shallow", "fc"):
         raise SweepError(f"scheduler must be 'asha' or 'fifo', model 'shallow' or 'fc'; got {scheduler!r}, {model!r}")
     try:  # before anything slow, so a missing extra is the first thing said
