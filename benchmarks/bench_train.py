@@ -1,492 +1,493 @@
 #!/usr/bin/env python
-"""Time fcn's own training iteration against GEMM floors and a PyTorch peer.
+"""Time fcn's training step next to GEMM floors and a PyTorch peer; write JSON, markdown and a bar chart.
 
-The work unit is one SGD iteration of the chapter's net (3072-100-10, batch 500, reg 0.6) on the full
-CIFAR-10 training split (49,000 images resident on the device): gather a batch, forward, softmax loss, L2
-term, backward (no input gradient for the first layer), update. About 617 MFLOP, nearly all of it in two
-GEMMs, ``X_batch @ W1`` and ``X_batch.T @ dH``. The deep net (3072-1024-512-10) puts the same loop in a
-larger-GEMM regime.
+For every backend (NumPy; CuPy where ``fcn.has_gpu()``), dtype and net of :data:`NETS`, in one process, with
+the runners of a group interleaved in rounds so that drift in a shared machine's load hits them alike:
 
-For every backend (NumPy; CuPy where ``fcn.has_gpu()``), dtype and net, in one process and interleaved in
-rounds so that drift in a shared machine's load hits every runner alike:
-
-- ``fcn``: ``fcn.Solver.step()``; an epoch with ``Solver.train()``; full-set evaluation with
-  ``model.predict`` and ``Solver.check_accuracy``;
-- ``gemm-floor``: only the matrix products one iteration cannot avoid, operands hot in cache;
+- ``fcn``: one ``fcn.Solver.step()`` (gather a batch on the device, forward, loss + L2, backward, update);
+  also an epoch (``Solver.train()``) and full-set evaluation (``model.predict``);
+- ``gemm-floor``: only the matrix products one step cannot avoid, operands hot in cache;
 - ``gather+gemm-floor``: the same on a freshly gathered batch (the floor of any step drawing random batches);
-- ``torch``: the same iteration in PyTorch (same weights, batch size and batch-order scheme, autograd and an
-  in-place SGD update), with its own GEMM floor; skipped with a message without torch.
+- ``torch``: the same step in PyTorch eager (``torch_peer.py``), on the CPU beside NumPy and on CUDA beside
+  CuPy, where it also runs through ``torch.compile(mode="reduce-overhead")`` (skipped, with the reason,
+  where that fails).
 
-Then ``profile_step.py`` breaks one NumPy iteration down stage by stage. Results land in
-``benchmarks/results/`` as ``train-<host>-<UTC time>.{json,md,png}``; ``--help`` lists the options.
+The ``tiny`` net (32-16-10 at batch 8) makes the matrix products free: fcn / torch there is the per-step
+Python overhead. ``FCN_FUSED_KERNELS`` (fused GPU kernels, opt-in) is recorded with every run, so a GPU
+script can run this twice and compare. Results: ``benchmarks/results/train-<host>-<UTC time>.{json,md,png}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import itertools
-import math
+import json
+import os
+import pstats
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
-from functools import partial
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 
-import _common as C  # noqa: E402  (needs the path entry above)
-import profile_step  # noqa: E402
-from torch_peer import TorchRunner  # noqa: E402
+from torch_peer import make_peer  # noqa: E402
 
 import fcn  # noqa: E402
+from fcn.sysinfo import machine_info  # noqa: E402
+
+#: The nets: ``fcn.build_model`` arguments, plus the benchmark's own ``input_dim`` and ``batch_size`` where a net
+#: has its own (otherwise CIFAR-10's 3072 features and ``--batch-size``). One line adds a net.
+NETS: dict[str, dict[str, Any]] = {
+    "shallow": {"model": "shallow", "hidden_dims": [100]},
+    "deep": {"model": "fc", "hidden_dims": [1024, 512]},
+    "tiny": {"model": "fc", "hidden_dims": [16], "input_dim": 32, "batch_size": 8},
+    "bn-dropout": {"model": "fc", "hidden_dims": [1024, 512], "normalization": "batchnorm", "dropout_keep_ratio": 0.7},
+}
+REG, LEARNING_RATE = 0.6, 1e-4  # the chapter's reg; a rate small enough never to diverge (NaNs change timings)
+#: Targets, checked where the run has the rows: (net, runner, ratio, bound, what).
+TARGETS = [
+    ("shallow", "fcn[numpy]", "ratio_to_floor", 1.10, "fcn / GEMM floor, NumPy float32"),
+    ("shallow", "fcn[numpy]", "ratio_to_torch", 1 / 1.5, "fcn / PyTorch CPU, NumPy float32 (1.5x faster)"),
+    ("tiny", "fcn[numpy]", "ratio_to_torch", 0.40, "per-step Python overhead: fcn / PyTorch CPU eager, tiny net"),
+]
+OUT = Path(__file__).resolve().parent / "results"
 
 
-def iteration_flops(dims: Sequence[int], batch: int) -> int:
-    """FLOPs of the GEMMs of one iteration: forward and weight gradient per layer, input gradient from layer 2."""
-    layers = list(zip(dims[:-1], dims[1:], strict=True))
-    return 4 * sum(batch * a * b for a, b in layers) + 2 * sum(batch * a * b for a, b in layers[1:])
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    """Median and spread (p10, quartiles, p90, IQR) of timing samples in seconds."""
+    p10, q1, med, q3, p90 = numpy.percentile(samples, [10, 25, 50, 75, 90])
+    return {"median_s": med, "p10_s": p10, "q1_s": q1, "q3_s": q3, "p90_s": p90, "iqr_s": q3 - q1, "n": len(samples)}
 
 
-def eval_floor(make: Callable[[tuple[int, ...]], Any], dims: Sequence[int], n: int) -> Callable[[], None]:
-    """Only the forward GEMMs of evaluating ``n`` samples in chunks of :data:`_common.EVAL_CHUNK` rows."""
-    ops = [(make((min(C.EVAL_CHUNK, n), a)), make((a, b))) for a, b in zip(dims[:-1], dims[1:], strict=True)]
-    chunks = [min(C.EVAL_CHUNK, n - i) for i in range(0, n, C.EVAL_CHUNK)]
+def time_runners(runners: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Time every runner's ``fn`` in ``args.rounds`` rounds, rotating the order each round (drift hits all alike).
 
-    def run() -> None:
-        for rows in chunks:
-            for H, W in ops:
-                H[:rows] @ W
+    Each sample is ``inner`` calls then the device's ``sync`` (on a GPU a call's time is known only once its
+    kernels have finished; several calls per sample let launches overlap as in a training loop).
+    """
+    per_round = max(-(-args.repeats // args.rounds), 1)
+    for r in range(args.rounds):
+        for run in runners[r % len(runners) :] + runners[: r % len(runners)]:
+            fn, sync, inner = run["fn"], run["sync"], run["inner"]
+            for _ in range(args.warmup):
+                fn()
+            sync()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                sync()
+                run["samples"].append((time.perf_counter() - t0) / inner)
+
+
+def time_once(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def gemm_floor(make: Callable[[tuple[int, ...]], Any], dims: Sequence[int], batch: int) -> Callable[..., None]:
+    """Only the matrix products of one step, on operands ``make(shape)``: per layer the forward product and
+    the weight gradient, and from the second layer on the input gradient. ``run(x)`` uses ``x`` (a freshly
+    gathered batch) as the first layer's input instead of a fixed operand hot in cache."""
+    layers = [(make((batch, a)), make((a, b)), make((batch, b))) for a, b in itertools.pairwise(dims)]
+
+    def run(x: Any = None) -> None:
+        for i, (H, W, dA) in enumerate(layers):
+            H = x if i == 0 and x is not None else H
+            H @ W
+            H.T @ dA
+            if i:
+                dA @ W.T
 
     return run
 
 
-class FcnRunner:
-    """fcn's own training loop on one backend/dtype: a Solver whose public ``step()`` is the timed unit."""
+def fcn_runners(spec: dict[str, Any], batch: int, be: fcn.Backend, dtype: str, data: dict, args: Any) -> list[dict]:
+    """fcn's step and its two floors on ``be``; the fcn runner also times an epoch and full-set evaluation."""
+    model = fcn.build_model(**spec, reg=REG, backend=be, dtype=dtype, seed=args.seed)
+    solver = fcn.Solver(
+        model,
+        data,
+        batch_size=batch,
+        num_iters=10**9,
+        verbose=False,
+        progress=False,
+        optim_config={"learning_rate": LEARNING_RATE},
+        seed=args.seed,
+    )
+    xp, sync, lib = be.xp, be.synchronize, be.name
+    rng = numpy.random.default_rng(args.seed)
+    floor = gemm_floor(lambda s: be.asarray(rng.standard_normal(s).astype(dtype)), model_dims(model), batch)
+    order = rng.permutation(solver.num_train)  # the gathered rows are cold, as in training: cycle an epoch
+    batches = itertools.cycle(
+        [xp.asarray(order[k * batch : (k + 1) * batch]) for k in range(solver.iterations_per_epoch)]
+    )
 
-    def __init__(self, hidden: Sequence[int], be: fcn.Backend, dtype: str, data: dict[str, Any], args: Any):
-        self.backend, self.batch, self.seed = be, args.batch_size, args.seed
-        self.model = C.make_model(hidden, be, dtype, args.seed, int(numpy.prod(data["X_train"].shape[1:])))
-        self.solver = C.make_solver(self.model, data, self.batch, args.seed)
+    def gather_floor() -> None:
+        idx = next(batches)
+        xp.take(solver.y_train, idx, axis=0)
+        floor(xp.reshape(xp.take(solver.X_train, idx, axis=0), (idx.shape[0], -1)))
 
-    def after_block(self) -> None:
-        """Read back the pending losses outside the timed region (raises if training diverged)."""
-        self.solver._read_losses()
-
-    def gather_floor(self, floor: Callable[..., None]) -> Callable[[], None]:
-        """``floor`` on a freshly gathered batch: ``xp.take`` of images and labels, cycling through an epoch."""
-        xp, s = self.backend.xp, self.solver
-        order = numpy.random.default_rng(self.seed).permutation(s.num_train)
-        batches = [xp.asarray(order[k * self.batch : (k + 1) * self.batch]) for k in range(s.iterations_per_epoch)]
-        turn = itertools.count()
-
-        def run() -> None:
-            idx = batches[next(turn) % len(batches)]
-            xp.take(s.y_train, idx, axis=0)
-            floor(xp.reshape(xp.take(s.X_train, idx, axis=0), (idx.shape[0], -1)))
-
-        return run
-
-    def long_units(self, args: argparse.Namespace) -> dict[str, Any]:
-        """Epochs with ``Solver.train()`` (fresh solvers on the device data, built outside the timing) and
-        full-set evaluation with the public ``predict`` (value checks on) and ``Solver.check_accuracy``."""
-        s, sync = self.solver, self.backend.synchronize
-        data = {"X_train": s.X_train, "y_train": s.y_train, "X_val": s.X_val, "y_val": s.y_val}
-        epochs = []
-        for r in range(args.epoch_repeats):
-            solver = C.make_solver(self.model, data, self.batch, self.seed + 1 + r, s.iterations_per_epoch)
-            C.settle(args.settle)
-            epochs.append(C.time_once(solver.train, sync))
-        C.settle(args.settle)
-        times = {"predict": [], "check": []}
-        for _ in range(args.eval_repeats):
-            times["predict"].append(C.time_once(lambda: self.model.predict(s.X_train), sync))
-            times["check"].append(C.time_once(lambda: s.check_accuracy(s.X_train, s.y_train), sync))
+    def long_units() -> dict[str, Any]:
+        on_device = {"X_train": solver.X_train, "y_train": solver.y_train, "X_val": solver.X_val, "y_val": solver.y_val}
+        epoch = [
+            time_once(
+                fcn.Solver(
+                    model, on_device, batch_size=batch, num_epochs=1, verbose=False, progress=False, seed=args.seed + r
+                ).train,
+                sync,
+            )
+            for r in range(args.long_repeats)
+        ]
+        evals = [time_once(lambda: model.predict(solver.X_train), sync) for _ in range(args.long_repeats)]
         return {
-            "epoch": C.summarize(epochs) | {"iterations": s.iterations_per_epoch, "includes": "steps + end-of-epoch"},
-            "eval_predict": C.summarize(times["predict"]),
-            "eval_check_accuracy": C.summarize(times["check"]),
-            "eval_samples": int(s.num_train),
+            "epoch": summarize(epoch),
+            "eval": summarize(evals),
+            "iterations_per_epoch": solver.iterations_per_epoch,
         }
 
-
-# ----------------------------------------------------------------------------------------------------------
-# One group: a net, a dtype, a device
-# ----------------------------------------------------------------------------------------------------------
-
-
-def entry(name: str, fn, sync, kind: str, library: str, after=None, long=None, ipe=None) -> dict[str, Any]:
-    """A runner of a group with its kind, library, long units (epoch/eval; a callable) and iterations per epoch."""
-    return {"runner": C.Runner(name, fn, sync, after), "kind": kind, "library": library, "long": long, "ipe": ipe}
+    common = {"sync": sync, "inner": 1 if be.is_numpy else args.gpu_inner}
+    return [
+        {"runner": f"fcn[{lib}]", "kind": "fcn", "fn": solver.step, "long": long_units, "model": model, **common},
+        {"runner": f"gemm-floor[{lib}]", "kind": "floor", "fn": floor, **common},
+        {"runner": f"gather+gemm-floor[{lib}]", "kind": "gather-floor", "fn": gather_floor, **common},
+    ]
 
 
-def evals(fn: Callable[[], Any], sync: Callable[[], None], n: int) -> Callable[[], dict[str, Any]]:
-    """The long unit of a peer or floor: ``n`` full-set evaluations by ``fn``."""
-    return lambda: {"eval": C.summarize([C.time_once(fn, sync) for _ in range(n)])}
+def model_dims(model: Any) -> list[int]:
+    return [model.input_dim, *model.hidden_dims, model.num_classes]
 
 
-def group_entries(hidden, dtype: str, be, torch: ModuleType | None, tdev: str | None, data, args) -> list[dict]:
-    """The runners of one group (fcn and its floors on ``be``; torch and its floor on ``tdev``)."""
-    dims = [int(numpy.prod(data["X_train"].shape[1:])), *hidden, 10]
-    rng = numpy.random.default_rng(args.seed)
-    entries: list[dict[str, Any]] = []
-    fcn_runner = None
-    if be is not None:
-        fcn_runner = FcnRunner(hidden, be, dtype, data, args)
-        s, sync, lib = fcn_runner.solver, be.synchronize, be.name
+def torch_runners(torch: Any, device: str, spec: dict, dtype: str, data: dict, params: dict, args: Any) -> list[dict]:
+    """The PyTorch peer on ``device``: eager, and on CUDA also compiled (or a note saying why not)."""
+    kw = dict(
+        batch=spec["batch_size"],
+        seed=args.seed,
+        reg=REG,
+        lr=LEARNING_RATE,
+        dropout_keep_ratio=spec.get("dropout_keep_ratio"),
+    )
+    runners = [
+        {"runner": f"torch[{device}]", "kind": "torch", "fn": make_peer(torch, device, dtype, data, params, **kw)}
+    ]
+    if device == "cuda":
+        try:
+            step = make_peer(torch, device, dtype, data, params, compiled=True, **kw)
+            for _ in range(3):  # compile (and record the CUDA graphs) now, so a failure is a note, not a crash
+                step()
+            runners.append({"runner": "torch-compiled[cuda]", "kind": "torch-compiled", "fn": step})
+        except Exception as exc:  # any compiler failure only means that this variant is skipped
+            print(f"  torch.compile(mode='reduce-overhead'): skipped ({type(exc).__name__}: {str(exc)[:200]})")
+    return runners
 
-        def make_be(shape: tuple[int, ...]) -> Any:
-            return be.asarray(rng.standard_normal(shape).astype(dtype))
 
-        floor = C.gemm_floor(make_be, dims, args.batch_size)
-        ev = evals(eval_floor(make_be, dims, s.num_train), sync, args.eval_repeats)
-        entries += [
-            entry(f"fcn[{lib}]", s.step, sync, "fcn", lib, fcn_runner.after_block, lambda: fcn_runner.long_units(args))
-            | {"ipe": s.iterations_per_epoch},
-            entry(f"gemm-floor[{lib}]", floor, sync, "floor", lib, long=ev),
-            entry(f"gather+gemm-floor[{lib}]", fcn_runner.gather_floor(floor), sync, "gather-floor", lib),
-        ]
+def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dict, torch: Any, args: Any):
+    """Time one net/dtype/device group; return ``(records, None)``, or ``([], note)`` when fcn cannot build the net."""
+    spec = {"input_dim": 3072, **NETS[net]}
+    batch = spec.pop("batch_size", args.batch_size)
+    features = spec["input_dim"]
+    data = base if features == 3072 else synthetic(args.n_train, args.n_val, (features,), args.seed)
+    data = {k: v.astype(dtype) if k.startswith("X") else v for k, v in data.items()}
+    try:
+        runners = fcn_runners(spec, batch, be, dtype, data, args)
+    except TypeError as exc:  # options this fcn does not have yet
+        print(f"{net}: skipped (this fcn does not build it: {exc})")
+        return [], f"{net}: this fcn does not build it ({exc})"
+    model = runners[0]["model"]
+    dims, device = model_dims(model), "cpu" if be.is_numpy else "gpu"
+    print(f"\n== {net} {dtype} {be.name}: {'-'.join(map(str, dims))}, batch {batch} ==", flush=True)
     if torch is not None and tdev is not None:
-        model = fcn_runner.model if fcn_runner else C.make_model(hidden, fcn.get_backend("numpy"), dtype, args.seed)
-        peer = TorchRunner(torch, tdev, dtype, data, {k: fcn.to_host(v) for k, v in model.params.items()}, args)
-        tdtype, device, lib = getattr(torch, dtype), torch.device(tdev), f"torch-{tdev}"
-
-        def make_t(shape: tuple[int, ...]) -> Any:
-            return torch.from_numpy(rng.standard_normal(shape).astype(dtype)).to(device, tdtype)
-
-        tfloor = C.gemm_floor(make_t, dims, args.batch_size)
-        tev = eval_floor(make_t, dims, peer.num_train)
-        entries += [
-            entry(
-                f"torch[{tdev}]",
-                peer.step,
-                peer.sync,
-                "torch",
-                lib,
-                peer.after_block,
-                evals(peer.evaluate, peer.sync, args.eval_repeats),
-                peer.iterations_per_epoch,
-            ),
-            entry(f"gemm-floor[{lib}]", tfloor, peer.sync, "floor", lib, long=evals(tev, peer.sync, args.eval_repeats)),
+        params = {k: fcn.to_host(v) for k, v in model.params.items()}  # the same initial weights
+        sync = {"sync": torch.cuda.synchronize if tdev == "cuda" else lambda: None, "inner": runners[0]["inner"]}
+        runners += [
+            r | sync for r in torch_runners(torch, tdev, spec | {"batch_size": batch}, dtype, data, params, args)
         ]
-    return entries
-
-
-def run_group(net: str, hidden, dtype: str, device: str, be, torch, tdev, data, args) -> list[dict[str, Any]]:
-    """Time one group's runners interleaved, then their long units; return one record per runner."""
-    entries = group_entries(hidden, dtype, be, torch, tdev, data, args)
-    dims = [int(numpy.prod(data["X_train"].shape[1:])), *hidden, 10]
-    print(f"\n== {net} {dtype} {device}: {'-'.join(map(str, dims))}, batch {args.batch_size} ==", flush=True)
-    per_round = max(math.ceil(args.repeats / args.rounds), 1)
-    with C.OtherLoad() as iterations:
-        C.run_interleaved(
-            [e["runner"] for e in entries],
-            rounds=args.rounds,
-            repeats=per_round,
-            warmup=args.warmup,
-            settle_s=args.settle,
-        )
-    flops = iteration_flops(dims, args.batch_size)
+    for r in runners:
+        r["samples"] = []
+    time_runners(runners, args)
     records = []
-    with C.OtherLoad() as long_units:  # epochs and evaluations: their contention is measured on its own
-        for e in entries:
-            it = C.summarize(e["runner"].samples)
-            med = it["median_s"]
-            rec = {
+    for r in runners:
+        if hasattr(r["fn"], "check"):
+            r["fn"].check()
+        records.append(
+            {
                 "net": net,
                 "dims": dims,
-                "batch_size": args.batch_size,
+                "batch_size": batch,
                 "dtype": dtype,
                 "device": device,
-                "runner": e["runner"].name,
-                "kind": e["kind"],
-                "library": e["library"],
-                "iteration": it,
-                "flops_per_iteration": flops,
-                "gflops_per_s": flops / med / 1e9,
-                "images_per_s": args.batch_size / med,
+                "runner": r["runner"],
+                "kind": r["kind"],
+                "calls_per_sample": r["inner"],
+                "fused_kernels": os.environ.get("FCN_FUSED_KERNELS", "0"),
+                "iteration": summarize(r["samples"]),
+                **(r["long"]() if "long" in r else {}),
+                **({"profile": profile(r["fn"], args.profile)} if "model" in r and args.profile else {}),
             }
-            if e["ipe"]:
-                rec["epoch_from_median_s"] = e["ipe"] * med
-            if e["long"]:
-                C.settle(args.settle)
-                rec |= e["long"]()
-            records.append(rec)
-    for rec in records:
-        rec["other_load_during_iterations"] = iterations.share
-        rec["other_load_during_epoch_eval"] = long_units.share
-    add_ratios(records)
-    for rec in records:
-        print(
-            f"  {rec['runner']:<26} {C.ms(rec['iteration']['median_s']):>9} ms/it  vs floor "
-            f"{C.fmt_ratio(rec['ratio_to_floor']):>6}  vs gather+floor {C.fmt_ratio(rec['ratio_to_gather_floor']):>6}"
-            f"  vs torch {C.fmt_ratio(rec['ratio_to_torch']):>6}",
-            flush=True,
         )
-    if (iterations.share or 0) > C.CONTENDED:
-        print(f"  warning: other processes used {C.pct(iterations.share)} of the CPUs during this group")
-    return records
-
-
-def add_ratios(records: list[dict[str, Any]]) -> None:
-    """Per record: time over the (gather +) GEMM floor of its library, and over PyTorch on the same device."""
-    med = {(r["kind"], r["library"]): r["iteration"]["median_s"] for r in records}
-    torch_med = next((r["iteration"]["median_s"] for r in records if r["kind"] == "torch"), None)
+    med = {r["kind"]: r["iteration"]["median_s"] for r in records}
     for r in records:
         m = r["iteration"]["median_s"]
-        r["ratio_to_floor"] = C.ratio(m, med.get(("floor", r["library"])))
-        r["ratio_to_gather_floor"] = C.ratio(m, med.get(("gather-floor", r["library"])))
-        r["ratio_to_torch"] = C.ratio(m, torch_med)
+        for key, kind in (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch")):
+            r[f"ratio_to_{key}"] = m / med[kind] if kind in med else None
+        print(
+            f"  {r['runner']:<24} {m * 1e3:9.3f} ms/step"
+            + "".join(
+                f"  vs {k} {r[f'ratio_to_{k}']:.2f}x" for k in ("floor", "torch") if r[f"ratio_to_{k}"] is not None
+            )
+        )
+    return records, None
 
 
-def group_load(records: list[dict[str, Any]]) -> float:
-    """The larger of the other processes' CPU shares during a group's iterations and during its long units."""
-    r = records[0] if records else {}
-    return max(r.get("other_load_during_iterations") or 0.0, r.get("other_load_during_epoch_eval") or 0.0)
+def profile(step: Callable[[], Any], calls: int) -> list[dict[str, Any]]:
+    """cProfile over ``calls`` steps: the 12 functions with the most own time, per step (call counts exact)."""
+    prof = cProfile.Profile()
+    prof.runcall(lambda: [step() for _ in range(calls)])
+    stats = pstats.Stats(prof, stream=io.StringIO()).stats  # type: ignore[attr-defined]
+    top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:12]
+    return [
+        {
+            "function": f"{Path(f).name}:{line}({name})",
+            "calls": nc / calls,
+            "own_us": tt / calls * 1e6,
+            "cumulative_us": ct / calls * 1e6,
+        }
+        for (f, line, name), (_, nc, tt, ct, _) in top
+    ]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Targets and the report
-# ----------------------------------------------------------------------------------------------------------
+def synthetic(n_train: int, n_val: int, shape: tuple[int, ...], seed: int) -> dict[str, Any]:
+    """Standard-normal inputs, labels 0..9: timings do not depend on values (no data-dependent branches)."""
+    rng = numpy.random.default_rng(seed)
+    X = rng.standard_normal((n_train + n_val, *shape), dtype=numpy.float32)
+    y = rng.integers(0, 10, n_train + n_val)
+    return {"X_train": X[:n_train], "y_train": y[:n_train], "X_val": X[n_train:], "y_val": y[n_train:]}
+
+
+def load_data(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """CIFAR-10 from ``--data-dir`` or ``$FCN_DATA_DIR`` (never downloading), else CIFAR-shaped synthetic data."""
+    root = args.data_dir or os.environ.get("FCN_DATA_DIR")
+    if args.synthetic or (args.quick and not args.data_dir) or not root:  # a smoke run must not read 180 MB
+        if not (args.synthetic or args.quick):
+            print("data: no --data-dir or FCN_DATA_DIR: synthetic data (timings do not depend on pixel values)")
+        return synthetic(args.n_train, args.n_val, (3, 32, 32), args.seed), f"synthetic ({args.n_train}, 3, 32, 32)"
+    d = fcn.get_CIFAR10_data(args.n_train, args.n_val, 0, root=root, download=False)
+    where = "--data-dir" if args.data_dir else "FCN_DATA_DIR"  # not the path: results are shared, paths are local
+    return {k: d[k] for k in ("X_train", "y_train", "X_val", "y_val")}, f"cifar10 (from {where})"
+
+
+def environment(torch: Any) -> dict[str, Any]:
+    """The machine, the library versions, the BLAS in use and the code's commit, for the results."""
+    versions = {}
+    for dist in ("numpy", "array-api-compat", "torch", "cupy-cuda12x", "cupy-cuda13x", "fcn", "fcn-cifar"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [
+            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for p in threadpool_info()
+        ]
+    except ImportError:
+        blas = "threadpoolctl not installed (pip install threadpoolctl)"
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    return {
+        "machine": machine_info()
+        | {"torch_gpu": torch.cuda.get_device_name() if torch and torch.cuda.is_available() else None},
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,  # at the start
+        "versions": versions,
+        "blas": blas,
+        "env": {k: os.environ.get(k) for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE")},
+        "commit": git.stdout.strip() or None,
+    }
 
 
 def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For NumPy float32 on the shallow net: the issue's two targets, and two realistic references.
+    """The :data:`TARGETS` this run can check (float32 rows), each met or not."""
+    out = []
+    for net, runner, key, bound, what in TARGETS:
+        rec = next((r for r in records if (r["net"], r["runner"], r["dtype"]) == (net, runner, "float32")), None)
+        if rec is not None and rec[key] is not None:
+            out.append(
+                {"what": what, "measured": round(rec[key], 3), "target": f"<= {bound:.2f}", "met": rec[key] <= bound}
+            )
+    return out
 
-    The issue asks for <= 1.10x the GEMM floor and a >= 1.5x speed-up over PyTorch CPU. But a step that draws
-    random batches must also gather one, which the GEMM floor leaves out and PyTorch pays as well; so the
-    references are <= 1.10x the gather + GEMM floor, and parity with PyTorch (fcn / torch <= 1.00x).
-    All four are reported as met or not met.
-    """
-    key = ("shallow", "float32", "fcn[numpy]")
-    rec = next((r for r in records if (r["net"], r["dtype"], r["runner"]) == key), None)
-    if rec is None:
-        return []
-    speedup = None if rec["ratio_to_torch"] is None else 1 / rec["ratio_to_torch"]
-    rows = [
-        ("issue", "fcn[numpy] / gemm-floor[numpy]", rec["ratio_to_floor"], "<=", 1.10),
-        ("issue", "speed-up over torch[cpu] (torch / fcn)", speedup, ">=", 1.5),
-        ("reference", "fcn[numpy] / gather+gemm-floor[numpy]", rec["ratio_to_gather_floor"], "<=", 1.10),
-        ("reference", "parity with torch[cpu] (fcn / torch)", rec["ratio_to_torch"], "<=", 1.0),
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The results as markdown: where and what ran, one table row per runner, the targets."""
+    env, m = payload["environment"], payload["environment"]["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    lines = [
+        "# fcn training step benchmark\n",
+        f"- date (UTC): {payload['date']}; commit {env['commit']}; FCN_FUSED_KERNELS={payload['fused_kernels']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or m['torch_gpu'] or 'none'}; "
+        f"load average at the start {env['load_average_1min']}",
+        f"- data: {payload['data']}; versions: {versions}",
+        f"- BLAS: {env['blas']}\n",
+        "Median time per training step over interleaved rounds. Ratios: time / GEMM floor and / gather + GEMM "
+        "floor of the same library, / PyTorch eager on the same device (below 1: faster than PyTorch).\n",
+        "| net | dims | batch | dtype | runner | median ms | IQR ms | vs floor | vs gather+floor | vs torch "
+        "| epoch s | eval s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    return [
-        {"kind": kind, "what": what, "measured": f"{v:.2f}x", "target": f"{op} {bound:.2f}x"}
-        | {"met": bool(v <= bound if op == "<=" else v >= bound)}
-        for kind, what, v, op, bound in rows
-        if v is not None
-    ]
+    for r in payload["results"]:
+        cells = [r["net"], "-".join(map(str, r["dims"])), r["batch_size"], r["dtype"], r["runner"]]
+        cells += [f"{r['iteration'][k] * 1e3:.3f}" for k in ("median_s", "iqr_s")]
+        cells += ["-" if r[k] is None else f"{r[k]:.2f}x" for k in ("ratio_to_floor", "ratio_to_gather_floor")]
+        cells += ["-" if r["ratio_to_torch"] is None else f"{r['ratio_to_torch']:.2f}x"]
+        cells += [f"{r[k]['median_s']:.3f}" if k in r else "" for k in ("epoch", "eval")]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    lines.append("")
+    for t in payload["targets"]:
+        lines.append(f"- {t['what']}: {t['measured']:.2f}x (target {t['target']}x): {'met' if t['met'] else 'NOT met'}")
+    lines += [f"- skipped: {note}" for note in payload["skipped"]]
+    for r in (r for r in payload["results"] if "profile" in r):
+        lines += [
+            f"\ncProfile of `Solver.step()`, {r['net']} {r['dtype']} {r['runner']} (per step; cProfile inflates "
+            "small calls):\n",
+            "| function | calls | own us | cumulative us |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{f['function']}` | {f['calls']:.0f} | {f['own_us']:.1f} | {f['cumulative_us']:.1f} |"
+            for f in r["profile"]
+        ]
+    return "\n".join(lines) + "\n"
 
 
-def markdown_report(payload: dict[str, Any]) -> str:
-    """The results as markdown: per-iteration table with ratios, epoch/eval table, targets, profile."""
-    recs, cfg = payload["results"], payload["config"]
-    out = [
-        C.header_markdown("fcn training benchmark", payload),
-        f"Work unit: one SGD iteration, batch {cfg['batch_size']}, reg {C.REG}, on {cfg['num_train']} "
-        "device-resident training images. Ratios: time / GEMM floor of the same library, time / (gather + GEMM "
-        "floor) of the same library, time / PyTorch on the same device and dtype (below 1 = faster than torch).\n",
-        f"Other processes used {C.pct(payload.get('other_load_during_run'))} of the CPUs during the run "
-        f"({C.pct(payload.get('cpu_busy_before'))} busy just before it); the `others' CPU` column gives that share "
-        "per group: above ~10%, absolute times are inflated.\n",
-        "## Per iteration\n",
-        C.markdown_table(
-            ["net", "dtype", "runner", "median ms", "p10-p90 ms", "IQR ms", "images/s", "GFLOP/s", "vs floor"]
-            + ["vs gather+floor", "vs torch", "others' CPU"],
-            [
-                [r["net"], r["dtype"], r["runner"], C.ms(r["iteration"]["median_s"])]
-                + [f"{C.ms(r['iteration']['p10_s'])}-{C.ms(r['iteration']['p90_s'])}", C.ms(r["iteration"]["iqr_s"])]
-                + [f"{r['images_per_s']:,.0f}", f"{r['gflops_per_s']:.1f}", C.fmt_ratio(r["ratio_to_floor"])]
-                + [C.fmt_ratio(r["ratio_to_gather_floor"]), C.fmt_ratio(r["ratio_to_torch"])]
-                + [C.pct(r.get("other_load_during_iterations"))]
-                for r in recs
-            ],
-        ),
-        "\n## Epoch and full-set evaluation\n",
-    ]
+def bar_chart(path: Path, records: list[dict[str, Any]], title: str) -> None:
+    """One panel per net: median per runner with quartile whiskers (log axis when
+    the bars span more than 20x); fcn blue, PyTorch orange, floors grey."""
+    from matplotlib.figure import Figure
 
-    def sec(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    out.append(
-        C.markdown_table(
-            ["net", "dtype", "runner", "epoch s (Solver.train)", "iterations x median s", "eval s"]
-            + ["eval s (check_accuracy)", "others' CPU"],
-            [
-                [r["net"], r["dtype"], r["runner"], sec(r.get("epoch", {}).get("median_s"))]
-                + [sec(r.get("epoch_from_median_s")), sec(r.get("eval_predict", r.get("eval", {})).get("median_s"))]
-                + [sec(r.get("eval_check_accuracy", {}).get("median_s")), C.pct(r.get("other_load_during_epoch_eval"))]
-                for r in recs
-                if "eval" in r or "eval_predict" in r
-            ],
-        )
-    )
-    out.append(
-        "\n`eval s` is `model.predict` on the whole training split for fcn (value checks on), a `no_grad` forward "
-        "for torch, and the forward GEMMs alone for the floors.\n"
-    )
-    if payload.get("targets"):
-        out.append("## Targets (NumPy float32, shallow net)\n")
-        for kind, title in (("issue", "The issue's targets"), ("reference", "Realistic references")):
-            out.append(f"{title}:\n")
-            out += [
-                f"- {t['what']}: measured {t['measured']}, target {t['target']}: {'met' if t['met'] else 'NOT met'}"
-                for t in payload["targets"]
-                if t["kind"] == kind
-            ]
-            out.append("")
-        out.append(
-            "The GEMM floor leaves out the batch gather, which no step drawing random batches can avoid and "
-            "which PyTorch pays too; gather + GEMM floor is the lower bound of such a step.\n"
-        )
-    if payload.get("profile"):
-        out.append(profile_step.markdown_section(payload["profile"]))
-    return "\n".join(out) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------------------
-
-#: Defaults: (full run, ``--quick`` smoke run: tiny, synthetic, seconds).
-PRESETS = {
-    "n_train": (49_000, 1_000),
-    "n_val": (1_000, 100),
-    "batch_size": (500, 100),
-    "shallow_hidden": ("100", "16"),
-    "deep_hidden": ("1024,512", "32,16"),
-    "repeats": (60, 2),
-    "rounds": (4, 1),
-    "warmup": (3, 1),
-    "settle": (0.2, 0.0),
-    "epoch_repeats": (2, 1),
-    "eval_repeats": (2, 1),
-    "profile_repeats": (60, 4),
-}
+    panels: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        panels.setdefault(f"{r['net']} ({'-'.join(map(str, r['dims']))}, batch {r['batch_size']})", []).append(r)
+    fig = Figure(figsize=(9, sum(0.3 * len(v) + 0.9 for v in panels.values()) + 0.5), layout="constrained")
+    for ax, (name, rows) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels.items(), strict=True):
+        med, lo, hi = (numpy.array([r["iteration"][k] * 1e3 for r in rows]) for k in ("median_s", "q1_s", "q3_s"))
+        colors = ["#9e9e9e" if "floor" in r["kind"] else "#ee6a2f" if "torch" in r["kind"] else "#2f6fee" for r in rows]
+        ax.barh(range(len(rows)), med, xerr=[med - lo, hi - med], color=colors, capsize=3)
+        ax.set_yticks(range(len(rows)), [f"{r['dtype']} {r['runner']}" for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        if med.max() > 20 * med.min():  # floors of microseconds beside steps of milliseconds
+            ax.set_xscale("log")
+        ax.set_title(name, fontsize=10)
+    fig.axes[-1].set_xlabel("ms per training step (median; whiskers: quartiles)")
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=110)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command line; unset options take their value from :data:`PRESETS`."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = ap.add_argument
-    add("--quick", action="store_true", help="tiny smoke run (1000 synthetic samples, batch 100, small nets)")
-    add("--data-dir", help="CIFAR-10 folder (default: $FCN_DATA_DIR, else ../shared/datasets/... if present)")
-    add("--synthetic", action="store_true", help="use synthetic data even where CIFAR-10 is found")
-    add("--out", type=Path, default=C.DEFAULT_OUT, help="results folder (default: benchmarks/results)")
-    add("--backends", default="numpy,cupy", help="fcn backends to time (cupy only where a GPU is seen)")
+    add("--quick", action="store_true", help="smoke run: 1000 synthetic samples, batch 100, 2 repeats")
+    add("--data-dir", help="CIFAR-10 folder (default: $FCN_DATA_DIR; neither: synthetic data)")
+    add("--synthetic", action="store_true", help="CIFAR-shaped random data even where CIFAR-10 is found")
+    add("--out", type=Path, default=OUT, help="results folder (default: benchmarks/results)")
+    add("--backends", default="numpy,cupy", help="fcn backends (cupy only where a GPU is seen)")
     add("--dtypes", default="float32,float64")
-    add("--nets", default="shallow,deep", help="shallow (3072-100-10) and/or deep (3072-1024-512-10)")
+    add("--nets", default="shallow,deep,tiny", help=f"any of {', '.join(NETS)}")
     add("--no-torch", action="store_true", help="skip the PyTorch peer even where torch is installed")
-    add("--no-profile", action="store_true", help="skip the stage-by-stage profile of a NumPy iteration")
-    add("--repeats", type=int, help="timed iterations per runner (spread over --rounds)")
-    add("--rounds", type=int, help="interleaved rounds (runners alternate between rounds)")
-    add("--warmup", type=int, help="untimed iterations before each block")
-    add("--settle", type=float, help="seconds of pause before each block (lets BLAS threads go idle)")
-    add("--epoch-repeats", type=int, help="epochs timed per fcn runner")
-    add("--eval-repeats", type=int, help="full-set evaluations timed per runner")
-    add("--profile-repeats", type=int, help="calls per reference point, and in-situ iterations, in the profile")
-    add("--n-train", type=int, help="training samples resident on the device (default 49000)")
-    add("--n-val", type=int)
-    add("--batch-size", type=int)
-    add("--shallow-hidden", help="hidden size of the shallow net (default 100)")
-    add("--deep-hidden", help="hidden sizes of the deep net (default 1024,512)")
+    add("--repeats", type=int, help="timed samples per runner (default 60; --quick 2)")
+    add("--rounds", type=int, help="interleaved rounds the samples are spread over (default 4; --quick 1)")
+    add("--warmup", type=int, help="untimed calls before each block (default 3; --quick 1)")
+    add("--gpu-inner", type=int, default=10, help="steps per timed sample on a GPU (one sync each)")
+    add("--n-train", type=int, help="training samples resident on the device (default 49000; --quick 1000)")
+    add("--n-val", type=int, help="validation samples (default 1000; --quick 100)")
+    add("--batch-size", type=int, help="batch of the CIFAR nets (default 500; --quick 100)")
+    add("--profile", type=int, default=0, metavar="N", help="cProfile N steps of each fcn runner (0: off)")
     add("--seed", type=int, default=0)
-    add("--wait-idle", type=float, default=0.0, help="wait up to this many seconds for other jobs to leave the CPUs")
-    add("--retries", type=int, default=0, help="run a group again (up to N times) when other jobs took >10%% CPU")
     args = ap.parse_args(argv)
-    for key, (full, quick) in PRESETS.items():
+    defaults = {
+        "repeats": (60, 2),
+        "rounds": (4, 1),
+        "warmup": (3, 1),
+        "n_train": (49000, 1000),
+        "n_val": (1000, 100),
+        "batch_size": (500, 100),
+    }
+    for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
-    args.synthetic = args.synthetic or (args.quick and not args.data_dir)  # a smoke run must not read 180 MB
+    args.long_repeats = 1 if args.quick else 3
+    unknown = [n for n in args.nets.split(",") if n not in NETS]
+    if unknown:
+        ap.error(f"unknown net(s) {', '.join(unknown)}; expected some of {', '.join(NETS)}")
     return args
-
-
-def run_all(base: C.Dataset, torch: ModuleType | None, args: argparse.Namespace) -> tuple[list, dict | None]:
-    """Every group (dtype x net x device), then the profile of a NumPy iteration; returns (records, profile)."""
-    nets = {"shallow": C.parse_dims(args.shallow_hidden), "deep": C.parse_dims(args.deep_hidden)}
-    nets = {name: nets[name] for name in C.split_csv(args.nets)}
-    backends = C.split_csv(args.backends)
-    be_by_device = {}
-    for name in backends:
-        if name == "cupy" and not fcn.has_gpu():
-            print("fcn[cupy]: skipped (" + ("no CUDA GPU visible" if fcn.has_cupy() else "CuPy not installed") + ")")
-            continue
-        be = fcn.get_backend(name)
-        be_by_device["gpu" if be.is_cupy else "cpu"] = be
-    t_devices = {"cpu": "cpu"} if torch is not None and "numpy" in backends else {}
-    if torch is not None and "cupy" in backends:
-        if torch.cuda.is_available():
-            t_devices["gpu"] = "cuda"
-        else:
-            print("torch[cuda]: skipped (torch sees no CUDA device)")
-    dtypes = C.split_csv(args.dtypes)
-    profile_dtype = "float32" if "float32" in dtypes else dtypes[0]  # the issue's target is NumPy float32
-    records: list[dict[str, Any]] = []
-    profile = None
-    for dtype in dtypes:
-        data = base.arrays(dtype)  # one host copy per dtype, shared by every runner of that dtype
-        for net, hidden in nets.items():
-            for device in ("cpu", "gpu"):  # fcn[numpy] + torch[cpu]; fcn[cupy] + torch[cuda]
-                be, tdev = be_by_device.get(device), t_devices.get(device)
-                if be is not None or tdev is not None:
-                    group, attempts = C.least_contended(
-                        partial(run_group, net, hidden, dtype, device, be, torch, tdev, data, args),
-                        group_load,
-                        retries=args.retries,
-                        wait_idle=args.wait_idle,
-                        what="running the group",
-                    )
-                    records += [r | {"attempts": attempts} for r in group]
-        if not args.no_profile and dtype == profile_dtype and "cpu" in be_by_device:
-            net, hidden = next(iter(nets.items()))
-            print(f"\n== profile: fcn numpy {dtype}, {net} net ==", flush=True)
-            profile = profile_step.run_profile(hidden, dtype, data, args) | {"net": net}
-        del data
-    return records, profile
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     """Run the benchmark; return the paths of the JSON, markdown and PNG written."""
     args = parse_args(argv)
-    start = C.start_run(args.wait_idle)
-    when, busy_before, load_before = start.when, start.busy_before, start.load_before
-    torch = C.load_torch(not args.no_torch)
-    base = C.load_data(args.data_dir, args.n_train, args.n_val, synthetic=args.synthetic)
-    print(f"data: {base.kind}; X_train {base.X_train.shape} {base.X_train.dtype}")
-
-    with C.OtherLoad() as run_load:
-        records, profile = run_all(base, torch, args)
-
-    payload = C.common_payload(torch, base.kind, when, args) | {
+    when = datetime.now(timezone.utc)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch peer: skipped (torch is not installed; pip install torch==2.13.0 adds the CPU build)")
+    base, kind = load_data(args)
+    groups = []  # (fcn backend, torch device or None): NumPy beside torch on the CPU, CuPy beside torch on CUDA
+    backends = args.backends.split(",")
+    if "numpy" in backends:
+        groups.append((fcn.get_backend("numpy"), "cpu" if torch else None))
+    if "cupy" in backends:
+        if fcn.has_gpu():
+            groups.append((fcn.get_backend("cupy"), "cuda" if torch and torch.cuda.is_available() else None))
+        else:
+            print("fcn[cupy]: skipped (" + ("no CUDA GPU visible" if fcn.has_cupy() else "CuPy is not installed") + ")")
+    records, skipped = [], []
+    for dtype, net, (be, tdev) in itertools.product(args.dtypes.split(","), args.nets.split(","), groups):
+        recs, note = run_group(net, dtype, be, tdev, base, torch, args)
+        records += recs
+        if note and note not in skipped:
+            skipped.append(note)
+    fused = os.environ.get("FCN_FUSED_KERNELS", "0")
+    payload = {
         "benchmark": "train",
-        "config": {
-            "num_train": int(base.X_train.shape[0]),
-            "batch_size": args.batch_size,
-            "reg": C.REG,
-            "learning_rate": C.LEARNING_RATE,
-            "eval_chunk": C.EVAL_CHUNK,
-            "timing": "median over interleaved rounds; fcn runs Solver.step() (trusted inputs, as Solver.train does)",
-        },
-        "load_average": {"before": load_before, "after": C.load_average()},
-        "cpu_busy_before": busy_before,
-        "other_load_during_run": run_load.share,
+        "date": when.isoformat(timespec="seconds"),
+        "data": kind,
+        "fused_kernels": fused,
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "data_dir")},  # local paths stay out
+        "config": {"reg": REG, "learning_rate": LEARNING_RATE, "nets": {n: NETS[n] for n in args.nets.split(",")}},
+        "environment": environment(torch),
         "results": records,
         "targets": targets(records),
-        "profile": profile,
+        "skipped": skipped,
     }
-    stem, out = C.result_stem("train", when), Path(args.out)
-    paths = {"json": C.write_json(out / f"{stem}.json", payload), "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
-    paths["md"].write_text(markdown_report(payload))
-    panels: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for r in records:
-        key = f"{r['net']} net ({'-'.join(map(str, r['dims']))}), batch {r['batch_size']}"
-        panels.setdefault(key, []).append((f"{r['dtype']} {r['runner']}", r["iteration"]))
-    title = f"fcn training iteration ({base.kind.split(' (')[0]}), {payload['machine']['cpu']}"
-    C.bar_chart(paths["png"], panels, title=title)
+    host = "".join(c if c.isalnum() or c in "._-" else "_" for c in socket.gethostname()) or "host"
+    stem = f"train-{host}-{when:%Y%m%dT%H%M%SZ}" + ("-fused" if fused == "1" else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: args.out / f"{stem}.{ext}" for ext in ("json", "md", "png")}
+    paths["json"].write_text(
+        json.dumps(payload, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+    paths["md"].write_text(markdown(payload))
+    bar_chart(
+        paths["png"], records, f"fcn training step ({kind.split(' (')[0]}), {payload['environment']['machine']['cpu']}"
+    )
     for t in payload["targets"]:
-        print(f"{t['kind']} {t['what']}: {t['measured']} (want {t['target']}) -> {'met' if t['met'] else 'NOT met'}")
-    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+        print(f"{t['what']}: {t['measured']:.2f}x (target {t['target']}x) -> {'met' if t['met'] else 'NOT met'}")
+    print("\nwrote " + ", ".join(map(str, paths.values())))
     return paths
 
 

@@ -4,8 +4,12 @@
 data loader. The backend is chosen at runtime: ``fcn.FullyConnectedNet(..., backend="cupy")``.
 """
 
+# The one place the version is written: the package metadata (pyproject.toml) reads it from here.
+__version__ = "0.1.0"
+
 from .backend import Backend, BackendError, get_backend, has_cupy, has_gpu, namespace_of, to_backend, to_host
 from .data import DatasetError, get_CIFAR10_data, load_CIFAR10
+from .factory import build_model
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from .layer_utils import affine_relu_backward, affine_relu_forward
 from .layers import affine_backward, affine_forward, relu_backward, relu_forward, softmax_loss
@@ -20,10 +24,9 @@ from .normalization import (
     layernorm_forward,
 )
 from .optim import adam, adamw, rmsprop, sgd, sgd_momentum
+from .serialization import ModelFileError, load_model, save_model
 from .solver import CheckpointError, Solver, TrainingDiverged
 from .validation import trusted_inputs
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backend",
@@ -53,6 +56,7 @@ __all__ = [
     "rel_error",
     "FullyConnectedNet",
     "ShallowLayerNet",
+    "build_model",
     "Solver",
     "TrainingDiverged",
     "CheckpointError",
@@ -65,4 +69,7 @@ __all__ = [
     "get_CIFAR10_data",
     "load_CIFAR10",
     "DatasetError",
+    "save_model",
+    "load_model",
+    "ModelFileError",
 ]

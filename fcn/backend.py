@@ -5,13 +5,21 @@ served by array-api-compat for NumPy and CuPy, or any compliant library such as 
 This module is the only place that knows which concrete libraries exist.
 
 Two questions are kept apart (as thinc does): :func:`has_cupy` (the package imports) and
-:func:`has_gpu` (a CUDA device is really there). CuPy can import on a machine with no usable GPU.
+:func:`has_gpu` (a CUDA device is really there and CuPy can use it: its runtime compiler NVRTC and cuBLAS
+load, and a tiny kernel and matrix product run). CuPy can import on a machine with no usable GPU;
+:func:`gpu_problem` says what is missing.
+
+Devices are normalised to the namespace's own device objects (``0`` and ``"cuda:0"`` become
+``cupy.cuda.Device(0)``, ``"cpu"`` becomes ``torch.device("cpu")``, ``"device1"`` becomes
+``array_api_strict.Device("device1")``) and compared with ``==``, never by their text.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import numbers
+import re
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from types import ModuleType
 from typing import Any
@@ -26,6 +34,8 @@ __all__ = [
     "get_backend",
     "has_cupy",
     "has_gpu",
+    "gpu_problem",
+    "normalize_device",
     "namespace_of",
     "to_backend",
     "to_host",
@@ -36,8 +46,8 @@ __all__ = [
 BACKENDS = ("numpy", "cupy", "array_api_strict", "torch")
 
 _CUPY_HINT = (
-    'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn[cuda12]" '
-    '(CUDA 12.x) or pip install "fcn[cuda13]" (CUDA 13.x).'
+    'CuPy is not installed. Install the GPU extra that matches your CUDA driver: pip install "fcn-cifar[cuda12]" '
+    '(CUDA 12.x) or pip install "fcn-cifar[cuda13]" (CUDA 13.x).'
 )
 
 
@@ -55,30 +65,94 @@ def has_cupy() -> bool:
     return True
 
 
-@cache
 def has_gpu() -> bool:
-    """True when CuPy imports *and* at least one CUDA device answers."""
-    if not has_cupy():
-        return False
-    import cupy
+    """True when CuPy imports, a CUDA device answers, and CuPy's compiler (NVRTC) and cuBLAS work there."""
+    return has_cupy() and gpu_problem() is None
 
+
+def _cuda_extra(cupy: Any) -> str:
+    """The fcn extra that brings CuPy and the CUDA libraries for this CuPy build's CUDA major version."""
     try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # cudaErrorNoDevice, driver too old, ...
-        return False
+        major = cupy.cuda.runtime.runtimeGetVersion() // 1000
+    except Exception:
+        major = 12
+    return f'pip install "fcn-cifar[cuda{13 if major >= 13 else 12}]"'
 
 
-@dataclass(frozen=True)
+@cache
+def gpu_problem() -> str | None:
+    """Why the ``cupy`` backend cannot be used here, in one sentence; ``None`` when it can.
+
+    Probed in the order things break: CuPy imports; a CUDA device answers; NVRTC (CUDA's runtime compiler,
+    which CuPy needs for every elementwise kernel) loads; cuBLAS (every matrix product) loads; a tiny kernel
+    and a tiny matrix product run. The first failure is named, with the library and how to get it.
+    """
+    try:
+        cupy = importlib.import_module("cupy")
+    except Exception:
+        return _CUPY_HINT
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # cudaErrorNoDevice, cudaErrorInsufficientDriver, ...
+        return (
+            f"CuPy is installed but no CUDA GPU is visible (cupy.cuda.runtime.getDeviceCount() failed: {exc}). "
+            'Check the NVIDIA driver and CUDA_VISIBLE_DEVICES, or use backend="numpy".'
+        )
+    if count < 1:
+        return (
+            "CuPy is installed but no CUDA GPU is visible (cupy.cuda.runtime.getDeviceCount() returned 0). "
+            'Check the NVIDIA driver and CUDA_VISIBLE_DEVICES, or use backend="numpy".'
+        )
+    probes = (
+        (
+            "NVRTC (libnvrtc, CUDA's runtime compiler, needed for every CuPy kernel)",
+            lambda: cupy.cuda.nvrtc.getVersion(),
+        ),
+        ("cuBLAS (libcublas, needed for every matrix product)", lambda: cupy.cuda.device.get_cublas_handle()),
+        ("a tiny CuPy kernel", lambda: float((cupy.arange(4, dtype=cupy.float32) + 1).sum())),
+        ("a tiny CuPy matrix product", lambda: float((cupy.ones((2, 2), dtype=cupy.float32) @ cupy.ones(2)).sum())),
+    )
+    for what, probe in probes:
+        try:
+            probe()
+        except Exception as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            return (
+                f"CuPy sees {count} GPU(s) but cannot use {what}: {detail}. Install the CUDA libraries with "
+                f'{_cuda_extra(cupy)} (or a CUDA Toolkit of the same major version), or use backend="numpy".'
+            )
+    return None
+
+
+@dataclass(frozen=True, eq=False)
 class Backend:
     """An array namespace plus the device arrays are placed on.
 
     ``xp`` is the Array-API namespace (``array_api_compat.numpy`` for NumPy, ``array_api_compat.cupy``
     for CuPy, or a compliant module such as ``array_api_strict``); ``device`` is ``None`` for the
-    namespace's default device.
+    namespace's default device, else the namespace's device object (ints and strings such as ``0``,
+    ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`). ``fused`` (CuPy
+    only) chooses the fused CUDA kernels for :attr:`ops` (:class:`fcn.fused.FusedCupyOps`, not yet verified
+    on a GPU); ``None`` follows ``$FCN_FUSED_KERNELS``.
+
+    Backends compare equal, and hash alike, when they have the same namespace and the same device.
     """
 
     xp: Any
     device: Any = None
+    fused: bool | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", normalize_device(self.xp, self.device))
+
+    def _key(self) -> tuple[Any, Any]:
+        return (self.xp, _device_key(self.xp, self.device))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Backend) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def name(self) -> str:
@@ -130,23 +204,38 @@ def _cupy_namespace() -> ModuleType:
     if not has_cupy():
         raise BackendError(_CUPY_HINT)
     if not has_gpu():
-        raise BackendError(
-            "CuPy is installed but no CUDA GPU is visible (cupy.cuda.runtime.getDeviceCount() failed or "
-            'returned 0). Check the driver and CUDA_VISIBLE_DEVICES, or use backend="numpy".'
-        )
+        problem = gpu_problem()
+        if problem is None or problem == _CUPY_HINT:  # (has_cupy/has_gpu replaced, e.g. in tests)
+            problem = (
+                "CuPy is installed but no CUDA GPU is visible. Check the NVIDIA driver and CUDA_VISIBLE_DEVICES, "
+                'or use backend="numpy".'
+            )
+        raise BackendError(problem)
     return importlib.import_module("array_api_compat.cupy")
 
 
-def get_backend(backend: str | ModuleType | Backend | None = None, device: Any = None) -> Backend:
+def get_backend(
+    backend: str | ModuleType | Backend | None = None, device: Any = None, *, fused: bool | None = None
+) -> Backend:
     """Resolve ``backend`` (a name, a namespace module, or a :class:`Backend`) to a :class:`Backend`.
 
     ``None`` and ``"numpy"`` give NumPy; ``"cupy"`` needs CuPy and a GPU; ``"array_api_strict"`` gives the
     strict reference namespace (pass ``device=array_api_strict.Device("device1")`` to emulate a device
     that refuses implicit host conversion, the way CuPy does). A module such as ``numpy`` or ``cupy`` is
-    mapped to its array-api-compat namespace.
+    mapped to its array-api-compat namespace. ``fused=True`` (CuPy only) selects the fused CUDA kernels,
+    ``False`` the plain ones, ``None`` what ``$FCN_FUSED_KERNELS`` says (see :mod:`fcn.fused`).
     """
+    be = _resolve_backend(backend, device)
+    if fused is None or fused == be.fused:
+        return be
+    if fused and not be.is_cupy:
+        raise BackendError(f"fused=True needs the CuPy backend; the fused CUDA kernels do not run on {be.name}")
+    return Backend(be.xp, be.device, fused=bool(fused))
+
+
+def _resolve_backend(backend: str | ModuleType | Backend | None, device: Any) -> Backend:
     if isinstance(backend, Backend):
-        return backend if device is None else Backend(backend.xp, device)
+        return backend if device is None else Backend(backend.xp, device, fused=backend.fused)
     if backend is None:
         backend = "numpy"
     if isinstance(backend, str):
@@ -166,7 +255,7 @@ def get_backend(backend: str | ModuleType | Backend | None = None, device: Any =
                 xp = importlib.import_module("array_api_strict")
             except ImportError as exc:
                 raise BackendError(
-                    'array_api_strict is not installed: pip install "fcn[test]" or pip install array-api-strict'
+                    'array_api_strict is not installed: pip install "fcn-cifar[test]" or pip install array-api-strict'
                 ) from exc
         else:
             raise BackendError(
@@ -185,6 +274,94 @@ def get_backend(backend: str | ModuleType | Backend | None = None, device: Any =
             return Backend(backend, device)
         raise BackendError(f"module {name!r} is not an Array API namespace")
     raise BackendError(f"backend must be a name, a namespace module or a Backend, not {type(backend).__name__}")
+
+
+_CUDA_NAME = re.compile(r"(?:cuda|gpu)(?::(\d+))?")
+
+
+def normalize_device(xp: Any, device: Any) -> Any:
+    """The namespace's own device object for ``device``; ``None`` (the default device) stays ``None``.
+
+    - NumPy: ``"cpu"`` (its only device).
+    - CuPy: a ``cupy.cuda.Device``, an index ``0``, or ``"cuda"``/``"cuda:0"``/``"gpu:0"``.
+    - PyTorch: anything ``torch.device`` takes (``"cpu"``, ``"cuda:0"``, an index); ``"cuda"`` means the
+      current CUDA device.
+    - Other namespaces: one of ``xp.__array_namespace_info__().devices()``, or its name as a string
+      (``"device1"`` for ``array_api_strict.Device("device1")``).
+
+    A device that does not exist raises :class:`BackendError` listing the ones that do.
+    """
+    if device is None:
+        return None
+    if array_api_compat.is_numpy_namespace(xp):
+        if device == "cpu" or str(device).lower() == "cpu":
+            return "cpu"
+        raise BackendError(f"NumPy arrays live on the CPU: device must be None or 'cpu', got {device!r}")
+    if array_api_compat.is_cupy_namespace(xp):
+        return _cupy_device(device)
+    if array_api_compat.is_torch_namespace(xp):
+        return _torch_device(device)
+    if not isinstance(device, (str, numbers.Integral)):
+        return device  # already the namespace's device object (checked when arrays are created on it)
+    try:
+        known = list(xp.__array_namespace_info__().devices())
+    except Exception:
+        return device  # the namespace cannot list its devices: pass the value through
+    for d in known:
+        if (
+            device == d
+            or str(device) in (str(d), repr(d), getattr(d, "name", None))
+            or repr(d).endswith(f"({device!r})")
+        ):
+            return d
+    raise BackendError(f"unknown device {device!r} for {xp.__name__}; its devices are {', '.join(map(repr, known))}")
+
+
+def _cupy_device(device: Any) -> Any:
+    import cupy
+
+    if isinstance(device, cupy.cuda.Device):
+        return device
+    index: Any = None
+    if isinstance(device, numbers.Integral) and not isinstance(device, bool):
+        index = int(device)
+    elif isinstance(device, str) and (m := _CUDA_NAME.fullmatch(device.strip().lower())):
+        index = int(m.group(1)) if m.group(1) is not None else cupy.cuda.Device().id
+    elif getattr(device, "type", None) == "cuda":  # e.g. a torch.device("cuda", 1)
+        index = device.index if device.index is not None else cupy.cuda.Device().id
+    if index is None:
+        raise BackendError(f"CuPy arrays live on CUDA GPUs: device must be an index or 'cuda:N', got {device!r}")
+    count = cupy.cuda.runtime.getDeviceCount()
+    if not 0 <= index < count:
+        raise BackendError(f"CUDA device {index} does not exist: this machine has {count} GPU(s) (0..{count - 1})")
+    return cupy.cuda.Device(index)
+
+
+def _torch_device(device: Any) -> Any:
+    import torch
+
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BackendError(f"not a PyTorch device: {device!r} ({exc})") from None
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())  # arrays report their index: compare alike
+    return dev
+
+
+def _device_key(xp: Any, device: Any) -> Any:
+    """A hashable value equal for equal devices (a CuPy ``Device`` itself is not hashable)."""
+    if device is None:
+        return "cpu" if array_api_compat.is_numpy_namespace(xp) else None
+    if array_api_compat.is_cupy_namespace(xp) and hasattr(device, "id"):
+        return ("cuda", int(device.id))
+    if array_api_compat.is_torch_namespace(xp) and hasattr(device, "type"):
+        return (device.type, device.index)
+    try:
+        hash(device)
+    except TypeError:
+        return repr(device)
+    return device
 
 
 def is_host_array(x: Any) -> bool:
@@ -219,9 +396,12 @@ def namespace_of(*arrays: Any) -> Backend:
             f"arrays from different libraries were mixed: {', '.join(kinds)}. Move them to one backend first "
             "(fcn.to_host / Backend.asarray)."
         ) from exc
-    devices = {repr(array_api_compat.device(a)): array_api_compat.device(a) for a in found}
+    devices: dict[Any, Any] = {}
+    for a in found:
+        dev = array_api_compat.device(a)
+        devices.setdefault(_device_key(xp, dev), dev)
     if len(devices) > 1:
-        raise BackendError(f"arrays on different devices were mixed: {', '.join(sorted(devices))}")
+        raise BackendError(f"arrays on different devices were mixed: {', '.join(sorted(map(repr, devices.values())))}")
     return Backend(xp, next(iter(devices.values())))
 
 
@@ -260,14 +440,16 @@ def to_backend(x: Any, backend: Backend | str | None = None, dtype: Any = None) 
     xp = be.xp
     dt = resolve_dtype(xp, dtype) if dtype is not None else None
     if is_host_array(x):
+        arr = numpy.asarray(x)
         if be.is_numpy:
-            arr = numpy.asarray(x)
             return arr if dt is None or arr.dtype == dt else arr.astype(dt)
-        return xp.asarray(numpy.ascontiguousarray(x), dtype=dt, device=be.device)
+        if not arr.flags.c_contiguous:  # (numpy.ascontiguousarray would turn a 0-d value into shape (1,))
+            arr = numpy.ascontiguousarray(arr)
+        return xp.asarray(arr, dtype=dt, device=be.device)
     got = namespace_of(x)
     if got.xp is not xp:
         raise BackendError(f"expected data on the {be.name} backend or in host memory, got a {_describe(x)}")
-    if be.device is not None and repr(got.device) != repr(be.device):
+    if be.device is not None and _device_key(xp, got.device) != _device_key(xp, be.device):
         raise BackendError(f"expected data on device {be.device!r}, got a {_describe(x)}")
     if dt is not None and x.dtype != dt:
         x = xp.astype(x, dt)

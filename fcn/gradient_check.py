@@ -14,6 +14,7 @@ from typing import Any
 from array_api_compat import is_array_api_obj
 
 from .backend import BackendError, namespace_of, to_host
+from .validation import check_float
 
 __all__ = ["eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error"]
 
@@ -22,12 +23,30 @@ def _indices(shape: tuple[int, ...]):
     return itertools.product(*(range(d) for d in shape))
 
 
+def _check_point(x: Any, h: Any) -> tuple[Any, float]:
+    """The namespace of ``x`` and the step ``h``, after checking both.
+
+    ``x`` is perturbed in place by ``h``, so it must be a floating-point array: an integer array would
+    store ``x + 1e-5`` as ``x`` and the differences would be garbage.
+    """
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x must be an array (it is perturbed in place), got {type(x).__name__}")
+    xp = namespace_of(x).xp
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(
+            f"x must be a floating-point array (it is perturbed in place by h), got dtype {x.dtype}; "
+            "pass x.astype(float) or an array of the model's dtype"
+        )
+    return xp, check_float("h", h, positive=True)
+
+
 def eval_numerical_gradient(f: Callable[[Any], Any], x: Any, verbose: bool = True, h: float = 1e-5) -> Any:
     """Gradient of a scalar function ``f`` at ``x``: ``(f(x + h e_i) - f(x - h e_i)) / 2h`` for each entry.
 
-    Shapes: ``x`` any; the result is shaped like ``x`` on the same backend. ``x`` is restored afterwards.
+    Shapes: ``x`` any, a real floating array; the result is shaped like ``x`` on the same backend. ``x`` is
+    restored afterwards. ``h`` is a positive step.
     """
-    xp = namespace_of(x).xp
+    xp, h = _check_point(x, h)
     grad = xp.zeros_like(x)
     for ix in _indices(tuple(x.shape)):
         old = float(x[ix])  # a copy: on CuPy x[ix] is a view that the next line would change
@@ -45,9 +64,12 @@ def eval_numerical_gradient(f: Callable[[Any], Any], x: Any, verbose: bool = Tru
 def eval_numerical_gradient_array(f: Callable[[Any], Any], x: Any, df: Any, h: float = 1e-5) -> Any:
     """Numeric gradient of ``sum(f(x) * df)`` for an array-valued ``f``: backprop of upstream gradient ``df``.
 
-    Shapes: ``x`` any, ``df`` like ``f(x)``; the result is shaped like ``x``. ``x`` is restored afterwards.
+    Shapes: ``x`` any (a real floating array), ``df`` like ``f(x)``; the result is shaped like ``x``. ``x`` is
+    restored afterwards. ``h`` is a positive step.
     """
+    _check_point(x, h)
     xp = namespace_of(x, df).xp
+    h = float(h)
     grad = xp.zeros_like(x)
     for ix in _indices(tuple(x.shape)):
         old = float(x[ix])

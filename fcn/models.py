@@ -17,7 +17,15 @@ import numpy
 
 from .backend import Backend, dtype_name, get_backend, is_host_array, resolve_dtype, to_backend, to_host
 from .modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, LayerNorm, ReLU
-from .validation import check_features, check_labels, trusted_inputs
+from .validation import (
+    all_finite,
+    check_features,
+    check_fits_dtype,
+    check_float,
+    check_int,
+    check_labels,
+    trusted_inputs,
+)
 
 __all__ = ["Params", "FullyConnectedNet", "ShallowLayerNet"]
 
@@ -57,9 +65,16 @@ WEIGHT_SCALES = {
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(name, value, minimum=1)
+
+
+def _hidden_sizes(hidden_dims: Any) -> list[int]:
+    """``hidden_dims`` as a list of positive ints (an int is one hidden layer)."""
+    if isinstance(hidden_dims, (int, numpy.integer)) and not isinstance(hidden_dims, bool):
+        hidden_dims = [hidden_dims]
+    if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Iterable):
+        raise TypeError(f"hidden_dims must be a sequence of positive integers such as [100], got {hidden_dims!r}")
+    return [check_int("hidden_dims entries", h, minimum=1) for h in hidden_dims]
 
 
 class FullyConnectedNet:
@@ -95,7 +110,7 @@ class FullyConnectedNet:
         hidden_dims: Sequence[int] | int = (100,),
         num_classes: int = 10,
         reg: float = 0.0,
-        weight_scale: float = 1e-2,
+        weight_scale: float | str = 1e-2,
         *,
         backend: Any = None,
         device: Any = None,
@@ -104,8 +119,6 @@ class FullyConnectedNet:
         dropout_keep_ratio: float = 1.0,
         normalization: str | None = None,
     ):
-        if isinstance(hidden_dims, (int, numpy.integer)):
-            hidden_dims = [hidden_dims]
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', got {normalization!r}")
         if (
@@ -120,26 +133,29 @@ class FullyConnectedNet:
         self.dropout_keep_ratio = float(dropout_keep_ratio)
         self.normalization = normalization
         self.input_dim = _positive_int("input_dim", input_dim)
-        self.hidden_dims = [_positive_int("hidden_dims entries", h) for h in hidden_dims]
+        self.hidden_dims = _hidden_sizes(hidden_dims)
         self.num_classes = _positive_int("num_classes", num_classes)
-        if not numpy.isfinite(reg) or reg < 0:
-            raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
+        self.reg = check_float("reg", reg, nonnegative=True)
         if isinstance(weight_scale, str):
             if weight_scale not in WEIGHT_SCALES:
                 raise ValueError(f"weight_scale must be a number >= 0, 'he' or 'xavier', got {weight_scale!r}")
-        elif isinstance(weight_scale, bool) or not numpy.isfinite(weight_scale) or weight_scale < 0:
-            raise ValueError(f"weight_scale must be a finite number >= 0, 'he' or 'xavier', got {weight_scale!r}")
+            self.weight_scale: float | str = weight_scale
         else:
-            weight_scale = float(weight_scale)
-        self.reg = float(reg)
-        self.weight_scale = weight_scale
-        self.seed = seed
+            self.weight_scale = check_float("weight_scale", weight_scale, nonnegative=True)
+        self.seed = None if seed is None else check_int("seed", seed, minimum=0)
         # the dropout masks' seed: the model's, or fresh entropy (saved in checkpoints) when there is none
-        self.dropout_seed = int(seed) if seed is not None else int(numpy.random.SeedSequence().entropy)
+        self.dropout_seed = self.seed if self.seed is not None else int(numpy.random.default_rng().integers(2**63))
         self.backend = get_backend(backend, device)
+        bad_dtype = TypeError(f"dtype must be a real floating type such as 'float32' or 'float64', got {dtype!r}")
+        if dtype is None:
+            raise bad_dtype
         self.dtype = resolve_dtype(self.backend.xp, dtype)
-        if not self.xp.isdtype(self.dtype, "real floating"):
-            raise TypeError(f"dtype must be a real floating type such as 'float32' or 'float64', got {dtype!r}")
+        try:
+            floating = self.xp.isdtype(self.dtype, "real floating")
+        except (TypeError, ValueError):
+            floating = False
+        if not floating:
+            raise bad_dtype
         self.num_layers = len(self.hidden_dims) + 1
 
         self.layers = self.build_layers()
@@ -149,8 +165,17 @@ class FullyConnectedNet:
         rng = numpy.random.default_rng(seed)
         self.params = Params(self.backend, self.dtype)
         self.buffers = Params(self.backend, self.dtype)
+        limit = float(numpy.finfo(dtype_name(self.dtype)).max)
         for layer in self.layers:
-            self.params.update(layer.init_params(rng))
+            initial = layer.init_params(rng)
+            for name, value in initial.items():
+                # a huge weight_scale overflows the dtype: the first loss would be inf and look like divergence
+                if value.size and not float(numpy.max(numpy.abs(value))) <= limit:
+                    raise ValueError(
+                        f"weight_scale={self.weight_scale:g} gives initial weights ({name}) beyond the range of "
+                        f"{dtype_name(self.dtype)} (largest {limit:.3g}); use a smaller weight_scale"
+                    )
+            self.params.update(initial)
             self.buffers.update(layer.init_buffers())
 
     def build_layers(self) -> list[Layer]:
@@ -236,6 +261,7 @@ class FullyConnectedNet:
         """``X`` on the model's backend, in its dtype, flattened to ``(N, D)``, after checks."""
         X_dev = to_backend(X, self.backend)
         check_features(self.xp, X_dev, self.input_dim)
+        check_fits_dtype(self.xp, X_dev, self.dtype)
         if X_dev.dtype != self.dtype:
             X_dev = self.xp.astype(X_dev, self.dtype)
         return X_dev if X_dev.ndim == 2 else self.xp.reshape(X_dev, (X_dev.shape[0], self.input_dim))
@@ -308,8 +334,12 @@ class FullyConnectedNet:
         """Predicted class labels ``(N,)``, in the namespace (and on the device) of ``X``.
 
         Host input gives a NumPy result even on a GPU model, so ``(net.predict(X) == y).mean()`` works with
-        NumPy ``y``. Scores are computed ``batch_size`` rows at a time to bound memory.
+        NumPy ``y``. Scores are computed ``batch_size`` rows at a time to bound memory. Parameters that are
+        NaN or infinite (a training run that blew up) raise ``ValueError``: their "predictions" would be
+        class 0 for everything.
         """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.check_finite()
         X_dev = self._inputs(X)
         xp = self.xp
         n = X_dev.shape[0]
@@ -324,6 +354,15 @@ class FullyConnectedNet:
         if is_host_array(X) and not self.backend.is_numpy:
             return to_host(labels)
         return labels
+
+    def check_finite(self) -> None:
+        """Raise ``ValueError`` naming the parameters that hold NaN or infinite values (one reduction each)."""
+        bad = [name for name, value in self.params.items() if not all_finite(self.xp, value)]
+        if bad:
+            raise ValueError(
+                f"the model's parameters {', '.join(bad)} hold NaN or infinite values (a training run that "
+                "diverged?): its predictions would be meaningless"
+            )
 
     def train(
         self,
@@ -349,20 +388,41 @@ class FullyConnectedNet:
         from .solver import Solver
 
         if reg is not None:
-            self.reg = float(reg)
-        solver = Solver(
-            self,
-            {"X_train": X, "y_train": y, "X_val": X_val, "y_val": y_val},
-            update_rule=solver_options.pop("update_rule", "sgd"),
-            optim_config={"learning_rate": learning_rate, **solver_options.pop("optim_config", {})},
-            lr_decay=learning_rate_decay,
-            batch_size=batch_size,
-            num_iters=num_iters,
-            verbose=verbose,
-            **solver_options,
-        )
+            reg = check_float("reg", reg, nonnegative=True)
+        previous_reg = self.reg
+        if reg is not None:
+            self.reg = reg
+        try:
+            solver = Solver(
+                self,
+                {"X_train": X, "y_train": y, "X_val": X_val, "y_val": y_val},
+                update_rule=solver_options.pop("update_rule", "sgd"),
+                optim_config={"learning_rate": learning_rate, **solver_options.pop("optim_config", {})},
+                lr_decay=learning_rate_decay,
+                batch_size=batch_size,
+                num_iters=num_iters,
+                verbose=verbose,
+                **solver_options,
+            )
+        except BaseException:
+            self.reg = previous_reg  # a rejected call changes nothing
+            raise
         solver.train()
         return solver.stats()
+
+    # Preprocessing a saved model carries: set by ``fcn train``, restored by :func:`fcn.load_model`.
+    mean_image: numpy.ndarray | None = None  #: per-pixel mean subtracted from the training images (host array)
+    class_names: list[str] | None = None  #: one name per class, for printing predictions
+
+    def save(self, path: Any) -> Any:
+        """Write this model to one ``.npz`` file (``path``: a str or path-like) and return its ``Path``.
+
+        Architecture, dtype, parameters, buffers, ``mean_image`` and ``class_names``: all that
+        :func:`fcn.load_model` needs to rebuild it on any backend (see :func:`fcn.serialization.save_model`).
+        """
+        from .serialization import save_model  # fcn.serialization imports this module
+
+        return save_model(self, path)
 
 
 class ShallowLayerNet(FullyConnectedNet):
@@ -376,7 +436,7 @@ class ShallowLayerNet(FullyConnectedNet):
         input_dim: int = 3 * 32 * 32,
         hidden_dim: int = 100,
         num_classes: int = 10,
-        weight_scale: float = 1e-3,
+        weight_scale: float | str = 1e-3,
         reg: float = 0.0,
         *,
         backend: Any = None,
@@ -399,3 +459,10 @@ class ShallowLayerNet(FullyConnectedNet):
     @property
     def hidden_dim(self) -> int:
         return self.hidden_dims[0]
+
+    def get_config(self) -> dict[str, Any]:
+        """As :meth:`FullyConnectedNet.get_config`, with this constructor's ``hidden_dim`` (one hidden size)."""
+        config = super().get_config()
+        config["hidden_dim"] = config.pop("hidden_dims")[0]
+        del config["dropout_keep_ratio"], config["normalization"]  # always off in the shallow net
+        return config

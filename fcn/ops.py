@@ -377,10 +377,19 @@ class NumpyOps(Ops):
 class CupyOps(Ops):
     """CuPy's table: the reference kernels (cuBLAS matrix products, CuPy elementwise kernels).
 
-    Fused CUDA kernels override single methods here once they have passed their tests on a GPU.
+    The fused CUDA kernels are in the subclass :class:`fcn.fused.FusedCupyOps` (opt-in, not yet verified on
+    a GPU).
     """
 
     name = "cupy"
+
+    def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
+        # cupy.take writes into a reused buffer when given one: no allocation per batch
+        if out is None:
+            return self.xp.take(x, idx, axis=0)
+        import cupy
+
+        return cupy.take(x, idx, axis=0, out=out)
 
 
 def get_ops(backend: Backend) -> Ops:
@@ -388,5 +397,9 @@ def get_ops(backend: Backend) -> Ops:
     if backend.is_numpy:
         return NumpyOps(backend)
     if backend.is_cupy:
-        return CupyOps(backend)
+        from .fused import FusedCupyOps, fused_requested
+
+        # the fused CUDA kernels are opt-in until verified on a GPU: get_backend("cupy", fused=True) or
+        # FCN_FUSED_KERNELS=1
+        return FusedCupyOps(backend) if fused_requested(backend.fused) else CupyOps(backend)
     return Ops(backend)

@@ -25,6 +25,7 @@ from typing import Any
 
 from .backend import namespace_of
 from .ops import UPDATE_STATE
+from .validation import check_float, check_int
 
 __all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw", "UPDATE_RULES", "RuleSpec", "get_update_rule"]
 
@@ -57,8 +58,32 @@ class RuleSpec:
                 f"unknown optim_config key(s) {', '.join(map(repr, unknown))} for update rule {self.name!r}; "
                 f"valid keys: {', '.join(self.defaults)}"
             )
-        return {**self.defaults, **config}
+        merged = {**self.defaults, **config}
+        for key, value in merged.items():
+            if key in _CHECKS:
+                merged[key] = _CHECKS[key](key, value)
+        return merged
 
+
+def _rate(name: str, value: Any) -> float:
+    """A factor in [0, 1): momentum, decay rates, Adam's betas."""
+    value = check_float(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value:g}")
+    return value
+
+
+#: How each built-in hyperparameter is checked (a negative learning rate would climb the loss, and so on).
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "learning_rate": lambda n, v: check_float(n, v, positive=True),
+    "momentum": _rate,
+    "decay_rate": _rate,
+    "beta1": _rate,
+    "beta2": _rate,
+    "epsilon": lambda n, v: check_float(n, v, positive=True),
+    "weight_decay": lambda n, v: check_float(n, v, nonnegative=True),
+    "t": lambda n, v: check_int(n, v, minimum=0),
+}
 
 _ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0}
 

@@ -1,4 +1,4 @@
-"""The chapter's figures: training curves and first-layer weights as images.
+"""The chapter's figures: training curves, first-layer weights and confusion matrices as images.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, not through ``pyplot``: no global state,
 no GUI backend needed, so saving works headless (CI, servers). In a notebook, run ``%matplotlib inline``
@@ -8,7 +8,7 @@ once (it registers the display hook) and the returned figure shows when it is a 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from .backend import to_host
 
-__all__ = ["plot_stats", "visualize_grid", "plot_weights"]
+__all__ = ["plot_stats", "visualize_grid", "plot_weights", "plot_confusion_matrix"]
 
 
 def plot_stats(stats: Mapping[str, Any], path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
@@ -29,9 +29,10 @@ def plot_stats(stats: Mapping[str, Any], path: str | os.PathLike | None = None, 
     ax_loss, ax_acc = fig.subplots(2, 1)
     ax_loss.plot(stats["loss_history"], linewidth=0.8)
     ax_loss.set(title="Loss history", xlabel="Iteration", ylabel="Loss")
-    epochs = numpy.arange(1, len(stats["val_acc_history"]) + 1)
+    epochs = numpy.arange(1, len(stats["train_acc_history"]) + 1)
     ax_acc.plot(epochs, stats["train_acc_history"], "o-", label="train")
-    ax_acc.plot(epochs, stats["val_acc_history"], "o-", label="val")
+    if len(stats["val_acc_history"]):  # empty when trained without a validation set
+        ax_acc.plot(epochs[: len(stats["val_acc_history"])], stats["val_acc_history"], "o-", label="val")
     ax_acc.axhline(0.5, color="k", linestyle="--", linewidth=0.8)
     ax_acc.set(title="Classification accuracy history", xlabel="Epoch", ylabel="Classification accuracy")
     ax_acc.legend()
@@ -71,6 +72,53 @@ def plot_weights(
     ax.imshow(visualize_grid(images, padding=3).astype("uint8"), interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(f"First-layer weights ({W.shape[1]} hidden units)")
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_confusion_matrix(
+    confusion: Any,
+    class_names: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A confusion matrix ``confusion (C, C)`` (row: true class, column: predicted class) as a heat map.
+
+    Each cell shows its count; colours are the fraction of the row (so classes of different sizes compare),
+    and the diagonal is each class's accuracy. ``class_names`` label the axes (default ``0 .. C-1``).
+    Saved to ``path`` if given.
+    """
+    counts = numpy.asarray(to_host(confusion))
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"confusion must be a square (C, C) matrix, got shape {counts.shape}")
+    c = counts.shape[0]
+    names = [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(c)]
+    if len(names) != c:
+        raise ValueError(f"{len(names)} class names for a {c}x{c} confusion matrix")
+    totals = counts.sum(axis=1, keepdims=True)
+    share = numpy.divide(counts, totals, out=numpy.zeros(counts.shape), where=totals > 0)
+    fig = Figure(figsize=(1.0 + 0.75 * c, 0.6 + 0.7 * c), layout="tight")
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="fraction of the true class", shrink=0.8)
+    ax.set_xticks(range(c), names, rotation=45, ha="right")
+    ax.set_yticks(range(c), names)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    for i in range(c):
+        for j in range(c):
+            ax.text(
+                j,
+                i,
+                str(int(counts[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    total = int(counts.sum())
+    correct = int(numpy.trace(counts))
+    ax.set_title(title or f"Confusion matrix: {correct} of {total} correct ({correct / max(total, 1):.1%})")
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig

@@ -1,15 +1,24 @@
-"""A short description of the machine, recorded with every run (``fcn train``'s history, ``fcn sweep``'s summary)."""
+"""What machine and software a run used: :func:`machine_info` (recorded with every run) and :func:`collect_env`
+(``fcn info``: the report to paste into bug reports, in the spirit of ``python -m torch.utils.collect_env``).
+
+Nothing here may fail: every probe catches its own errors and reports them as text, because this is what
+users run when something is already broken.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
-from .backend import has_gpu
+from .backend import BACKENDS, gpu_problem, has_cupy, has_gpu
 
-__all__ = ["machine_info"]
+__all__ = ["machine_info", "collect_env", "format_env"]
 
 
 def _cpu_model() -> str:
@@ -40,3 +49,204 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "gpu": _gpu_name(),
     }
+
+
+# -- fcn info ---------------------------------------------------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def _version(distribution: str) -> str | None:
+    """The installed version of a distribution, without importing it (``None`` when not installed)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _first_version(*distributions: str) -> str | None:
+    for name in distributions:
+        found = _version(name)
+        if found is not None:
+            return f"{found} ({name})" if len(distributions) > 1 else found
+    return None
+
+
+def _blas() -> dict[str, Any]:
+    """NumPy's BLAS: from threadpoolctl when installed (what is loaded, with threads), else NumPy's build info."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        try:
+            blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+            own = [i for i in blas if "numpy" in str(i.get("filepath", ""))] or blas
+            if own:
+                info = own[0]
+                return {
+                    "source": "threadpoolctl",
+                    "name": info.get("internal_api"),
+                    "version": info.get("version"),
+                    "threads": info.get("num_threads"),
+                    "architecture": info.get("architecture"),
+                    "threading_layer": info.get("threading_layer"),
+                }
+        except Exception as exc:  # a broken threadpoolctl must not hide the rest of the report
+            return {"source": "threadpoolctl", "error": _first_line(exc)}
+    try:
+        import numpy
+
+        config = numpy.show_config(mode="dicts")  # returns the dict, prints nothing
+        blas_info = config.get("Build Dependencies", {}).get("blas", {})
+        return {
+            "source": "numpy.show_config",
+            "name": blas_info.get("name"),
+            "version": blas_info.get("version"),
+            "configuration": blas_info.get("openblas configuration"),
+        }
+    except Exception as exc:  # older NumPy without mode="dicts"
+        return {"source": "numpy.show_config", "error": _first_line(exc)}
+
+
+def _cuda() -> dict[str, Any]:
+    """CuPy, the CUDA runtime and driver, NVRTC, and the GPUs, each probed on its own."""
+    info: dict[str, Any] = {"cupy": _first_version("cupy-cuda12x", "cupy-cuda13x", "cupy")}
+    if not has_cupy():
+        info["status"] = "CuPy does not import" if info["cupy"] else "CuPy is not installed"
+        return info
+    import cupy
+
+    probes = {
+        "runtime": lambda: _cuda_version(cupy.cuda.runtime.runtimeGetVersion()),
+        "driver": lambda: _cuda_version(cupy.cuda.runtime.driverGetVersion()),
+        "nvrtc": lambda: ".".join(str(v) for v in cupy.cuda.nvrtc.getVersion()),
+        "device_count": lambda: cupy.cuda.runtime.getDeviceCount(),
+    }
+    for key, probe in probes.items():
+        try:
+            info[key] = probe()
+        except Exception as exc:
+            info[key] = f"unavailable ({_first_line(exc)})"
+    gpus = []
+    if isinstance(info.get("device_count"), int):
+        for i in range(info["device_count"]):
+            try:
+                props = cupy.cuda.runtime.getDeviceProperties(i)
+                name = props.get("name", b"")
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                memory = props.get("totalGlobalMem", 0) / 2**30
+                gpus.append(
+                    f"{i}: {name}, {memory:.0f} GiB, compute capability {props.get('major')}.{props.get('minor')}"
+                )
+            except Exception as exc:
+                gpus.append(f"{i}: unreadable ({_first_line(exc)})")
+    info["gpus"] = gpus
+    info["status"] = gpu_problem() or "usable"
+    return info
+
+
+def _cuda_version(code: int) -> str:
+    """CUDA's integer versions (12090) as text (12.9); 0 means none (e.g. no driver)."""
+    return "none" if not code else f"{code // 1000}.{code % 1000 // 10}"
+
+
+def _try_backend(name: str) -> str:
+    """``"ok"`` when the backend resolves and computes a tiny matrix product correctly, else why not."""
+    try:
+        import numpy
+
+        from .backend import get_backend, to_host
+
+        device = None
+        if name == "array_api_strict":
+            strict = importlib.import_module("array_api_strict")
+            device = strict.Device("device1")
+        be = get_backend(name, device)
+        xp = be.xp
+        a = be.asarray(numpy.arange(6.0).reshape(2, 3))
+        result = to_host(xp.sum(a @ xp.ones((3, 1), dtype=a.dtype, device=be.device)))
+        if float(result) != 15.0:
+            return f"wrong result: 15 expected, got {float(result)}"
+        return "ok" if device is None else f"ok (device {device!r})"
+    except Exception as exc:
+        return _first_line(exc)
+
+
+def _fused() -> str:
+    """Whether fcn's fused CUDA kernels (:mod:`fcn.fused`) compile here.
+
+    With a usable GPU every kernel is compiled and loaded on it (what training would do); without one, the
+    source is compiled to PTX for ``compute_80`` by NVRTC alone, which needs no GPU or driver.
+    """
+    if importlib.util.find_spec("fcn.fused") is None:
+        return "not available"
+    try:
+        fused = importlib.import_module("fcn.fused")
+        if has_gpu():
+            for name in fused.KERNEL_NAMES:
+                fused.get_kernel(name)
+            return f"compile and load ({len(fused.KERNEL_NAMES)} kernels on the current GPU)"
+        nvrtc = importlib.import_module("cupy_backends.cuda.libs.nvrtc")
+
+        version = ".".join(str(v) for v in nvrtc.getVersion())
+        prog = nvrtc.createProgram(fused.kernel_source(), "fused.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, [*fused.COMPILE_OPTIONS, "--gpu-architecture=compute_80"])
+        except Exception as exc:
+            log = nvrtc.getProgramLog(prog)
+            log = log.decode(errors="replace") if isinstance(log, bytes) else str(log)
+            first = next((line for line in log.splitlines() if "error" in line), "")
+            return f"do not compile (NVRTC {version}: {_first_line(exc)} {first})".strip()
+        finally:
+            nvrtc.destroyProgram(prog)
+        return f"compile (PTX for compute_80 with NVRTC {version}; no usable GPU here to load them)"
+    except Exception as exc:  # CuPy or NVRTC missing, a kernel failing on the GPU, ...
+        return f"cannot be checked here ({_first_line(exc)})"
+
+
+def collect_env() -> dict[str, Any]:
+    """Everything ``fcn info`` prints, as a JSON-able dict."""
+    import fcn
+
+    env: dict[str, Any] = {
+        "fcn": f"{getattr(fcn, '__version__', '?')} ({Path(fcn.__file__).parent})",
+        "python": f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
+        "platform": platform.platform(),
+        "cpu": f"{_cpu_model()} ({os.cpu_count()} logical cores)",
+        "numpy": _version("numpy"),
+        "blas": _blas(),  # before the backends import torch, whose own BLAS would show up too
+        "array-api-compat": _version("array-api-compat"),
+        "array-api-strict": _version("array-api-strict"),
+        "torch": _version("torch"),
+        "threadpoolctl": _version("threadpoolctl"),
+        "ray": _version("ray"),
+    }
+    env["cuda"] = _cuda()
+    env["backends"] = {name: _try_backend(name) for name in BACKENDS}
+    env["fused_cuda_kernels"] = _fused()
+    return env
+
+
+def format_env(env: dict[str, Any]) -> str:
+    """``collect_env()`` as the text ``fcn info`` prints: one ``key: value`` per line, nested keys indented."""
+    lines = []
+
+    def add(key: str, value: Any, indent: str = "") -> None:
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            for k, v in value.items():
+                add(k, v, indent + "  ")
+        elif isinstance(value, list):
+            lines.append(f"{indent}{key}: {'none' if not value else ''}".rstrip())
+            lines.extend(f"{indent}  {item}" for item in value)
+        else:
+            missing = "not installed" if not indent else "unknown"
+            lines.append(f"{indent}{key}: {missing if value is None else value}")
+
+    for key, value in env.items():
+        add(key, value)
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ shapes and dtypes always run: they read metadata only, never array values.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,6 +22,10 @@ __all__ = [
     "check_features",
     "check_labels",
     "check_same_float_dtype",
+    "check_int",
+    "check_float",
+    "check_fits_dtype",
+    "all_finite",
 ]
 
 _VALUE_CHECKS: ContextVar[bool] = ContextVar("fcn_value_checks", default=True)
@@ -77,11 +82,11 @@ def check_features(xp: Any, X: Any, num_features: int | None = None, where: str 
             )
     if not xp.isdtype(X.dtype, ("real floating", "integral")):
         raise TypeError(f"{where} must hold real numbers, got dtype {X.dtype}")
-    if value_checks_enabled() and _is_floating(xp, X.dtype) and not _all_finite(xp, X):
+    if value_checks_enabled() and _is_floating(xp, X.dtype) and not all_finite(xp, X):
         raise ValueError(f"{where} contains NaN or infinite values")
 
 
-def _all_finite(xp: Any, X: Any) -> bool:
+def all_finite(xp: Any, X: Any) -> bool:
     """Whether every entry of ``X`` is finite.
 
     First one reduction with no temporary (the sum is finite when every entry is, unless it overflows);
@@ -91,6 +96,28 @@ def _all_finite(xp: Any, X: Any) -> bool:
     if bool(xp.isfinite(xp.sum(X))):
         return True
     return bool(xp.all(xp.isfinite(X)))
+
+
+def check_fits_dtype(xp: Any, X: Any, dtype: Any, where: str = "X") -> None:
+    """Raise ``ValueError`` when casting floating ``X`` to the narrower ``dtype`` would turn values into inf.
+
+    float64 data beyond float32's range (about 3.4e38) becomes infinite in a float32 model; that would later
+    surface as a "diverged" loss. Checked only with value checks on (two reductions, no temporary).
+    """
+    if not value_checks_enabled() or X.dtype == dtype:
+        return
+    if not (_is_floating(xp, X.dtype) and _is_floating(xp, dtype)):
+        return
+    limit = float(xp.finfo(dtype).max)
+    if float(xp.finfo(X.dtype).max) <= limit or 0 in tuple(X.shape):
+        return
+    biggest = max(float(xp.max(X)), -float(xp.min(X)))
+    if biggest > limit:
+        name = getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
+        raise ValueError(
+            f"{where} holds values up to {biggest:.3g} in magnitude, beyond the range of {name} (largest "
+            f"{limit:.3g}), the model's dtype: they would become infinite. Scale the data, or use a float64 model"
+        )
 
 
 def check_labels(xp: Any, y: Any, num_samples: int, num_classes: int, where: str = "y") -> None:
@@ -106,3 +133,33 @@ def check_labels(xp: Any, y: Any, num_samples: int, num_classes: int, where: str
                 f"{where} has labels outside [0, {num_classes}): min {lo}, max {hi}. "
                 "(On a GPU such labels would not raise; fcn checks them.)"
             )
+
+
+# -- scalar arguments ---------------------------------------------------------------------------------------------
+# Constructors, the Solver and the command line check their numeric arguments with these, so a wrong value is
+# refused with the argument's name instead of being coerced silently (int(2.7) == 2) or failing deep in NumPy.
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """``value`` as an ``int``: a Python or NumPy integer (not a bool, float or string), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{name} must be {what}, got {value}")
+    return value
+
+
+def check_float(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """``value`` as a finite ``float`` (a real number, not a bool or string), ``> 0`` or ``>= 0`` when asked."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value:g}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value:g}")
+    return value

@@ -23,7 +23,7 @@ BACKENDS = [
 
 def _gpu_skip_reason() -> str | None:
     if not fcn.has_cupy():
-        return "CuPy is not installed (pip install 'fcn[cuda12]' on a GPU machine)"
+        return "CuPy is not installed (pip install 'fcn-cifar[cuda12]' on a GPU machine)"
     if not fcn.has_gpu():
         return "CuPy is installed but no CUDA GPU is visible"
     return None

@@ -20,7 +20,7 @@ def test_unknown_backend_names_the_choices():
 
 def test_cupy_missing_says_which_extra(monkeypatch):
     monkeypatch.setattr(be, "has_cupy", lambda: False)
-    with pytest.raises(fcn.BackendError, match=r"fcn\[cuda12\]"):
+    with pytest.raises(fcn.BackendError, match=r"pip install \"fcn-cifar\[cuda12\]\""):
         fcn.get_backend("cupy")
 
 

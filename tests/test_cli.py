@@ -71,9 +71,12 @@ def test_fc_adam_and_resume(tiny_cifar, tmp_path):
     assert "FullyConnectedNet(3072-32-16-10" in summary["model"]
 
 
-def test_missing_data_without_download_is_a_clear_error(tmp_path):
-    with pytest.raises(fcn.data.DatasetError, match="FCN_DATA_DIR"):
-        main(["train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
+def test_missing_data_without_download_is_a_clear_error(tmp_path, capsys):
+    code = main(["train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fcn train: error: ") and "FCN_DATA_DIR" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_hidden_dims_are_rejected(capsys):

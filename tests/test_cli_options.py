@@ -76,7 +76,9 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_cifar, tmp_path, monkey
         (["--dropout-keep", "1.5"], "keep probability must be in (0, 1]"),
         (["--dropout-keep", "0"], "keep probability must be in (0, 1]"),
         (["--augment", "rotate"], "unknown augmentation 'rotate'"),
-        (["--weight-scale", "kaiming"], "expected a number, 'he' or 'xavier'"),
+        (["--weight-scale", "kaiming"], "must be a finite number >= 0, 'he' or 'xavier'"),
+        (["--patience", "0"], "must be a positive integer"),
+        (["--clip-grad-norm", "-1"], "must be a finite number > 0"),
         (["--normalization", "groupnorm"], "invalid choice: 'groupnorm'"),
         (["--lr-schedule", "exp"], "invalid choice: 'exp'"),
     ],
@@ -96,8 +98,9 @@ def test_bad_flags_are_refused_with_one_line(capsys, args, message):
         (["--model", "shallow", "--dropout-keep", "0.5"], "need --model fc"),
     ],
 )
-def test_inconsistent_flags_stop_before_any_work(tmp_path, args, message):
+def test_inconsistent_flags_stop_before_any_work(tmp_path, capsys, args, message):
     out = tmp_path / "never"
-    with pytest.raises(SystemExit, match=message):
-        main(["train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(out), *args])
+    assert main(["train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()

@@ -165,6 +165,18 @@ def test_get_config_rebuilds_the_net(rng):
     assert float(twin.loss(X, y)[0]) == float(net.loss(X, y)[0])
 
 
+def test_model_file_keeps_normalization_dropout_and_running_statistics(backend, tmp_path, rng):
+    X, y = rng.standard_normal((30, 12)), rng.integers(4, size=30)
+    net = FullyConnectedNet(12, [7, 5], 4, weight_scale="he", dropout_keep_ratio=0.6, normalization="batchnorm", seed=1)
+    net.loss(X, y)  # a training pass: running statistics away from their initial values
+    path = fcn.save_model(net, tmp_path / "m.npz")
+    loaded = fcn.load_model(path, backend=backend)
+    assert loaded.get_config() == net.get_config()
+    for name, value in net.buffers.items():
+        np.testing.assert_array_equal(fcn.to_host(loaded.buffers[name]), value)
+    np.testing.assert_allclose(fcn.to_host(loaded.loss(X)), net.loss(X), rtol=1e-12, atol=1e-12)
+
+
 def test_unseeded_dropout_state_survives_a_checkpoint(tmp_path, rng):
     data = {"X_train": rng.standard_normal((40, 8)), "y_train": rng.integers(3, size=40)}
     data.update(X_val=data["X_train"][:10], y_val=data["y_train"][:10])
@@ -196,7 +208,13 @@ def test_unknown_normalization_is_refused(norm):
         FullyConnectedNet(8, [6], 3, normalization=norm)
 
 
-@pytest.mark.parametrize("scale", ["kaiming", "", -1.0, float("inf"), True])
-def test_bad_weight_scale_is_refused(scale):
-    with pytest.raises(ValueError, match=r"weight_scale must be a .*number >= 0, 'he' or 'xavier'"):
+@pytest.mark.parametrize("scale", ["kaiming", "", "HE"])
+def test_unknown_weight_scale_name_is_refused(scale):
+    with pytest.raises(ValueError, match=r"weight_scale must be a number >= 0, 'he' or 'xavier'"):
+        FullyConnectedNet(8, [6], 3, weight_scale=scale)
+
+
+@pytest.mark.parametrize("scale", [-1.0, float("inf"), True, None])
+def test_bad_weight_scale_number_is_refused(scale):
+    with pytest.raises((TypeError, ValueError), match="weight_scale must be"):
         FullyConnectedNet(8, [6], 3, weight_scale=scale)

@@ -1,14 +1,17 @@
-"""`fcn sweep` / `fcn.sweep.run_sweep`: search spaces, the sequential engine, and Ray Tune with ASHA.
+"""`fcn sweep` / `fcn.sweep.run_sweep`: search-space specs, one trial, and sweeps on Ray Tune with ASHA.
 
 The Ray tests share one local Ray session (2 CPUs, no dashboard, temp files under pytest's tmp folder),
 started once for the module and shut down at its end, and one small sweep whose results several tests
 inspect: Ray's start-up costs seconds, the trials themselves milliseconds. Without Ray they are skipped;
-the sequential engine and the "Ray is not installed" message are tested with Ray's import blocked.
+the "Ray is not installed" message is tested with Ray's import blocked.
 """
 
 import json
 import math
+import os
+import signal
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,17 +19,7 @@ import pytest
 import fcn
 from fcn import sweep
 from fcn.cli import main
-from fcn.sweep import (
-    Dimension,
-    MissingRayError,
-    SweepError,
-    TrialSettings,
-    parse_spec,
-    resolve_space,
-    run_sweep,
-    sample_configs,
-    train_trial,
-)
+from fcn.sweep import MissingRayError, SweepError, TrialSettings, parse_spec, resolve_space, run_sweep, train_trial
 
 try:
     from _cifar_fixtures import write_cifar10
@@ -72,25 +65,27 @@ def no_ray(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Search spaces
+# Search spaces: one parser for command-line strings, file values and dicts
 # ------------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("name", "spec", "expected"),
     [
-        ("lr", "1e-4..1e-2", Dimension("loguniform", (1e-4, 1e-2))),
-        ("learning_rate", {"loguniform": [1e-4, 1e-2]}, Dimension("loguniform", (1e-4, 1e-2))),
-        ("reg", "log:1e-3..1", Dimension("loguniform", (1e-3, 1.0))),
-        ("lr_decay", "0.9..0.99", Dimension("uniform", (0.9, 0.99))),
-        ("lr-decay", "grid:0.9,0.95", Dimension("grid", (0.9, 0.95))),
-        ("reg", "0.6", Dimension("const", (0.6,))),
-        ("reg", 0.25, Dimension("const", (0.25,))),
-        ("hidden_dims", "100,200,512x256", Dimension("choice", ([100], [200], [512, 256]))),
-        ("hidden_dims", [100, [512, 256]], Dimension("choice", ([100], [512, 256]))),
-        ("hidden", "50..400", Dimension("lograndint", (50, 400))),
-        ("batch_size", "uniform:100..500", Dimension("randint", (100, 500))),
-        ("update_rule", "sgd,adam", Dimension("choice", ("sgd", "adam"))),
+        ("lr", "1e-4..1e-2", {"loguniform": [1e-4, 1e-2]}),
+        ("learning_rate", {"loguniform": [1e-4, 1e-2]}, {"loguniform": [1e-4, 1e-2]}),
+        ("reg", "log:1e-3..1", {"loguniform": [1e-3, 1.0]}),
+        ("reg", {"log": ["1e-3", 1]}, {"loguniform": [1e-3, 1.0]}),
+        ("lr_decay", "0.9..0.99", {"uniform": [0.9, 0.99]}),
+        ("lr-decay", "grid:0.9,0.95", {"grid": [0.9, 0.95]}),
+        ("reg", "0.6", 0.6),
+        ("reg", 0.25, 0.25),
+        ("hidden_dims", "100,200,512x256", {"choice": [[100], [200], [512, 256]]}),
+        ("hidden_dims", [100, [512, 256]], {"choice": [[100], [512, 256]]}),
+        ("hidden", "512x256", [512, 256]),
+        ("hidden", "50..400", {"lograndint": [50, 400]}),
+        ("batch_size", "uniform:100..500", {"randint": [100, 500]}),
+        ("update_rule", "sgd,adam", {"choice": ["sgd", "adam"]}),
     ],
 )
 def test_parse_spec(name, spec, expected):
@@ -106,8 +101,11 @@ def test_parse_spec(name, spec, expected):
         ("update_rule", "nesterov", "bad value"),
         ("update_rule", "sgd..adam", "range"),
         ("batch_size", "12.5", "positive integer"),
+        ("hidden_dims", "100x0", "positive integers"),
         ("reg", {"grid": [1], "choice": [2]}, "exactly one key"),
+        ("reg", {"normal": [0, 1]}, "unknown search kind"),
         ("reg", "grid:1..2", "comma-separated"),
+        ("reg", "log:1e-3", "range lo..hi"),
     ],
 )
 def test_parse_spec_rejects(name, spec, match):
@@ -117,35 +115,32 @@ def test_parse_spec_rejects(name, spec, match):
 
 def test_resolve_space_fills_train_defaults_and_checks_the_model():
     space = resolve_space({"lr": "1e-4..1e-2"}, model="shallow")
-    assert space["reg"] == Dimension("const", (0.6,)) and space["batch_size"] == Dimension("const", (500,))
-    assert space["weight_scale"].values == (1e-3,) and resolve_space({}, model="fc")["weight_scale"].values == (1e-2,)
-    assert resolve_space(None)["learning_rate"].kind == "loguniform"  # the default space
+    assert space["reg"] == 0.6 and space["batch_size"] == 500 and space["hidden_dims"] == [100]
+    assert space["weight_scale"] == 1e-3 and resolve_space({}, model="fc")["weight_scale"] == 1e-2
+    assert resolve_space(None)["learning_rate"] == {"loguniform": [3e-4, 1e-2]}  # the default space
     with pytest.raises(SweepError, match="need model 'fc'"):
-        resolve_space({"hidden_dims": "512x256"}, model="shallow")
+        resolve_space({"hidden_dims": "100,512x256"}, model="shallow")
+    with pytest.raises(SweepError, match="given twice"):
+        resolve_space({"lr": 0.1, "learning_rate": 0.2})
 
 
-def test_sample_configs_expands_grids_and_draws_in_range():
-    space = resolve_space({"lr": "1e-5..1e-1", "lr_decay": "grid:0.9,0.95", "hidden_dims": "50..400"})
-    configs = sample_configs(space, 200, seed=3)
-    assert len(configs) == 400 and configs == sample_configs(space, 200, seed=3)
-    assert sorted({c["lr_decay"] for c in configs}) == [0.9, 0.95]
-    lrs = np.array([c["learning_rate"] for c in configs])
-    assert lrs.min() >= 1e-5 and lrs.max() <= 1e-1
-    # log-uniform: about as many draws per decade (uniform sampling would put 90% in the top decade)
-    assert 0.1 < np.mean(lrs < 1e-4) < 0.4 and 0.1 < np.mean(lrs > 1e-2) < 0.4
-    hidden = [c["hidden_dims"][0] for c in configs]
-    assert min(hidden) >= 50 and max(hidden) <= 400 and all(isinstance(h, int) for h in hidden)
+def test_specs_become_tunes_own_search_spaces():
+    tune = pytest.importorskip("ray.tune")
+    lr = sweep.to_tune({"loguniform": [1e-4, 1e-2]}, tune)
+    assert (lr.lower, lr.upper) == (1e-4, 1e-2) and isinstance(lr.get_sampler(), tune.search.sample.LogUniform)
+    hidden = sweep.to_tune({"lograndint": [50, 400]}, tune)
+    assert (hidden.lower, hidden.upper) == (50, 401)  # Tune excludes the upper bound; the spec includes it
+    assert sweep.to_tune({"grid": [0.9, 0.95]}, tune) == tune.grid_search([0.9, 0.95])
+    assert sweep.to_tune({"choice": [[100], [200]]}, tune).categories == [[100], [200]]
+    assert sweep.to_tune(0.6, tune) == 0.6
 
 
 def test_space_files_json_and_toml(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps({"lr": {"loguniform": [1e-4, 1e-2]}, "hidden_dims": [100, 200]}))
     space = sweep.load_space(tmp_path / "s.json")
-    assert space == {
-        "learning_rate": Dimension("loguniform", (1e-4, 1e-2)),
-        "hidden_dims": parse_spec("hidden", [100, 200]),
-    }
+    assert space == {"learning_rate": {"loguniform": [1e-4, 1e-2]}, "hidden_dims": {"choice": [[100], [200]]}}
     pytest.importorskip("tomllib", reason="TOML needs Python 3.11+")
-    (tmp_path / "s.toml").write_text("[space]\nlearning_rate = {loguniform = [1e-4, 1e-2]}\nhidden_dims = [100, 200]\n")
+    (tmp_path / "s.toml").write_text('[space]\nlearning_rate = "1e-4..1e-2"\nhidden_dims = [100, 200]\n')
     assert sweep.load_space(tmp_path / "s.toml") == space
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SweepError, match="not valid JSON"):
@@ -153,56 +148,42 @@ def test_space_files_json_and_toml(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Without Ray
+# Without Ray: errors found before anything runs, and one trial
 # ------------------------------------------------------------------------------------------------------------
 
 
-def test_missing_ray_names_the_extra(no_ray, tmp_path, capsys):
+def test_missing_ray_names_the_extra(no_ray, tmp_path):
     # Raised before any data is read: the data folder here does not exist.
-    with pytest.raises(MissingRayError, match=r'pip install "fcn\[sweep\]"') as info:
+    with pytest.raises(MissingRayError, match=r'pip install "fcn-cifar\[sweep\]"') as info:
         run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "out")
-    assert isinstance(info.value, ImportError) and "--engine sequential" in str(info.value)
+    assert isinstance(info.value, ImportError)
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
-    assert 'pip install "fcn[sweep]"' in str(exit_info.value.code)
+    assert str(exit_info.value.code) == f"fcn sweep: {sweep.RAY_MISSING_MESSAGE}"
 
 
-def test_sequential_engine_without_ray(no_ray, data, tmp_path):
-    result = run_sweep(SPACE, data=data, engine="sequential", out=tmp_path / "seq", **SWEEP_ARGS)
-    assert len(result.trials) == 6 and result.counts() == {"completed": 4, "diverged": 2}
-    best = result.best
-    assert best["config"]["learning_rate"] == GOOD_LR and best["best_val_acc"] > 0.8
-    for row in result.trials:
-        if row["config"]["learning_rate"] == TINY_LR:
-            assert row["best_val_acc"] < CHANCE + 0.15  # near chance: the good region is what wins
-        if row["config"]["learning_rate"] == DIVERGING_LR:
-            assert row["status"] == "diverged" and math.isnan(row["best_val_acc"]) and "diverged" in row["error"]
-    assert result.retrained["test_acc"] > 0.8
-    assert "ray" not in sys.modules or sys.modules["ray"] is None
+@pytest.mark.parametrize("length", [["--epochs", "0"], ["--epochs", "-2"], ["--num-iters", "0"]])
+def test_non_positive_lengths_are_one_line_errors(length, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", *length, "--out", str(tmp_path / "o")])
+    assert str(info.value.code) == f"fcn sweep: {length[0]} must be a positive integer, got {length[1]}"
+    assert not (tmp_path / "o").exists()  # rejected before anything is written
+    with pytest.raises(SweepError, match="epochs must be a positive integer, got 0"):
+        run_sweep(epochs=0, out=tmp_path / "api")
 
 
-def synthetic_cifar_args(tmp_path) -> list[str]:
-    """``fcn sweep`` options for a tiny sweep on a synthetic CIFAR-10 written under ``tmp_path``."""
-    write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
-    args = ["--data-dir", str(tmp_path / "data"), "--no-download", "--num-train", "250", "--num-val", "50"]
-    return [*args, "--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--out", str(tmp_path / "run")]
-
-
-def test_sequential_cli_on_synthetic_cifar(no_ray, tmp_path, capsys):
-    out = tmp_path / "run"
-    args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8,16", "--lr", "1e-4..1e-3"]
-    assert main(["sweep", *args, "--engine", "sequential", "--num-samples", "3", "--quiet"]) == 0
-    printed = capsys.readouterr().out
-    assert "3 trials" in printed and "test acc" in printed
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["num_trials"] == 3 and summary["engine"] == "sequential"
-    assert summary["space"]["hidden_dims"] == {"choice": [[8], [16]]} and summary["space"]["reg"]["loguniform"]
-    assert summary["data"]["X_train"] == [250, 3, 32, 32] and summary["command"].startswith("fcn sweep")
-    assert {"cpu", "cores", "python", "platform", "gpu"} <= set(summary["machine"])
+def test_a_sweep_without_validation_samples_is_refused(data, tmp_path):
+    """Trials are ranked by validation accuracy: no validation set, no ranking (refused before Ray starts)."""
+    empty_val = {**data, "X_val": data["X_val"][:0], "y_val": data["y_val"][:0]}
+    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+        run_sweep(data=empty_val, num_iters=4, out=tmp_path / "o")
+    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+        run_sweep(num_val=0, num_iters=4, out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_trial_reports_every_epoch(data):
-    config = sample_configs(resolve_space({**SPACE, "learning_rate": GOOD_LR, "reg": 1e-3, "hidden_dims": 16}), 1)[0]
+    config = {**resolve_space({**SPACE, "learning_rate": GOOD_LR, "reg": 1e-3, "hidden_dims": 16}), "hidden_dims": 16}
     settings = TrialSettings(num_iters=20)
     reports = []
     outcome, solver = train_trial(config, data, settings, report=reports.append)
@@ -214,25 +195,40 @@ def test_train_trial_reports_every_epoch(data):
     reports.clear()
     outcome, _ = train_trial({**config, "learning_rate": DIVERGING_LR}, data, settings, report=reports.append)
     assert outcome["status"] == "diverged" and reports[-1]["diverged"] and math.isnan(reports[-1]["val_acc"])
+    outcome, _ = train_trial(config, data, TrialSettings(num_iters=None, epochs=0))
+    assert outcome["status"] == "error" and outcome["iterations"] == 0  # trained nothing: never "completed"
 
 
-def test_all_trials_failing_is_an_error(data, tmp_path):
-    with pytest.raises(SweepError, match="no trial produced"):
-        run_sweep({"lr": DIVERGING_LR}, data=data, engine="sequential", out=tmp_path, num_samples=1, verbose=False)
-    assert (tmp_path / "trials.csv").read_text().count(",diverged,") == 1  # the table is written anyway
+def result(trial_id, config=None, error=None, **metrics):
+    """A stand-in for a Tune ``Result``: what Tune hands back for a trial (no metrics if it never reported)."""
+    if config is not None:
+        metrics = {"trial_id": trial_id, "config": config, **metrics}
+    return SimpleNamespace(metrics=metrics, error=error, path=f"/runs/tune/{trial_id}")
 
 
-@pytest.mark.parametrize("engine", ["sequential", "ray"])
-def test_a_failing_trial_is_recorded_with_its_error(engine, data, tmp_path, request):
-    if engine == "ray":
-        request.getfixturevalue("ray_session")
-    bad = dict(data, X_val=data["X_val"].copy())
-    bad["X_val"][0, 0] = np.nan  # every trial's Solver refuses this
-    with pytest.raises(SweepError, match="X_val contains NaN"):
-        run_sweep({"lr": GOOD_LR}, data=bad, engine=engine, out=tmp_path, num_samples=2, num_iters=8, verbose=False)
-    rows = json.loads((tmp_path / "trials.json").read_text())
-    assert [r["status"] for r in rows] == ["error", "error"]
-    assert rows[0]["error"] == "ValueError: X_val contains NaN or infinite values"  # the trial's error, not Ray's
+def test_trial_rows_from_tune_results():
+    cfg = {"learning_rate": 0.1, "hidden_dims": 16}
+    names = ["learning_rate", "hidden_dims"]
+    done = dict(best_val_acc=0.5, val_acc=0.4, epoch=10.0, time_total_s=3.0)
+    rows = {
+        r["trial"]: r
+        for r in [
+            sweep.trial_row(result("a", cfg, iteration=80, num_iters=80, **done), names, {"a", "b", "z"}),
+            sweep.trial_row(result("b", cfg, iteration=16, num_iters=80, **done), names, {"a", "b", "z"}),
+            sweep.trial_row(result("z", cfg, iteration=0, num_iters=0, **done), names, {"a", "b", "z"}),
+            sweep.trial_row(result("c", cfg, iteration=16, num_iters=80, **done), names, {"a", "b", "z"}),
+            sweep.trial_row(result("d"), names, {"a", "b", "z"}),  # never started: no metrics, no config
+            sweep.trial_row(result("e", cfg, error=ValueError("bad")), names, {"a", "b", "z"}),
+        ]
+    }
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "a": "completed", "b": "stopped", "z": "stopped", "c": "interrupted", "d": "interrupted", "e": "error",
+    }
+    assert rows["a"]["config"] == {"learning_rate": 0.1, "hidden_dims": [16]} and rows["d"]["config"] == {}
+    assert rows["e"]["error"] == "bad" and math.isnan(rows["c"]["best_val_acc"])
+    ordered = list(rows.values())
+    best = sweep.results.sort_rows(ordered)
+    assert best["trial"] == "a" and [r["trial"] for r in ordered][:2] == ["a", "b"]  # 0 iterations: not ranked
 
 
 def test_plot_sweep_log_axes(tmp_path):
@@ -240,6 +236,7 @@ def test_plot_sweep_log_axes(tmp_path):
         {"best_val_acc": 0.4, "config": {"learning_rate": 1e-3, "reg": 0.1, "hidden_dims": [100]}},
         {"best_val_acc": 0.5, "config": {"learning_rate": 3e-3, "reg": 0.01, "hidden_dims": [400]}},
         {"best_val_acc": float("nan"), "config": {"learning_rate": 1.0, "reg": 0.5, "hidden_dims": [100]}},
+        {"best_val_acc": float("nan"), "config": {}},  # interrupted before it started
     ]
     fig = sweep.plot_sweep(rows, tmp_path / "p.png")
     ax = fig.axes[0]
@@ -273,12 +270,11 @@ def ray_session(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_sweep(ray_session, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    result = run_sweep(SPACE, data=data, out=out, grace_period=1, reduction_factor=2, search_seed=1, **SWEEP_ARGS)
-    return result
+    return run_sweep(SPACE, data=data, out=out, grace_period=1, reduction_factor=2, search_seed=1, **SWEEP_ARGS)
 
 
 def test_ray_sweep_finds_the_good_region(ray_sweep):
-    assert len(ray_sweep.trials) == 6 and ray_sweep.engine == "ray"
+    assert len(ray_sweep.trials) == 6 and not ray_sweep.interrupted
     best = ray_sweep.best
     assert best["config"]["learning_rate"] == GOOD_LR
     assert best["best_val_acc"] > 0.8 > CHANCE + 0.5
@@ -287,7 +283,8 @@ def test_ray_sweep_finds_the_good_region(ray_sweep):
         assert row["status"] in ("completed", "stopped", "diverged"), row
         if row["status"] == "stopped":  # ASHA cut it before the end
             assert row["iterations"] < 80
-    # accuracy was reported to Tune per epoch (8 steps), so ASHA could act at every epoch
+        if row["config"]["learning_rate"] == TINY_LR and row["status"] == "completed":
+            assert row["best_val_acc"] < CHANCE + 0.15  # near chance: the good region is what wins
     assert ray_sweep.summary["scheduler"] == "asha" and ray_sweep.summary["ray_version"]
 
 
@@ -311,6 +308,7 @@ def test_ray_results_files(ray_sweep, ray_session):
     assert (out / "sweep.png").read_bytes()[:8] == PNG
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status_counts"]["diverged"] == 2 and summary["best"]["config"]["learning_rate"] == GOOD_LR
+    assert summary["space"]["learning_rate"] == {"grid": [GOOD_LR, TINY_LR, DIVERGING_LR]}
     # Tune's files are under the output folder, Ray's session files under the test's temp dir
     assert any((out / "ray_results" / "tune").iterdir())
     assert any(ray_session.glob("session_*"))
@@ -323,15 +321,83 @@ def test_ray_results_files(ray_sweep, ray_session):
         for k in ("X_train", "y_train", "X_val", "y_val")
     }
     solver = fcn.Solver(net, d, batch_size=50, verbose=False, progress=False)
-    solver.load_checkpoint(out / "best_checkpoint.npz")
+    with pytest.warns(UserWarning, match="other settings"):  # a solver for inspection, not the sweep's settings
+        solver.load_checkpoint(out / "best_checkpoint.npz", strict=False)
     assert solver.iteration == 80 and solver.best_val_acc == pytest.approx(ray_sweep.retrained["best_val_acc"])
+
+
+def test_a_failing_trial_is_recorded_with_its_error(ray_session, data, tmp_path):
+    bad = dict(data, X_val=data["X_val"].copy())
+    bad["X_val"][0, 0] = np.nan  # every trial's Solver refuses this
+    with pytest.raises(SweepError, match="X_val contains NaN"):
+        run_sweep({"lr": GOOD_LR}, data=bad, out=tmp_path, num_samples=2, num_iters=8, verbose=False)
+    rows = json.loads((tmp_path / "trials.json").read_text())  # the table is written anyway
+    assert [r["status"] for r in rows] == ["error", "error"]
+    assert rows[0]["error"] == "ValueError: X_val contains NaN or infinite values"  # the trial's error, not Ray's
+
+
+def test_gpu_trials_on_a_cluster_without_gpus_fail_at_once(ray_session, data, tmp_path):
+    with pytest.raises(SweepError, match="no GPU"):
+        run_sweep({"lr": GOOD_LR}, data=data, backend="cupy", out=tmp_path / "gpu", num_samples=1, verbose=False)
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_ctrl_c_reports_what_finished(ray_session, data, tmp_path):
+    """Ctrl-C during a sweep (Tune catches SIGINT): the finished trials are tabled, the rest 'interrupted'."""
+    from ray import tune
+
+    class CtrlC(tune.Callback):  # presses Ctrl-C once the first trial has ended
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    space = {"lr": GOOD_LR, "hidden_dims": 16, "batch_size": 50, "weight_scale": 1e-2}
+    result = run_sweep(space, data=data, out=tmp_path, num_samples=4, num_iters=8, scheduler="fifo",
+                       max_concurrent=1, verbose=False, callbacks=[CtrlC()])
+    assert result.interrupted and result.retrained is None
+    statuses = [r["status"] for r in result.trials]
+    assert statuses[0] == "completed" and result.best["trial"] == result.trials[0]["trial"]
+    assert set(statuses[1:]) == {"interrupted"} and len(statuses) == 4
+    assert len((tmp_path / "trials.csv").read_text().splitlines()) == 5 and (tmp_path / "sweep.png").exists()
+
+
+def synthetic_cifar_args(tmp_path) -> list[str]:
+    """``fcn sweep`` options for a tiny sweep on a synthetic CIFAR-10 written under ``tmp_path``."""
+    write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
+    args = ["--data-dir", str(tmp_path / "data"), "--no-download", "--num-train", "250", "--num-val", "50"]
+    return [*args, "--num-test", "50", "--batch-size", "50", "--num-iters", "10", "--out", str(tmp_path / "run")]
 
 
 def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     out = tmp_path / "run"
     args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8", "--lr", "grid:1e-4,1e-3"]
     assert main(["sweep", *args, "--num-samples", "1", "--quiet"]) == 0
-    assert "2 trials" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 trials" in printed and "test acc" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["engine"] == "ray" and summary["num_trials"] == 2 and summary["cluster"]["cpus"] == 2
+    assert summary["num_trials"] == 2 and summary["cluster"]["cpus"] == 2 and summary["command"].startswith("fcn sweep")
+    assert summary["space"]["hidden_dims"] == [8] and summary["space"]["reg"]["loguniform"]
+    assert summary["data"]["X_train"] == [250, 3, 32, 32]
+    assert {"cpu", "cores", "python", "platform", "gpu"} <= set(summary["machine"])
     assert (out / "best_checkpoint.npz").exists() and (out / "trials.csv").exists()
+
+
+@pytest.mark.parametrize("how", ["during the trials", "while loading"])
+def test_cli_ctrl_c_exits_130(how, monkeypatch, tmp_path, capsys):
+    row = {"trial": "a", "status": "interrupted", "best_val_acc": float("nan"), "iterations": 3, "config": {}}
+
+    def fake_run_sweep(space, **kwargs):
+        if how == "while loading":
+            raise KeyboardInterrupt
+        return sweep.SweepResult([row], None, None, tmp_path, 1.0, interrupted=True)
+
+    monkeypatch.setattr(sweep.cli, "run_sweep", fake_run_sweep)
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "--out", str(tmp_path)])
+    assert info.value.code == 130 and "fcn sweep: interrupted" in capsys.readouterr().err
+
+
+def test_missing_data_fails_before_ray_starts_and_leaves_nothing(tmp_path):
+    pytest.importorskip("ray.tune")
+    with pytest.raises(fcn.data.DatasetError, match="FCN_DATA_DIR"):
+        run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "out", verbose=False)
+    assert not (tmp_path / "out").exists()

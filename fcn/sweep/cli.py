@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import sys
 from datetime import datetime, timezone
-from typing import Any
 
-from ..cli import add_data_arguments
+from ..cli_common import add_data_arguments
 from .results import SweepResult, describe
 from .run import run_sweep
 from .space import DEFAULT_SPACE, PARAMETERS, SweepError, load_space, parse_spec
@@ -41,17 +40,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     length.add_argument("--num-iters", type=int, default=None, help="training steps per trial (default 2000)")
     length.add_argument("--epochs", type=int, default=None, help="training epochs per trial instead of --num-iters")
 
-    search = parser.add_argument_group("search")
+    search = parser.add_argument_group("search (Ray Tune)")
     search.add_argument(
         "--num-samples", type=int, default=16, help="random draws (trials = this x the product of the grid sizes)"
     )
     search.add_argument("--search-seed", type=int, default=0, help="seed of the random sampling")
-    search.add_argument(
-        "--engine",
-        choices=["ray", "sequential"],
-        default="ray",
-        help="ray: Ray Tune (pip install 'fcn[sweep]'); sequential: a plain loop, no early stopping",
-    )
     search.add_argument("--scheduler", choices=["asha", "fifo"], default="asha", help="asha stops bad trials early")
     search.add_argument("--grace-period", type=float, default=2.0, help="ASHA: epochs before a trial can be stopped")
     search.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA: keep the best 1/rf at each rung")
@@ -76,37 +69,24 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sweep_command(args: argparse.Namespace) -> SweepResult:
     """Run ``fcn sweep`` from parsed arguments; prints the best trials and where the results are."""
-    given = {k: getattr(args, k) for k in PARAMETERS if getattr(args, k, None) is not None}
+    for name in ("num_iters", "epochs", "num_samples"):  # before anything is started or read
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"fcn sweep: --{name.replace('_', '-')} must be a positive integer, got {value}")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
         # The file (or the default space) is the base; each option replaces one parameter's spec, so
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
-        base = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
-        space: Mapping[str, Any] = {**base, **{k: parse_spec(k, v) for k, v in given.items()}}
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        space = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
+        space.update({k: parse_spec(k, getattr(args, k)) for k in PARAMETERS if getattr(args, k, None) is not None})
+        same = ("data_dir", "num_train", "num_val", "num_test", "num_samples", "model", "epochs", "trial_num_train",
+                "backend", "dtype", "seed", "search_seed", "scheduler", "grace_period", "reduction_factor",
+                "max_concurrent", "cpus_per_trial", "address", "num_cpus")  # run_sweep's names for the options
         result = run_sweep(
             space,
-            data_dir=args.data_dir,
-            num_train=args.num_train,
-            num_val=args.num_val,
-            num_test=args.num_test,
-            download=not args.no_download,
-            num_samples=args.num_samples,
-            model=args.model,
+            **{k: getattr(args, k) for k in same},
             num_iters=args.num_iters if args.num_iters is not None or args.epochs is not None else 2000,
-            epochs=args.epochs,
-            trial_num_train=args.trial_num_train,
-            backend=args.backend,
-            dtype=args.dtype,
-            seed=args.seed,
-            search_seed=args.search_seed,
-            engine=args.engine,
-            scheduler=args.scheduler,
-            grace_period=args.grace_period,
-            reduction_factor=args.reduction_factor,
-            max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial,
-            address=args.address,
-            num_cpus=args.num_cpus,
+            download=not args.no_download,
             out=args.out or f"runs/sweep-{stamp}",
             retrain=not args.no_retrain,
             verbose=not args.quiet,
@@ -115,14 +95,16 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
     except SweepError as exc:
         # Same convention as fcn train: a one-line message and exit status 1, no traceback.
         raise SystemExit(f"fcn sweep: {exc}") from None
+    except KeyboardInterrupt:  # while loading or retraining (Tune itself handles Ctrl-C during the trials)
+        print("\nfcn sweep: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
-    print(
-        f"{len(result.trials)} trials ({', '.join(f'{n} {s}' for s, n in result.counts().items())}) "
-        f"in {result.wall_seconds:.1f} s"
-    )
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts().items())
+    print(f"{len(result.trials)} trials ({counts}) in {result.wall_seconds:.1f} s")
     for row in result.trials[:5]:
-        print(f"  {row['best_val_acc']:.4f}  {row['status']:<9} {row['iterations']:>5} it  {describe(row['config'])}")
-    print(f"best: val acc {result.best['best_val_acc']:.4f} with {describe(result.best['config'])}")
+        print(f"  {row['best_val_acc']:.4f}  {row['status']:<11} {row['iterations']:>5} it  {describe(row['config'])}")
+    if result.best:
+        print(f"best: val acc {result.best['best_val_acc']:.4f} with {describe(result.best['config'])}")
     if result.retrained:
         r = result.retrained
         print(f"retrained on the full training split: val acc {r['val_acc']:.4f}, test acc {r['test_acc']:.4f}")
@@ -130,4 +112,7 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
         f"outputs in {result.out}/ (trials.csv, trials.json, summary.json, sweep.png"
         f"{', best_checkpoint.npz' if result.retrained else ''})"
     )
+    if result.interrupted:
+        print("fcn sweep: interrupted; the table lists the trials that finished (none retrained)", file=sys.stderr)
+        raise SystemExit(130)
     return result

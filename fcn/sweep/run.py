@@ -1,12 +1,12 @@
-"""``run_sweep``: load the data once, run the trials on an engine, write the tables, plot and summary."""
+"""``run_sweep``: start or join Ray, load the data once, run the trials on Ray Tune, write tables, plot, summary."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,187 +15,230 @@ from typing import Any
 import numpy
 
 from ..sysinfo import machine_info
-from .engines import import_ray, run_ray, run_sequential
-from .results import SweepResult, best_row, plot_sweep, sort_key, write_json, write_tables
-from .space import SweepError, resolve_space
-from .trial import TrialSettings
+from .results import SweepResult, plot_sweep, sort_rows, write_json, write_tables
+from .space import SweepError, parse_value, resolve_space, to_tune
+from .trial import TrialSettings, retrain_full, train_trial
 
+RAY_MISSING_MESSAGE = 'fcn sweep runs on Ray Tune, which is not installed: pip install "fcn-cifar[sweep]"'
 _SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
 
-def run_sweep(
-    space: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-    *,
-    data: Mapping[str, Any] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    num_train: int = 49000,
-    num_val: int = 1000,
-    num_test: int = 1000,
-    download: bool = True,
-    num_samples: int = 16,
-    model: str = "shallow",
-    num_iters: int | None = 2000,
-    epochs: int | None = None,
-    trial_num_train: int | None = None,
-    backend: str = "numpy",
-    dtype: str = "float32",
-    seed: int = 0,
-    search_seed: int | None = 0,
-    engine: str = "ray",
-    scheduler: str = "asha",
-    grace_period: float = 2.0,
-    reduction_factor: float = 3.0,
-    max_concurrent: int | None = None,
-    cpus_per_trial: float = 1.0,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    out: str | os.PathLike[str] = "runs/sweep",
-    retrain: bool = True,
-    verbose: bool = True,
-    command: str | None = None,
-) -> SweepResult:
-    """Run a hyperparameter sweep and write its results to ``out``; see :mod:`fcn.sweep`.
+class MissingRayError(SweepError, ImportError):
+    """Ray Tune is not installed; the message names the extra to install."""
 
-    Args:
-        space: parameter -> spec (see :func:`parse_spec`), or a JSON/TOML file; ``None``: :data:`DEFAULT_SPACE`.
-        data: ready arrays ``X_train, y_train, X_val, y_val`` (and optionally ``X_test, y_test``) on the host;
-            when ``None``, CIFAR-10 is loaded once from ``data_dir`` (as in ``fcn train``) with the given split.
-        num_samples: random draws; the number of trials is ``num_samples`` times the product of grid sizes.
-        model: ``"shallow"`` (ShallowLayerNet) or ``"fc"`` (FullyConnectedNet).
-        num_iters / epochs: each trial's training length (ASHA may stop a trial sooner).
-        trial_num_train: train trials on this many images (``None``: all); the best is retrained on all.
-        backend / dtype / seed: as in ``fcn train``; ``cupy`` trials take one GPU each.
-        search_seed: seed of the random sampling (``None``: unseeded).
-        engine: ``"ray"`` (Ray Tune; :class:`MissingRayError` if absent) or ``"sequential"`` (a plain loop).
-        scheduler: ``"asha"`` (early stopping on ``val_acc`` per epoch) or ``"fifo"`` (none). Ray only.
-        grace_period / reduction_factor: ASHA's first milestone (epochs) and the fraction 1/rf kept per rung.
-        max_concurrent: at most this many trials at once (``None``: as many as resources allow).
-        cpus_per_trial: CPUs Ray reserves per trial (also the BLAS threads it gives each trial).
-        address: Ray cluster to join (default ``$RAY_ADDRESS``); none: a local Ray on ``num_cpus`` CPUs.
-            An already initialised Ray (``ray.init`` by the caller) is used as is and left running.
-        out: output folder. retrain: retrain the best configuration and save ``best_checkpoint.npz``.
+
+def _ray_trial(config: dict[str, Any], data: Mapping[str, Any], settings: TrialSettings) -> None:
+    """The Tune trainable. ``tune.with_parameters`` hands it the object-store arrays (read-only, zero copy)."""
+    from ray import tune
+
+    train_trial(config, data, settings, report=tune.report)
+
+
+def _error_text(error: BaseException) -> str:
+    """One line naming a failed trial's exception: the trial's own error, not Ray's wrapper around it."""
+    cause = getattr(error, "cause", None)  # RayTaskError keeps the exception raised in the trial here
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
+    lines = [line for line in str(error).splitlines() if line.strip()]  # a traceback ends with "Type: message"
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def trial_row(result: Any, names: Sequence[str], ended: set[str]) -> dict[str, Any]:
+    """The table row of one Tune result; ``ended``: the ids of the trials Tune saw end (or ASHA stop).
+
+    Any other trial was cut short by an interrupted sweep: it may have no metrics and no config at all.
     """
-    if engine not in ("ray", "sequential"):
-        raise SweepError(f"engine must be 'ray' or 'sequential', got {engine!r}")
-    if scheduler not in ("asha", "fifo"):
-        raise SweepError(f"scheduler must be 'asha' or 'fifo', got {scheduler!r}")
-    if model not in ("shallow", "fc"):
-        raise SweepError(f"model must be 'shallow' or 'fc', got {model!r}")
-    if engine == "ray":
-        import_ray()  # fail now, with the install hint, before minutes of data loading
+    m = dict(result.metrics or {})
+    trial_id, iterations = m.get("trial_id") or Path(str(result.path)).name, int(m.get("iteration", 0))
+    status, error = "stopped", ""  # by ASHA: behind its peers at a milestone
+    if result.error is not None:
+        status, error = "error", _error_text(result.error)
+    elif m.get("diverged"):
+        status, error = "diverged", str(m.get("error", ""))
+    elif trial_id not in ended:
+        status = "interrupted"
+    elif iterations > 0 and iterations >= m.get("num_iters", math.inf):
+        status = "completed"
+    config = m.get("config") or {}
+    nan = float("nan")
+    return {
+        "trial": trial_id,
+        "status": status,
+        "best_val_acc": float(m.get("best_val_acc", nan)) if status in ("completed", "stopped") else nan,
+        "last_val_acc": float(m.get("val_acc", nan)) if status != "error" else nan,
+        "iterations": iterations,
+        "epochs": round(float(m.get("epoch", 0.0)), 3),
+        "seconds": round(float(m.get("time_total_s", 0.0)), 2),
+        # hidden sizes as lists, also where an integer range drew a plain int
+        "config": {k: parse_value(k, config[k]) if k == "hidden_dims" else config[k] for k in names if k in config},
+        "error": error,
+    }
+
+
+def _start_ray(ray: Any, address: str | None, num_cpus: int | None) -> None:
+    # Trials print nothing and their errors come back in the results: worker output stays in Ray's logs.
+    if not address:  # in-process local cluster on this machine's cores; no dashboard (it costs seconds)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        return
+    import fcn  # shipped to the workers (py_modules): nodes need only the dependencies, and run this code
+
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False, runtime_env={"py_modules": [fcn]})
+    except (ConnectionError, RuntimeError) as exc:
+        raise SweepError(
+            f"cannot join the Ray cluster at {address} ({str(exc).splitlines()[0]}); check the address "
+            "(ray status on the head node) and, with Ray's token authentication, this machine's token"
+        ) from exc
+
+
+def run_sweep(
+    space: Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
+    data: Mapping[str, Any] | None = None, data_dir: str | os.PathLike[str] | None = None,
+    num_train: int = 49000, num_val: int = 1000, num_test: int = 1000, download: bool = True,
+    num_samples: int = 16, model: str = "shallow", num_iters: int | None = 2000, epochs: int | None = None,
+    trial_num_train: int | None = None, backend: str = "numpy", dtype: str = "float32", seed: int = 0,
+    search_seed: int | None = 0, scheduler: str = "asha", grace_period: float = 2.0, reduction_factor: float = 3.0,
+    max_concurrent: int | None = None, cpus_per_trial: float = 1.0, address: str | None = None,
+    num_cpus: int | None = None, out: str | os.PathLike[str] = "runs/sweep", retrain: bool = True,
+    verbose: bool = True, command: str | None = None, callbacks: Sequence[Any] = (),
+) -> SweepResult:  # fmt: skip
+    """Run a hyperparameter sweep on Ray Tune and write its results to ``out``; see :mod:`fcn.sweep`.
+
+    ``space``: parameter -> spec (:func:`parse_spec`), or a JSON/TOML file; ``None``: :data:`DEFAULT_SPACE`.
+    ``data``: host arrays ``X_train, y_train, X_val, y_val`` (``X_test, y_test`` optional); ``None`` loads
+    CIFAR-10 from ``data_dir`` as ``fcn train`` does. ``num_samples`` random draws, each times the product of
+    the grid sizes. Each trial trains ``model`` (``"shallow"`` or ``"fc"``) for ``num_iters`` steps, or
+    ``epochs`` epochs when given, on the first ``trial_num_train`` images (``None``: all) with ``backend``,
+    ``dtype`` and ``seed`` as in ``fcn train`` (``cupy``: one GPU per trial). ``scheduler`` ``"asha"`` stops
+    trials behind their peers (first milestone ``grace_period`` epochs, keeps 1/``reduction_factor`` per
+    rung); ``"fifo"`` runs all to the end. Ray: ``address`` (default ``$RAY_ADDRESS``) joins a cluster, else
+    a local Ray starts on ``num_cpus`` CPUs; an already initialised Ray is used as is and left running.
+    ``retrain``: train the best configuration on the full training split (``best_checkpoint.npz``).
+    ``callbacks``: more Tune callbacks (``ray.tune.Callback``), e.g. a logger.
+    """
+    for name, value in (("num_samples", num_samples), ("num_iters", num_iters), ("epochs", epochs)):
+        if value is not None and (not float(value).is_integer() or value < 1):
+            raise SweepError(f"{name} must be a positive integer, got {value}")
+    if num_iters is None and epochs is None:
+        raise SweepError("give each trial a length: num_iters or epochs")
+    n_val = len(data["y_val"]) if data is not None and "y_val" in data else num_val
+    if n_val < 1:  # trials are ranked by validation accuracy: without validation samples there is no ranking
+        raise SweepError(f"a sweep ranks trials by validation accuracy and needs validation samples; got {n_val}")
+    if scheduler not in ("asha", "fifo") or model not in ("shallow", "fc"):
+        raise SweepError(f"scheduler must be 'asha' or 'fifo', model 'shallow' or 'fc'; got {scheduler!r}, {model!r}")
+    try:  # before anything slow, so a missing extra is the first thing said
+        import ray
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+    except ImportError as exc:
+        raise MissingRayError(RAY_MISSING_MESSAGE) from exc
     t_start = time.perf_counter()
     say = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
     dims = resolve_space(space, model)
-    settings = TrialSettings(
-        model=model,
-        num_iters=num_iters if epochs is None else None,
-        epochs=epochs,
-        backend=backend,
-        dtype=dtype,
-        seed=seed,
-        trial_num_train=trial_num_train,
-    )
+    settings = TrialSettings(model, None if epochs else num_iters, epochs, backend, dtype, seed, trial_num_train)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
+    source = "given arrays" if data is not None else str(data_dir or os.environ.get("FCN_DATA_DIR") or "cache")
     if data is None:
         from ..data import get_CIFAR10_data
 
         # Host arrays: the object store ships NumPy arrays; trials move them to their own device once.
-        data = get_CIFAR10_data(
-            num_train, num_val, num_test, root=data_dir, dtype=dtype, backend="numpy", download=download
-        )
-        source = str(data_dir or os.environ.get("FCN_DATA_DIR") or "default cache")
-    else:
-        source = "given arrays"
+        data = get_CIFAR10_data(num_train, num_val, num_test, root=data_dir, dtype=dtype, download=download)
     host = {k: numpy.asarray(data[k]) for k in _SPLITS if k in data}
-    missing = [k for k in _SPLITS[:4] if k not in host]
-    if missing:
-        raise SweepError(f"data is missing {', '.join(missing)}")
+    if any(k not in host for k in _SPLITS[:4]):
+        raise SweepError(f"data needs {', '.join(_SPLITS[:4])}; got {', '.join(host)}")
     load_s = time.perf_counter() - t0
     # Classes from every split's labels, so a small training subset missing a class still scores the test set.
-    settings.num_classes = 1 + int(
-        max(numpy.max(host[k]) for k in ("y_train", "y_val", "y_test") if k in host and host[k].size)
-    )
-    n_trials = num_samples * math.prod(d.grid_size for d in dims.values())
-    searched = {k: d.to_json() for k, d in dims.items() if d.kind != "const"}
-    say(
-        f"data: X_train {host['X_train'].shape}, X_val {host['X_val'].shape} ({load_s:.1f} s); "
-        f"{n_trials} trials over {json.dumps(searched)} with engine {engine}"
-    )
+    settings.num_classes = 1 + int(max(numpy.max(host[k]) for k in _SPLITS[1::2] if k in host and host[k].size))
+    n_trials = num_samples * math.prod(len(v["grid"]) for v in dims.values() if isinstance(v, dict) and "grid" in v)
+    say(f"data: X_train {host['X_train'].shape} ({load_s:.1f} s); {n_trials} trials over "
+        f"{ {k: v for k, v in dims.items() if isinstance(v, dict)} }")
 
-    if engine == "ray":
-        rows, retrained_raw, extra = run_ray(
-            dims,
-            host,
-            settings,
-            num_samples=num_samples,
-            search_seed=search_seed,
-            scheduler=scheduler,
-            grace_period=grace_period,
-            reduction_factor=reduction_factor,
-            max_concurrent=max_concurrent,
-            cpus_per_trial=cpus_per_trial,
-            address=address,
-            num_cpus=num_cpus,
-            storage=out / "ray_results",
-            retrain=retrain,
-            verbose=verbose,
-            say=say,
-        )
-    else:
-        rows, retrained_raw, extra = run_sequential(
-            dims, host, settings, num_samples=num_samples, search_seed=search_seed, retrain=retrain, say=say
-        )
-    rows.sort(key=sort_key)
-    # The table first: when every trial failed it is where the errors are.
-    write_tables(rows, list(dims), out)
-    best = best_row(rows)
-    if best is None:
-        errors = sorted({r["error"] for r in rows if r["error"]})
-        raise SweepError(
-            f"no trial produced a validation accuracy ({len(rows)} trials, see {out / 'trials.csv'}); "
-            f"errors: {errors[:3]}"
-        )
+    started = not ray.is_initialized()  # a Ray the caller started is used as is and left running
+    if started:
+        _start_ray(ray, address or os.environ.get("RAY_ADDRESS"), num_cpus)
+    try:
+        res = ray.cluster_resources()
+        cluster = {"cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0), "nodes": len(ray.nodes())}
+        say(f"ray {ray.__version__}: {cluster['nodes']} node(s), {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs")
+        gpus = 1 if backend == "cupy" else 0  # one trial per GPU
+        # Tune would wait forever for resources the cluster does not have: say so now instead.
+        if cluster["gpus"] < gpus:
+            raise SweepError("backend cupy runs each trial on a GPU, but the Ray cluster has no GPU")
+        if cluster["cpus"] < cpus_per_trial:
+            raise SweepError(f"cpus_per_trial is {cpus_per_trial:g} but the Ray cluster has {cluster['cpus']:g} CPUs")
+        out.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing behind
 
-    retrained = None
-    if retrained_raw is not None:
-        info, blob = retrained_raw
-        retrained = {k: v for k, v in info.items() if k != "stats"}
-        retrained["config"] = best["config"]
-        if blob:
-            (out / "best_checkpoint.npz").write_bytes(blob)
-            retrained["checkpoint"] = str(out / "best_checkpoint.npz")
-        if "stats" in info:
-            write_json(out / "best_history.json", info["stats"])
+        data_ref = ray.put(host)  # one copy in the object store, read by every trial and the retraining
+        trainable = tune.with_parameters(_ray_trial, data=data_ref, settings=settings)
+        # ASHA's max_t bounds the epochs a trial can run (steps are a safe bound: an epoch is at least one step).
+        max_t = max(float(epochs or num_iters or 1), grace_period)
+        ended: set[str] = set()
+
+        class _Ended(tune.Callback):  # the trials Tune saw end or stop; others were cut short by an interrupt
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                ended.add(trial.trial_id)
+
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus}),
+            param_space={k: to_tune(v, tune) for k, v in dims.items()},
+            tune_config=tune.TuneConfig(
+                num_samples=num_samples,
+                scheduler=ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max_t,
+                                        grace_period=grace_period, reduction_factor=reduction_factor)
+                if scheduler == "asha" else FIFOScheduler(),
+                search_alg=BasicVariantGenerator(random_state=search_seed),
+                max_concurrent_trials=max_concurrent or None,
+                reuse_actors=True,  # the trainable is stateless between trials; saves an actor start per trial
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str((out / "ray_results").resolve()),
+                verbose=1 if verbose else 0,
+                failure_config=tune.FailureConfig(max_failures=0),
+                callbacks=[_Ended(), *callbacks],
+            ),
+        )
+        with warnings.catch_warnings():
+            # ASHA takes a nan-percentile of each rung; a rung of only diverged (NaN) trials warns, harmlessly.
+            warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
+            results = tuner.fit()  # Ctrl-C: Tune stops the trials and returns what it has
+        rows = [trial_row(result, list(dims), ended) for result in results]
+        interrupted = any(r["status"] == "interrupted" for r in rows)
+        best = sort_rows(rows)
+        write_tables(rows, list(dims), out)  # first: when every trial failed, the table is where the errors are
+        if best is None and not interrupted:
+            errors = sorted({r["error"] for r in rows if r["error"]})
+            raise SweepError(f"no trial produced a validation accuracy ({len(rows)} trials, see "
+                             f"{out / 'trials.csv'}); errors: {errors[:3]}")
+        retrained = None
+        if retrain and best is not None and not interrupted:
+            # A Ray task with a trial's resources, so on a cluster it runs where a trial could (a GPU for cupy).
+            say(f"retraining the best configuration on all {len(host['X_train'])} training images")
+            task = ray.remote(retrain_full).options(num_cpus=cpus_per_trial, num_gpus=gpus)
+            info, blob = ray.get(task.remote(best["config"], data_ref, settings))
+            retrained = {**{k: v for k, v in info.items() if k != "stats"}, "config": best["config"]}
+            if blob:
+                (out / "best_checkpoint.npz").write_bytes(blob)
+                retrained["checkpoint"] = str(out / "best_checkpoint.npz")
+                write_json(out / "best_history.json", info["stats"])
+    finally:
+        if started:
+            ray.shutdown()
 
     plot_sweep(rows, out / "sweep.png")
-    result = SweepResult(rows, best, retrained, out, round(time.perf_counter() - t_start, 2), engine)
+    result = SweepResult(rows, best, retrained, out, round(time.perf_counter() - t_start, 2), interrupted)
     result.summary = {
-        "command": command,
-        "engine": engine,
-        "scheduler": scheduler if engine == "ray" else "none",
-        "space": {k: d.to_json() for k, d in dims.items()},
-        "num_samples": num_samples,
-        "num_trials": len(rows),
-        "status_counts": result.counts(),
-        "settings": asdict(settings),
-        "asha": {"grace_period": grace_period, "reduction_factor": reduction_factor} if scheduler == "asha" else None,
-        "data": {
-            "source": source,
-            "X_train": list(host["X_train"].shape),
-            "X_val": list(host["X_val"].shape),
-            "X_test": list(host["X_test"].shape) if "X_test" in host else None,
-            "load_seconds": round(load_s, 2),
-        },
-        "best": best,
-        "retrained": retrained,
-        "trial_seconds_total": round(sum(r["seconds"] for r in rows), 2),
-        "wall_seconds": result.wall_seconds,
-        "machine": machine_info(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **extra,
-    }
+        "command": command, "space": dims, "num_samples": num_samples, "num_trials": len(rows),
+        "status_counts": result.counts(), "interrupted": interrupted, "settings": asdict(settings),
+        "scheduler": scheduler, "asha": {"grace_period": grace_period, "reduction_factor": reduction_factor},
+        "data": {"source": source, "load_seconds": round(load_s, 2),
+                 **{k: list(host[k].shape) for k in _SPLITS[::2] if k in host}},
+        "best": best, "retrained": retrained, "trial_seconds_total": round(sum(r["seconds"] for r in rows), 2),
+        "wall_seconds": result.wall_seconds, "ray_version": ray.__version__, "cluster": cluster,
+        "machine": machine_info(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
     write_json(out / "summary.json", result.summary)
     return result

@@ -1,166 +1,73 @@
-"""Search spaces: the tunable parameters, their specs (:class:`Dimension`), space files, and sampling."""
+"""Search spaces: the tunable parameters, the one parser of specs, and the specs' Ray Tune objects.
+
+Every spec (a command-line string, a space-file value, a dict) goes through :func:`parse_spec` into one
+canonical form, a constant or ``{kind: [values]}`` (what space files hold and ``summary.json`` records);
+:func:`to_tune` maps that onto Tune's own search-space objects, so the sampling is Tune's.
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy
-
 
 class SweepError(RuntimeError):
-    """A sweep could not run: a bad search space, no usable trial, or a missing dependency."""
+    """A sweep could not run: a bad search space or setting, no usable trial, or a missing dependency."""
 
 
-#: The tunable parameters: kind of value, whether ranges are sampled on a log scale, and ``fcn train``'s default.
-PARAMETERS: dict[str, dict[str, Any]] = {
-    "learning_rate": {"type": float, "log": True, "default": 1e-3},
-    "reg": {"type": float, "log": True, "default": 0.6},
-    "hidden_dims": {"type": "hidden", "log": True, "default": [100]},
-    "lr_decay": {"type": float, "log": False, "default": 0.95},
-    "batch_size": {"type": int, "log": False, "default": 500},
-    "weight_scale": {"type": float, "log": True, "default": None},  # None: 1e-3 shallow, 1e-2 fc (as fcn train)
-    "update_rule": {"type": str, "log": False, "default": "sgd"},
+#: The tunable parameters: (type of value, whether a plain range lo..hi is log-scaled, ``fcn train``'s default).
+PARAMETERS: dict[str, tuple[Any, bool, Any]] = {
+    "learning_rate": (float, True, 1e-3),
+    "reg": (float, True, 0.6),
+    "hidden_dims": ("hidden", True, [100]),
+    "lr_decay": (float, False, 0.95),
+    "batch_size": (int, False, 500),
+    "weight_scale": (float, True, None),  # None: the model's default (1e-3 shallow, 1e-2 fc), as fcn train
+    "update_rule": (str, False, "sgd"),
 }
 _ALIASES = {"lr": "learning_rate", "hidden_dim": "hidden_dims", "hidden": "hidden_dims", "decay": "lr_decay"}
 _UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 
-#: What ``fcn sweep`` searches when given no space at all: the chapter's three knobs around its defaults.
+#: What ``fcn sweep`` searches when given no space: the chapter's three knobs around its defaults.
 DEFAULT_SPACE: dict[str, Any] = {
     "learning_rate": {"loguniform": [3e-4, 1e-2]},
     "reg": {"loguniform": [1e-3, 1.0]},
-    "hidden_dims": [100, 200, 400],
+    "hidden_dims": {"choice": [[100], [200], [400]]},
 }
 
-_KINDS = ("const", "grid", "choice", "uniform", "loguniform", "randint", "lograndint")
 _RANGES = ("uniform", "loguniform", "randint", "lograndint")
-_STRING_PREFIXES = {"log": "loguniform", **{k: k for k in _KINDS}}
+_KINDS = ("grid", "choice", *_RANGES)
+_PREFIXES = {"log": "loguniform", **{k: k for k in _KINDS}}
 
 
-@dataclass(frozen=True)
-class Dimension:
-    """One parameter's search spec.
-
-    ``kind`` is ``const`` (``values == (v,)``), ``grid`` (every value, each ``num_samples`` times), ``choice``
-    (a random value per trial), or a range ``(low, high)`` sampled ``uniform``/``loguniform`` (floats) or
-    ``randint``/``lograndint`` (integers, both bounds included).
-    """
-
-    kind: str
-    values: tuple[Any, ...]
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise SweepError(f"unknown search kind {self.kind!r}; expected one of {', '.join(_KINDS)}")
-        if not self.values or (self.kind == "const" and len(self.values) != 1):
-            raise SweepError(f"{self.kind} needs {'one value' if self.kind == 'const' else 'values'}")
-        if self.kind in _RANGES:
-            if len(self.values) != 2 or not self.values[0] <= self.values[1]:
-                raise SweepError(f"{self.kind} needs two bounds low <= high, got {list(self.values)}")
-            if self.kind.startswith("log") and self.values[0] <= 0:
-                raise SweepError(f"{self.kind} needs positive bounds, got {list(self.values)}")
-
-    @property
-    def grid_size(self) -> int:
-        """How many trials this dimension multiplies each sample into (1 unless a grid)."""
-        return len(self.values) if self.kind == "grid" else 1
-
-    def sample(self, rng: numpy.random.Generator) -> Any:
-        """A random value (grids are expanded by :func:`sample_configs`, not sampled)."""
-        v = self.values
-        if self.kind in ("const", "grid"):
-            return v[0]
-        if self.kind == "choice":
-            return v[int(rng.integers(len(v)))]
-        if self.kind == "uniform":
-            return float(rng.uniform(*v))
-        if self.kind == "loguniform":
-            return float(math.exp(rng.uniform(math.log(v[0]), math.log(v[1]))))
-        if self.kind == "randint":
-            return int(rng.integers(v[0], v[1] + 1))
-        # lograndint as Ray draws it: a log-uniform float on [low, high + 1), rounded down
-        return min(int(math.exp(rng.uniform(math.log(v[0]), math.log(v[1] + 1)))), v[1])
-
-    def to_tune(self, tune: Any) -> Any:
-        """The equivalent Ray Tune domain (``tune`` is the imported ``ray.tune`` module)."""
-        v = self.values
-        if self.kind == "const":
-            return v[0]
-        if self.kind == "grid":
-            return tune.grid_search(list(v))
-        if self.kind == "choice":
-            return tune.choice(list(v))
-        if self.kind == "uniform":
-            return tune.uniform(*v)
-        if self.kind == "loguniform":
-            return tune.loguniform(*v)
-        # Tune's integer bounds exclude the upper one; ours include it, as a user reading "50..400" expects.
-        return (tune.randint if self.kind == "randint" else tune.lograndint)(v[0], v[1] + 1)
-
-    def to_json(self) -> Any:
-        """The spec as written in a space file (constants as plain values)."""
-        return self.values[0] if self.kind == "const" else {self.kind: list(self.values)}
-
-    def upper(self) -> Any:
-        """The largest value this dimension can take (for numbers), used to size ASHA's rungs."""
-        return self.values[1] if self.kind in _RANGES else max(self.values)
-
-
-def grid(*values: Any) -> Dimension:
-    """Every value, each ``num_samples`` times: ``grid(0.9, 0.95)``."""
-    return Dimension("grid", tuple(values))
-
-
-def choice(*values: Any) -> Dimension:
-    """One value drawn at random per trial: ``choice(100, 200, 400)``."""
-    return Dimension("choice", tuple(values))
-
-
-def uniform(low: float, high: float) -> Dimension:
-    """A float drawn uniformly from ``[low, high]``."""
-    return Dimension("uniform", (float(low), float(high)))
-
-
-def loguniform(low: float, high: float) -> Dimension:
-    """A float whose logarithm is uniform on ``[log low, log high]`` (learning rates, regularisation)."""
-    return Dimension("loguniform", (float(low), float(high)))
-
-
-def _canonical_name(name: str) -> str:
-    key = name.replace("-", "_")
+def canonical_name(name: str) -> str:
+    """``lr`` -> ``learning_rate``, ``lr-decay`` -> ``lr_decay``; :class:`SweepError` for an unknown name."""
+    key = str(name).strip().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in PARAMETERS:
-        raise SweepError(f"unknown sweep parameter {name!r}; tunable: {', '.join(PARAMETERS)}")
+        raise SweepError(f"unknown sweep parameter {name!r}; expected one of {', '.join(PARAMETERS)}")
     return key
 
 
 def parse_value(name: str, raw: Any) -> Any:
-    """``raw`` (from JSON, TOML or the command line) converted to parameter ``name``'s type, and checked.
-
-    Hidden sizes always come back as a list: ``"512x256"``, ``[512, 256]`` and ``100`` -> ``[100]``.
-    """
-    kind = PARAMETERS[name]["type"]
+    """One value of parameter ``name`` (from text or JSON), type-checked: hidden sizes become a list of ints."""
+    kind = PARAMETERS[name][0]
     try:
-        if kind == "hidden":
-            if isinstance(raw, str):
-                dims = [int(p) for p in raw.lower().split("x")]
-            elif isinstance(raw, (list, tuple)):
-                dims = [int(p) for p in raw]
-            else:
-                dims = [int(raw)]
-            if not dims or any(d <= 0 for d in dims):
-                raise ValueError("sizes must be positive")
+        if kind == "hidden":  # 100, "100", "512x256", [512, 256]
+            parts = raw.lower().split("x") if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
+            dims = [int(p) for p in parts]
+            if not dims or any(d <= 0 or float(p) != d for p, d in zip(parts, dims, strict=True)):
+                raise ValueError("sizes must be positive integers")
             return dims
         if kind is str:
             if raw not in _UPDATE_RULES:
                 raise ValueError(f"expected one of {', '.join(_UPDATE_RULES)}")
-            return str(raw)
+            return raw
         if isinstance(raw, bool):
             raise ValueError("not a number")
         number = float(raw)
@@ -171,153 +78,129 @@ def parse_value(name: str, raw: Any) -> Any:
         if not math.isfinite(number) or number < 0:
             raise ValueError("must be finite and non-negative")
         return number
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise SweepError(f"bad value {raw!r} for {name}: {exc}") from None
 
 
-def parse_spec(name: str, spec: Any) -> Dimension:
-    """The :class:`Dimension` for parameter ``name`` given ``spec`` in any accepted form.
+def parse_spec(name: str, spec: Any) -> Any:
+    """The canonical spec of parameter ``name``: a constant, or ``{kind: [values]}``.
 
-    ``spec`` is a :class:`Dimension`; a constant; a list (random choice); a one-key dict
-    ``{"grid" | "choice" | "uniform" | "loguniform" | "randint" | "lograndint": [...]}``; or a string as on the
-    command line: ``"1e-3"``, ``"a,b,c"`` (choice), ``"lo..hi"`` (a range: log scale for learning rate, reg,
-    weight scale and hidden size), or those with a prefix ``grid:``, ``choice:``, ``uniform:``, ``log:``.
+    ``spec`` is a constant; a list (a random choice); a one-key dict ``{"grid" | "choice" | "uniform" |
+    "loguniform" | "log" | "randint" | "lograndint": [...]}``; or a string as on the command line: ``"1e-3"``,
+    ``"a,b,c"`` (choice), ``"lo..hi"`` (a range: log scale for learning rate, reg, weight scale and hidden
+    size), or those with a prefix ``grid:``, ``choice:``, ``uniform:``, ``log:``. Hidden sizes are lists
+    (``"512x256"`` is one two-layer net); integer parameters draw integers (both bounds included).
     """
-    name = _canonical_name(name)
-    info = PARAMETERS[name]
-    kind: str = ""  # "" = decide from the values: one value is a constant, a range follows the parameter's scale
-    if isinstance(spec, Dimension):
-        kind, raw = spec.kind, list(spec.values)
-    elif isinstance(spec, Mapping):
+    name = canonical_name(name)
+    kind: str | None = None  # None: a constant
+    if isinstance(spec, Mapping):
         if len(spec) != 1:
             raise SweepError(f"{name}: a spec dict has exactly one key (one of {', '.join(_KINDS)}), got {dict(spec)}")
-        kind, value = next(iter(spec.items()))
-        kind = {"log": "loguniform", "range": "uniform"}.get(kind, kind)
-        raw = list(value) if isinstance(value, (list, tuple)) else [value]
+        ((kind, raw),) = spec.items()
+        if kind not in _PREFIXES:
+            raise SweepError(f"{name}: unknown search kind {kind!r}; expected one of {', '.join(_KINDS)}")
+        kind, raw = _PREFIXES[kind], list(raw) if isinstance(raw, (list, tuple)) else [raw]
     elif isinstance(spec, (list, tuple)):
-        # A list is always a set of alternatives; a 2-layer net is written [[512, 256]] or "512x256".
         kind, raw = "choice", list(spec)
     elif isinstance(spec, str):
-        prefix, sep, rest = spec.strip().partition(":")
-        if sep and prefix in _STRING_PREFIXES:
-            kind = _STRING_PREFIXES[prefix]
-        else:
-            rest = spec.strip()
-        if ".." in rest:
-            if kind in ("grid", "choice", "const"):
+        prefix, sep, text = spec.strip().partition(":")
+        kind, text = (_PREFIXES[prefix], text) if sep and prefix in _PREFIXES else (None, spec.strip())
+        if ".." in text:
+            if kind in ("grid", "choice"):
                 raise SweepError(f"{name}: {kind} takes a comma-separated list, not a range ({spec!r})")
-            raw = [p.strip() for p in rest.split("..", 1)]
-            kind = kind or ("loguniform" if info["log"] else "uniform")
+            raw = [p.strip() for p in text.split("..", 1)]
+            kind = kind or ("loguniform" if PARAMETERS[name][1] else "uniform")
         else:
-            raw = [p.strip() for p in rest.split(",") if p.strip()]
+            raw = [p.strip() for p in text.split(",") if p.strip()]
             if kind in _RANGES:
                 raise SweepError(f"{name}: {kind} takes a range lo..hi, got {spec!r}")
-            kind = kind or ("choice" if len(raw) > 1 else "const")
+            kind = kind or ("choice" if len(raw) > 1 else None)
     else:
-        kind, raw = "const", [spec]
-
+        raw = [spec]
+    if not raw:
+        raise SweepError(f"{name}: no values in {spec!r}")
+    if kind is None or (kind == "choice" and len(raw) == 1):  # a choice of one is that constant
+        return parse_value(name, raw[0])
     if kind not in _RANGES:
-        return Dimension(kind, tuple(parse_value(name, v) for v in raw))
-    if info["type"] is str:
+        return {kind: [parse_value(name, v) for v in raw]}
+
+    typ = PARAMETERS[name][0]
+    if typ is str:
         raise SweepError(f"{name} cannot be drawn from a range; give a list of values")
-    if info["type"] is float:
-        return Dimension(kind, tuple(float(parse_value(name, v)) for v in raw))
-    # Integer parameters take integer ranges (a hidden-size range means one layer of that size).
-    bounds = [parse_value(name, v) for v in raw]
-    bounds = [b[0] if isinstance(b, list) and len(b) == 1 else b for b in bounds]
-    if not all(isinstance(b, int) for b in bounds):
-        raise SweepError(f"{name}: a range needs two integers, got {raw}")
-    return Dimension("lograndint" if kind in ("loguniform", "lograndint") else "randint", tuple(bounds))
+    if len(raw) != 2:
+        raise SweepError(f"{name}: a range needs two bounds, got {raw}")
+    lo, hi = (parse_value(name, v) for v in raw)
+    if typ is not float:  # integers: a hidden-size range is one hidden layer of that size
+        lo, hi = (b[0] if isinstance(b, list) and len(b) == 1 else b for b in (lo, hi))
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            raise SweepError(f"{name}: a range needs two integers, got {raw}")
+        kind = "lograndint" if kind in ("loguniform", "lograndint") else "randint"
+    elif kind in ("randint", "lograndint"):
+        raise SweepError(f"{name} takes uniform or loguniform ranges, not {kind}")
+    if not lo <= hi:
+        raise SweepError(f"{name}: {kind} needs two bounds low <= high, got {[lo, hi]}")
+    if kind.startswith("log") and lo <= 0:
+        raise SweepError(f"{name}: {kind} needs positive bounds, got {[lo, hi]}")
+    return {kind: [lo, hi]}
 
 
-def load_space(path: str | os.PathLike[str]) -> dict[str, Dimension]:
-    """Read a search space from a JSON or TOML file (``.toml``; needs Python 3.11+ or the ``tomli`` package).
-
-    The file maps parameters to specs (see :func:`parse_spec`); a top-level ``space`` table is accepted too.
-    """
-    path = Path(path)
+def load_space(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a search space (parameter -> spec; a top-level ``space`` table is accepted too) from a JSON or TOML
+    file (``.toml``: Python 3.11+ or the ``tomli`` package)."""
+    path, toml = Path(path), Path(path).suffix.lower() == ".toml"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SweepError(f"cannot read search space {path}: {exc}") from exc
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib  # Python 3.11+
-        except ModuleNotFoundError:  # the package supports 3.10, where only the tomli backport has it
-            try:
-                import tomli as tomllib
-            except ModuleNotFoundError:
-                raise SweepError(
-                    f"{path}: reading TOML needs Python 3.11+ or pip install tomli; or write the space as JSON"
-                ) from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SweepError(f"{path} is not valid TOML: {exc}") from exc
-    else:
-        try:
+        raise SweepError(f"cannot read search space {path}: {exc}") from None
+    try:
+        if not toml:
             raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SweepError(f"{path} is not valid JSON: {exc}") from exc
-    if isinstance(raw, dict) and isinstance(raw.get("space"), dict) and len(raw) == 1:
+        elif sys.version_info >= (3, 11):
+            import tomllib
+
+            raw = tomllib.loads(text)
+        else:
+            raise SweepError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON")
+    except ValueError as exc:  # JSON's and TOML's decode errors are both ValueErrors
+        raise SweepError(f"{path} is not valid {'TOML' if toml else 'JSON'}: {exc}") from None
+    if isinstance(raw, dict) and len(raw) == 1 and isinstance(raw.get("space"), dict):
         raw = raw["space"]
     if not isinstance(raw, dict):
         raise SweepError(f"{path} must hold a table/object of parameter -> spec")
-    return {_canonical_name(k): parse_spec(k, v) for k, v in raw.items()}
+    return {canonical_name(k): parse_spec(k, v) for k, v in raw.items()}
 
 
-def resolve_space(
-    space: Mapping[str, Any] | str | os.PathLike[str] | None, model: str = "shallow"
-) -> dict[str, Dimension]:
-    """Every tunable parameter's :class:`Dimension`: ``space`` (a mapping or a file; ``None``: the
-    :data:`DEFAULT_SPACE`), and ``fcn train``'s defaults as constants for the parameters it leaves out."""
-    if space is None:
-        given = {k: parse_spec(k, v) for k, v in DEFAULT_SPACE.items()}
-    elif isinstance(space, (str, os.PathLike)):
+def resolve_space(space: Mapping[str, Any] | str | os.PathLike[str] | None, model: str = "shallow") -> dict[str, Any]:
+    """Every tunable parameter's canonical spec: ``space`` (a mapping, a file, or ``None`` for
+    :data:`DEFAULT_SPACE`), with ``fcn train``'s defaults as constants for the parameters it leaves out."""
+    if isinstance(space, (str, os.PathLike)):
         given = load_space(space)
     else:
         given = {}
-        for k, v in space.items():
-            key = _canonical_name(k)
+        for k, v in (DEFAULT_SPACE if space is None else space).items():
+            key = canonical_name(k)
             if key in given:
                 raise SweepError(f"parameter {key} given twice (as {k!r})")
             given[key] = parse_spec(key, v)
-    full: dict[str, Dimension] = {}
-    for name, info in PARAMETERS.items():
-        default = info["default"]
+    full = {}
+    for name, (_, _, default) in PARAMETERS.items():
         if name == "weight_scale" and default is None:
             default = 1e-3 if model == "shallow" else 1e-2
-        full[name] = given.get(name, Dimension("const", (default,)))
-    if model == "shallow":
-        multi = [v for v in full["hidden_dims"].values if isinstance(v, list) and len(v) != 1]
-        if multi:
-            raise SweepError(f"model 'shallow' has one hidden layer; hidden sizes {multi} need model 'fc'")
+        full[name] = given.get(name, default)
+    hidden = full["hidden_dims"]
+    nets = next(iter(hidden.values())) if isinstance(hidden, dict) else [hidden]
+    multi = [v for v in nets if isinstance(v, list) and len(v) != 1]
+    if model == "shallow" and multi:
+        raise SweepError(f"model 'shallow' has one hidden layer; hidden sizes {multi} need model 'fc'")
     return full
 
 
-def normalise_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's config with ``hidden_dims`` always a list (an integer range draws plain ints)."""
-    out = dict(config)
-    if "hidden_dims" in out:
-        out["hidden_dims"] = parse_value("hidden_dims", out["hidden_dims"])
-    return out
-
-
-def sample_configs(space: Mapping[str, Dimension], num_samples: int, seed: int | None = 0) -> list[dict[str, Any]]:
-    """The trial configurations, as Ray Tune's basic search would make them: for each of ``num_samples``
-    samples, every combination of the grid values, with the random dimensions drawn afresh per trial.
-
-    Used by the sequential engine; Ray draws its own (seeded by ``search_seed``) from :meth:`Dimension.to_tune`.
-    """
-    if num_samples < 1:
-        raise SweepError(f"num_samples must be at least 1, got {num_samples}")
-    rng = numpy.random.default_rng(seed)
-    grid_names = [k for k, d in space.items() if d.kind == "grid"]
-    configs = []
-    for _ in range(num_samples):
-        for combo in itertools.product(*(space[k].values for k in grid_names)):
-            config = {k: d.sample(rng) for k, d in space.items() if d.kind != "grid"}
-            config.update(zip(grid_names, combo, strict=True))
-            # in the space's key order, so tables list parameters in the same order every time
-            configs.append(normalise_config({k: config[k] for k in space}))
-    return configs
+def to_tune(spec: Any, tune: Any) -> Any:
+    """The Ray Tune search-space object for a canonical spec (``tune`` is the imported ``ray.tune``)."""
+    if not isinstance(spec, dict):
+        return spec
+    ((kind, values),) = spec.items()
+    if kind in ("randint", "lograndint"):  # Tune excludes the upper bound; a user reading 50..400 expects it in
+        values = [values[0], values[1] + 1]
+    return tune.grid_search(values) if kind == "grid" else tune.choice(values) if kind == "choice" else (
+        getattr(tune, kind)(*values))

@@ -1,0 +1,303 @@
+"""CUDA graphs for the training step, and a check that a step never waits for the GPU. Opt-in, **unverified**.
+
+A training step of a small network is dozens of short kernels; on a GPU the host's cost of launching them
+(CuPy's Python, the driver) can exceed their run time. A CUDA graph records the step's launches once and
+replays them with one call. This module holds:
+
+- :class:`CapturedStep`: captures a function's GPU work into a graph (``cupy.cuda.Stream.begin_capture`` /
+  ``end_capture``) and replays it (``graph.launch``). Allocations made while capturing come from a private
+  memory pool that lives as long as the graph, so no later allocation can reuse memory the graph still
+  writes (CuPy's default pool would hand it out again as soon as the capture's temporaries are freed).
+- :class:`GraphedTraining`: the :class:`fcn.Solver` hook. With ``Solver(..., cuda_graph=True)`` or
+  ``FCN_CUDA_GRAPH=1``, the first step runs eagerly (compiling kernels, creating the optimiser state and
+  every cached buffer on the capture stream), the second is captured, and every later step is a replay:
+  copy the batch's indices into the graph's index buffer, launch the graph, copy the loss out. The learning
+  rate and Adam's step count live in a small device array (``FusedCupyOps.device_hyper``) that the captured
+  update kernels read, so learning-rate decay and Adam's bias correction need no new capture. It needs the
+  fused kernels (:class:`fcn.fused.FusedCupyOps`), a built-in update rule and a model whose step has no
+  randomness of its own (no dropout): :meth:`GraphedTraining.unsupported` says why when it cannot be used,
+  and the Solver then trains eagerly.
+- :func:`host_waits`: runs a function while a kernel holds the stream, and reports whether the host had to
+  wait for the device (a sync, a blocking copy, ``float(x)`` on a device scalar, ...). The tests use it to
+  show that the steps between two logging points queue their work without a single wait.
+- :func:`graph_node_counts`: the kernels, copies and memsets one captured step consists of.
+
+None of this has run on a GPU yet; the GPU tests (``tests/test_fused_gpu.py``) check it where one is present.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+__all__ = [
+    "ENV_CUDA_GRAPH",
+    "CapturedStep",
+    "GraphedTraining",
+    "HostWaitReport",
+    "host_waits",
+    "graph_node_counts",
+    "cuda_graph_requested",
+]
+
+#: Environment variable that turns CUDA-graph replay of the training step on (where it is supported).
+ENV_CUDA_GRAPH = "FCN_CUDA_GRAPH"
+
+
+def cuda_graph_requested(explicit: bool | None = None) -> bool:
+    """``explicit`` when given, else whether ``$FCN_CUDA_GRAPH`` is set to 1/true/yes/on."""
+    if explicit is not None:
+        return bool(explicit)
+    return os.environ.get(ENV_CUDA_GRAPH, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class CapturedStep:
+    """``fn``'s GPU work captured once into a CUDA graph on ``stream``; :meth:`replay` runs it again.
+
+    ``fn`` takes no arguments and must be capturable: no host synchronisation, no host -> device copy from
+    pageable memory, and the same arrays (addresses) on every run: inputs are written into buffers that
+    exist before the capture, and results are read from ``outputs`` (what ``fn`` returned at capture time,
+    kept alive here and overwritten by each replay). Kernels must already be compiled (run ``fn``, or the
+    step it is part of, once eagerly on ``stream`` first).
+    """
+
+    def __init__(self, fn: Callable[[], Any], stream: Any = None):
+        import cupy
+
+        self.stream = stream if stream is not None else cupy.cuda.Stream()
+        # a private pool, kept as long as the graph: the capture's allocations are never handed to anyone else
+        self.pool = cupy.cuda.MemoryPool()
+        with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
+            self.stream.begin_capture()
+            try:
+                self.outputs = fn()
+            except BaseException:
+                try:
+                    self.stream.end_capture()
+                except Exception:  # the capture is invalid anyway: report fn's error, not this one
+                    pass
+                raise
+            self.graph = self.stream.end_capture()
+
+    def replay(self) -> None:
+        """Launch the captured work on :attr:`stream` (asynchronously)."""
+        self.graph.launch(stream=self.stream)
+
+
+# -- the Solver hook ---------------------------------------------------------------------------------------
+
+
+class GraphedTraining:
+    """Runs a :class:`fcn.Solver`'s training steps as replays of one captured CUDA graph.
+
+    Created by the Solver when CUDA graphs are requested and :meth:`unsupported` returns ``None``; the
+    Solver's step then calls :meth:`step`. The results are those of the eager steps (same kernels, same
+    order), the loss history included; the host-side step count ``t`` of Adam advances as in eager mode,
+    so checkpoints are unaffected.
+    """
+
+    def __init__(self, solver: Any):
+        import cupy
+
+        self.solver = solver
+        self.cp = cupy
+        self.stream = cupy.cuda.Stream()
+        self.captured: CapturedStep | None = None
+        self.idx: Any = None
+        self.hyper: Any = None
+        self._lr_on_device: float | None = None
+        self._identity: tuple = ()
+
+    @staticmethod
+    def unsupported(solver: Any) -> str | None:
+        """Why ``solver``'s step cannot be replayed as a graph, or ``None`` when it can."""
+        from .fused import FusedCupyOps
+
+        backend = solver.backend
+        if not backend.is_cupy:
+            return f"CUDA graphs need the CuPy backend, not {backend.name}"
+        if not isinstance(backend.ops, FusedCupyOps):
+            return "CUDA graphs need the fused kernels (FCN_FUSED_KERNELS=1 or get_backend('cupy', fused=True))"
+        if getattr(solver, "rule_spec", None) is None:
+            return "CUDA graphs need a built-in update rule (a callable rule runs per parameter on the host)"
+        for layer in getattr(solver.model, "layers", ()):
+            if "dropout" in type(layer).__name__.lower():
+                return "the model has dropout: its random mask would be replayed unchanged"
+        if getattr(solver, "augmenter", None):
+            return "augmentation draws its flips and crops on the host at every step"
+        if getattr(solver, "clip_grad_norm", None) is not None:
+            return "gradient clipping is not part of the captured step"
+        return None
+
+    def _identities(self) -> tuple:
+        s = self.solver
+        return (
+            tuple(map(id, s.model.params.values())),
+            tuple(id(a) for state in s.optim_state.values() for a in state.values()),
+            tuple(map(id, s._buffers().values())),
+        )
+
+    def step(self) -> None:
+        """One training step: eager the first time (and after the arrays changed), then a replay."""
+        s, cp = self.solver, self.cp
+        origin = cp.cuda.get_current_stream()
+        if self.captured is not None and self._identities() != self._identity:
+            self.captured = None  # parameters or state were replaced (a checkpoint, the best snapshot): recapture
+        if self.captured is None:
+            self.stream.wait_event(origin.record())
+            with self.stream:
+                s._eager_step()  # compiles, creates state and scratch buffers on this stream; a real step
+                self._capture()
+            origin.wait_event(self.stream.record())
+            return
+        idx = s._next_batch_indices()
+        self.stream.wait_event(origin.record())
+        with self.stream:
+            cp.copyto(self.idx, idx)
+            lr = float(s.optim_config["learning_rate"])
+            if lr != self._lr_on_device:
+                self.hyper[0:1].fill(lr)
+                self._lr_on_device = lr
+            self.captured.replay()
+            loss = self.captured.outputs.copy()  # the graph overwrites its loss on the next replay
+        origin.wait_event(self.stream.record())
+        config = s.optim_config
+        if "t" in config:
+            config["t"] = int(config["t"]) + 1
+        s._pending_losses.append(loss)
+        s.iteration += 1
+
+    def _capture(self) -> None:
+        s, cp = self.solver, self.cp
+        ops = s.backend.ops
+        config = s.optim_config
+        self.idx = cp.zeros(s.batch_size, dtype=cp.int64)
+        t = int(config.get("t", 0))
+        beta1, beta2 = float(config.get("beta1", 0.0)), float(config.get("beta2", 0.0))
+        lr = float(config["learning_rate"])
+        self.hyper = cp.asarray(numpy.array([lr, t, 1 - beta1**t, 1 - beta2**t], dtype=numpy.float64))
+        self._lr_on_device = lr
+        before = self._identities()
+
+        def device_step() -> Any:
+            X_batch, y_batch = s._gather(self.idx)
+            loss, grads = s._loss_and_grads(X_batch, y_batch)
+            s._update(grads)
+            return loss
+
+        saved = dict(config)
+        ops.device_hyper = self.hyper
+        try:
+            self.captured = CapturedStep(device_step, stream=self.stream)
+        finally:
+            ops.device_hyper = None
+            config.clear()
+            config.update(saved)  # capturing ran the host side of _update (t += 1) without running the step
+        if self._identities() != before:
+            self.captured = None
+            raise RuntimeError("the training step replaced its parameter or state arrays: it cannot be replayed")
+        self._identity = before
+
+
+# -- diagnostics -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostWaitReport:
+    """What :func:`host_waits` saw: whether the host waited for the device while ``fn`` ran."""
+
+    waited: bool
+    seconds: float
+    timeout_s: float
+
+
+def host_waits(fn: Callable[[], Any], *, timeout_s: float = 10.0) -> tuple[HostWaitReport, Any]:
+    """Run ``fn`` while a kernel holds the current stream; report whether the host waited for the device.
+
+    The kernel (``fcn_hold_stream``) spins until the host releases it through a flag in mapped pinned memory,
+    or ``timeout_s`` pass. If ``fn`` only queues work, it returns while the kernel still spins; if it waits for
+    the device anywhere (a stream or device sync, ``.get()``, ``float()`` of a device scalar, a blocking
+    copy), it can only return after the timeout, and the kernel has flagged the timeout. Keep ``fn`` to a few
+    hundred launches: a full launch queue blocks the host too (and is reported as a wait). ``fn``'s work
+    must go to the current stream (or to streams that wait for it). Returns ``(report, fn's result)``.
+    """
+    import cupy
+
+    from .fused import HOLD_STREAM_KERNEL, get_kernel
+
+    runtime = cupy.cuda.runtime
+    kernel = get_kernel(HOLD_STREAM_KERNEL)  # compiled before the clock starts
+    ptr = runtime.hostAlloc(8, runtime.hostAllocMapped)  # [release flag, timed-out flag]; same address on the GPU
+    try:
+        ctypes.memset(ptr, 0, 8)
+        release, timed_out = ctypes.c_int.from_address(ptr), ctypes.c_int.from_address(ptr + 4)
+        stream = cupy.cuda.get_current_stream()
+        kernel((1,), (32,), (numpy.uint64(ptr), numpy.int64(int(timeout_s * 1e9)), numpy.uint64(ptr + 4)))
+        start = time.perf_counter()
+        try:
+            result = fn()
+        finally:
+            seconds = time.perf_counter() - start
+            waited = timed_out.value == 1
+            release.value = 1
+            stream.synchronize()
+    finally:
+        runtime.freeHost(ptr)
+    return HostWaitReport(waited=waited, seconds=seconds, timeout_s=timeout_s), result
+
+
+_NODE_TYPES = {
+    0: "kernel",
+    1: "memcpy",
+    2: "memset",
+    3: "host",
+    4: "graph",
+    5: "empty",
+    6: "wait_event",
+    7: "event_record",
+    8: "ext_semas_signal",
+    9: "ext_semas_wait",
+    10: "mem_alloc",
+    11: "mem_free",
+    12: "batch_mem_op",
+    13: "conditional",
+}
+
+
+def graph_node_counts(graph: Any) -> dict[str, Any]:
+    """Nodes of a captured ``cupy.cuda.Graph`` by type (``kernel``, ``memcpy``, ``memset``, ...).
+
+    Asks the CUDA driver (``cuGraphGetNodes``, ``cuGraphNodeGetType``); where that fails, counts the node
+    types named in the graph's DOT description instead (``source`` says which).
+    """
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        handle = ctypes.c_void_p(graph.graph)
+        count = ctypes.c_size_t(0)
+        if driver.cuGraphGetNodes(handle, None, ctypes.byref(count)) != 0:
+            raise OSError("cuGraphGetNodes failed")
+        nodes = (ctypes.c_void_p * count.value)()
+        if driver.cuGraphGetNodes(handle, nodes, ctypes.byref(count)) != 0:
+            raise OSError("cuGraphGetNodes failed")
+        counts: dict[str, int] = {}
+        for node in nodes:
+            kind = ctypes.c_int(-1)
+            if driver.cuGraphNodeGetType(ctypes.c_void_p(node), ctypes.byref(kind)) != 0:
+                raise OSError("cuGraphNodeGetType failed")
+            name = _NODE_TYPES.get(kind.value, f"type{kind.value}")
+            counts[name] = counts.get(name, 0) + 1
+        return {**counts, "total": int(count.value), "source": "driver"}
+    except (OSError, AttributeError, TypeError):
+        dot = graph.debug_dot_str()
+        kinds = re.findall(r"\b(KERNEL|MEMCPY|MEMSET|HOST|EMPTY|EVENT_RECORD|WAIT_EVENT|MEM_ALLOC|MEM_FREE)\b", dot)
+        counts = {}
+        for k in kinds:
+            counts[k.lower()] = counts.get(k.lower(), 0) + 1
+        return {**counts, "total": sum(counts.values()), "source": "dot"}

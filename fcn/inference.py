@@ -1,0 +1,289 @@
+"""Using a trained model: ``fcn evaluate`` on the CIFAR-10 test set, ``fcn predict`` on image files.
+
+Both start from a model file written by ``fcn train`` (``model.npz``) or :func:`fcn.save_model`. New images are
+prepared the way the training images were: converted to RGB, resized to 32x32 (the whole picture, aspect ratio
+not kept), laid out as ``(3, 32, 32)`` like CIFAR-10's rows, converted to the model's dtype, and the model's
+``mean_image`` (the training split's per-pixel mean) subtracted::
+
+    from fcn.inference import evaluate, predict_files
+
+    net = fcn.load_model("runs/shallow/model.npz")
+    predict_files(net, ["cat.png"])                       # [[("cat", 0.61), ("dog", 0.22), ("deer", 0.05)]]
+    result = evaluate(net, "/path/to/cifar-10-batches-py")
+    result["accuracy"], result["per_class_accuracy"], result["confusion"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from .backend import to_host
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "ImageFileError",
+    "load_image",
+    "preprocess",
+    "predict_proba",
+    "predict_files",
+    "confusion_matrix",
+    "evaluate",
+    "add_evaluate_arguments",
+    "add_predict_arguments",
+    "evaluate_command",
+    "predict_command",
+]
+
+#: The layout a CIFAR-10 model takes: channels (R, G, B), height, width.
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class ImageFileError(ValueError):
+    """An image file is missing or cannot be read as a picture. The message names the file."""
+
+
+# -- preparing inputs ---------------------------------------------------------------------------------------------
+
+
+def load_image(path: str | os.PathLike[str]) -> numpy.ndarray:
+    """Read an image file (PNG, JPEG, or anything else Pillow reads) as CIFAR-10 stores images.
+
+    Returns uint8 of shape ``(3, 32, 32)``: the picture converted to RGB (grey, palette and RGBA images too;
+    alpha is dropped) and resized to 32x32 with a Lanczos filter, which averages over the pixels it shrinks.
+    Raises :class:`ImageFileError` naming the file when it is missing or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError  # imported here: only reading images needs Pillow
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, inside the try: a truncated file fails here, not later
+            rgb = img.convert("RGB")
+    except FileNotFoundError:
+        raise ImageFileError(f"image {path} does not exist") from None
+    except IsADirectoryError:
+        raise ImageFileError(f"{path} is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path} is not an image file Pillow can read (PNG, JPEG, BMP, GIF, ...)") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged data; SyntaxError: a broken header
+        raise ImageFileError(f"image {path} is truncated or corrupt ({exc})") from exc
+    height, width = IMAGE_SHAPE[1:]
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.LANCZOS)
+    # (H, W, C) as Pillow gives it -> (C, H, W), the order of CIFAR-10's rows (1024 red, 1024 green, 1024 blue)
+    return numpy.ascontiguousarray(numpy.asarray(rgb, dtype=numpy.uint8).transpose(2, 0, 1))
+
+
+def _model_dtype(net: Any) -> numpy.dtype[Any]:
+    """The NumPy dtype matching the model's (its namespace's dtype objects carry the same names)."""
+    dtype = getattr(net, "dtype", "float32")
+    try:
+        dt = numpy.dtype(dtype)
+    except TypeError:
+        dt = numpy.dtype(str(dtype).rsplit(".", 1)[-1])
+    return dt if dt.kind == "f" else numpy.dtype(numpy.float32)
+
+
+def preprocess(images: Any, mean_image: Any = None, dtype: Any = "float32") -> numpy.ndarray:
+    """uint8 images ``(N, 3, 32, 32)`` -> floats in ``dtype``, minus ``mean_image`` when given (host arrays).
+
+    ``mean_image`` has the shape of one image (or as many values); the subtraction is done in float64 and
+    rounded once, as :func:`fcn.get_CIFAR10_data` does for the training data.
+    """
+    X = numpy.asarray(images)
+    out = numpy.empty(X.shape, dtype=numpy.dtype(dtype))
+    if mean_image is None:
+        out[...] = X
+    else:
+        mean = numpy.asarray(to_host(mean_image), dtype=numpy.float64).reshape(X.shape[1:])
+        numpy.subtract(X, mean, out=out, dtype=numpy.float64, casting="same_kind")
+    return out
+
+
+def _check_cifar_model(net: Any, what: str) -> None:
+    expected = int(numpy.prod(IMAGE_SHAPE))
+    if getattr(net, "input_dim", expected) != expected:
+        raise ValueError(f"{what} needs a model that takes 3x32x32 images ({expected} features), not {net.input_dim}")
+
+
+def predict_proba(net: Any, X: Any, batch_size: int = 10_000) -> numpy.ndarray:
+    """Class probabilities (softmax of the scores), a host float64 array ``(N, C)``; ``X (N, ...)`` host data."""
+    n = len(X)
+    parts = []
+    for i in range(0, n, batch_size):
+        scores = numpy.asarray(to_host(net.loss(X[i : i + batch_size])), dtype=numpy.float64)
+        scores -= scores.max(axis=1, keepdims=True)  # exp of at most 0: no overflow
+        exp = numpy.exp(scores)
+        parts.append(exp / exp.sum(axis=1, keepdims=True))
+    return numpy.concatenate(parts) if parts else numpy.zeros((0, int(getattr(net, "num_classes", 0))))
+
+
+def _class_names(net: Any, num_classes: int) -> list[str]:
+    names = getattr(net, "class_names", None)
+    return [str(n) for n in names] if names is not None else [f"class {i}" for i in range(num_classes)]
+
+
+def predict_files(net: Any, paths: Sequence[str | os.PathLike[str]], top: int = 3) -> list[list[tuple[str, float]]]:
+    """The ``top`` most likely classes of each image file: ``[[(class name, probability), ...], ...]``.
+
+    Each image is read with :func:`load_image` and prepared with the model's ``mean_image`` and dtype. Class
+    names come from the model's ``class_names`` (``"class 3"`` where it has none). All files are read before
+    the model runs, so an unreadable one fails fast with :class:`ImageFileError` naming it.
+    """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    _check_cifar_model(net, "predicting image files")
+    images = numpy.stack([load_image(p) for p in paths]) if paths else numpy.zeros((0, *IMAGE_SHAPE), numpy.uint8)
+    proba = predict_proba(net, preprocess(images, getattr(net, "mean_image", None), _model_dtype(net)))
+    names = _class_names(net, proba.shape[1])
+    order = numpy.argsort(-proba, axis=1, kind="stable")[:, :top]
+    return [[(names[j], float(p[j])) for j in row] for p, row in zip(proba, order, strict=True)]
+
+
+# -- evaluation on the test set ----------------------------------------------------------------------------------
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> numpy.ndarray:
+    """Counts ``(C, C)``: row ``i``, column ``j`` = images of class ``i`` predicted as ``j`` (host int64)."""
+    t = numpy.asarray(to_host(y_true), dtype=numpy.int64).ravel()
+    p = numpy.asarray(to_host(y_pred), dtype=numpy.int64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"{t.size} true labels but {p.size} predictions")
+    for name, labels in (("true labels", t), ("predictions", p)):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return numpy.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _test_batch(root: str | os.PathLike[str] | None, download: bool) -> Path:
+    from . import data
+
+    batches_dir, install_dir = data._locate(root)
+    if not batches_dir.exists() and download:
+        data.download_cifar10(install_dir, url=data.CIFAR10_URL, md5=data.CIFAR10_MD5)
+    return data.find_cifar10(root) / data.TEST_BATCH
+
+
+def evaluate(
+    net: Any,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    num_test: int | None = None,
+    download: bool = True,
+    batch_size: int = 10_000,
+) -> dict[str, Any]:
+    """Accuracy of ``net`` on the CIFAR-10 test batch (the first ``num_test`` images; ``None``: all 10,000).
+
+    The data folder is found as by :func:`fcn.get_CIFAR10_data` (``root``, ``FCN_DATA_DIR``, the cache
+    folder) and downloaded when absent and ``download`` is true. Images are prepared with the model's
+    ``mean_image`` and dtype, as its training data was. Returns a dict with ``accuracy``, ``correct``,
+    ``num_images``, ``per_class_accuracy`` (one entry per class, NaN for a class with no test image),
+    ``class_names``, ``confusion`` (host int64 ``(C, C)``, see :func:`confusion_matrix`) and ``data_file``.
+    """
+    from .data import load_CIFAR10_batch
+
+    _check_cifar_model(net, "evaluating on CIFAR-10")
+    path = _test_batch(root, download)
+    X_u8, y = load_CIFAR10_batch(path)
+    if num_test is not None:
+        if num_test < 1 or num_test > len(y):
+            raise ValueError(f"num_test must be in 1..{len(y)} (the images in {path}), got {num_test}")
+        X_u8, y = X_u8[:num_test], y[:num_test]
+    X = preprocess(X_u8, getattr(net, "mean_image", None), _model_dtype(net))
+    pred = numpy.asarray(to_host(net.predict(X, batch_size=batch_size)), dtype=numpy.int64)
+    num_classes = int(getattr(net, "num_classes", 10))
+    confusion = confusion_matrix(y, pred, num_classes)
+    totals = confusion.sum(axis=1)
+    diag = numpy.diag(confusion)
+    per_class = [float(diag[i] / totals[i]) if totals[i] else float("nan") for i in range(num_classes)]
+    correct = int(diag.sum())
+    return {
+        "accuracy": correct / len(y),
+        "correct": correct,
+        "num_images": int(len(y)),
+        "per_class_accuracy": per_class,
+        "class_names": _class_names(net, num_classes),
+        "confusion": confusion,
+        "data_file": str(path),
+    }
+
+
+# -- the commands -------------------------------------------------------------------------------------------------
+
+EVALUATE_DESCRIPTION = """\
+Evaluate a trained model on the CIFAR-10 test batch: prints the test accuracy and the accuracy of each class,
+and writes the confusion matrix as a PNG (its path is printed). MODEL is a model file written by fcn train
+(model.npz in its output folder) or by fcn.save_model.
+"""
+
+PREDICT_DESCRIPTION = """\
+Classify image files with a trained model: prints the most likely classes of each image with their
+probabilities. Images (PNG, JPEG, ...) of any size are converted to RGB and resized to 32x32 (the whole
+picture; crop to the object first for best results), then prepared like the training data (the model's mean
+image subtracted).
+"""
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fcn evaluate``."""
+    parser.add_argument("model", metavar="MODEL", help="model file (model.npz from fcn train, or fcn.save_model)")
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
+    )
+    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
+    data.add_argument("--num-test", type=int, default=None, help="evaluate on the first N test images (default: all)")
+    parser.add_argument("--backend", default="numpy", help="numpy, cupy, torch or array_api_strict")
+    parser.add_argument(
+        "--out", default=None, help="where to write the confusion matrix PNG (default: <model>-confusion.png)"
+    )
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fcn predict``."""
+    parser.add_argument("model", metavar="MODEL", help="model file (model.npz from fcn train, or fcn.save_model)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    parser.add_argument("--backend", default="numpy", help="numpy, cupy, torch or array_api_strict")
+
+
+def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``fcn evaluate``; returns :func:`evaluate`'s result plus ``figure`` (the PNG's path)."""
+    from .plotting import plot_confusion_matrix
+    from .serialization import load_model
+
+    model_path = Path(args.model)
+    out = Path(args.out) if args.out else model_path.with_name(f"{model_path.stem}-confusion.png")
+    net = load_model(model_path, backend=args.backend)
+    result = evaluate(net, args.data_dir, num_test=args.num_test, download=not args.no_download)
+    print(f"model: {net!r} from {model_path}")
+    if net.mean_image is None:
+        print("note: the model carries no mean image, so the test images are used without mean subtraction")
+    print(f"test accuracy: {result['accuracy']:.4f} ({result['correct']} of {result['num_images']} images)")
+    print("per-class accuracy:")
+    width = max(len(n) for n in result["class_names"])
+    totals = result["confusion"].sum(axis=1)
+    for name, acc, total in zip(result["class_names"], result["per_class_accuracy"], totals, strict=True):
+        shown = "  n/a" if total == 0 else f"{acc:.3f}"
+        print(f"  {name:<{width}}  {shown}  ({total} images)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_confusion_matrix(result["confusion"], result["class_names"], out)
+    print(f"confusion matrix: {out}")
+    return {**result, "figure": str(out)}
+
+
+def predict_command(args: argparse.Namespace) -> list[list[tuple[str, float]]]:
+    """Run ``fcn predict``; returns :func:`predict_files`' result."""
+    from .serialization import load_model
+
+    net = load_model(args.model, backend=args.backend)
+    results = predict_files(net, args.images, top=args.top)
+    for path, ranked in zip(args.images, results, strict=True):
+        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+    return results

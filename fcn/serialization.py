@@ -1,0 +1,261 @@
+"""Trained models as files: :func:`save_model` writes one ``.npz``, :func:`load_model` rebuilds the model from it.
+
+A model file holds everything needed to use a network after training, and nothing that runs code:
+
+- ``meta``: a JSON string with the format tag, the model's class name and constructor arguments
+  (``net.get_config()`` where the model has it, else ``input_dim``, ``hidden_dims``, ``num_classes``, ``reg``,
+  ``weight_scale``), its dtype, the parameter and buffer names, the class names, and the fcn version;
+- ``params/<name>``: every parameter (``W1``, ``b1``, ...), as a NumPy array in the model's dtype;
+- ``buffers/<name>``: every non-trainable array of the model (``net.buffers``, where it has any);
+- ``mean_image``: the per-pixel mean that was subtracted from the training images (when the model has one),
+  so new images can be preprocessed exactly as the training data was.
+
+It is read with ``allow_pickle=False``: loading a model file never executes anything. The file is written to a
+temporary file in the same folder and moved into place with ``os.replace``, so a reader sees the old file or the
+new one, never half of one. Arrays are stored on the host, so a model saved from a GPU loads on a CPU and back::
+
+    net.mean_image, net.class_names = data["mean_image"], list(data["class_names"])
+    fcn.save_model(net, "model.npz")            # or net.save("model.npz")
+    net = fcn.load_model("model.npz", backend="numpy")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from . import __version__
+from . import models as _models
+from .backend import get_backend, to_backend, to_host
+
+__all__ = ["MODEL_FORMAT", "ModelFileError", "save_model", "load_model"]
+
+#: The format tag written into every model file's ``meta``.
+MODEL_FORMAT = "fcn-model-1"
+
+# Constructor arguments that describe where and how a model runs, not what it is: chosen again at load time.
+_PLACEMENT_KEYS = ("backend", "device", "dtype")
+_SINGULAR = {"params": "parameter", "buffers": "buffer"}
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, unreadable, corrupt, or does not describe a model this version of fcn knows.
+
+    The message names the file.
+    """
+
+
+def _model_class(name: str) -> type:
+    """The class in :mod:`fcn.models` called ``name`` (only the public ones: no arbitrary attribute lookups)."""
+    cls = getattr(_models, name, None) if name in getattr(_models, "__all__", ()) else None
+    if not isinstance(cls, type) or not hasattr(cls, "loss"):
+        raise KeyError(name)
+    return cls
+
+
+def _config(net: Any) -> dict[str, Any]:
+    """The constructor keyword arguments that rebuild ``net``'s architecture (no backend, device or dtype)."""
+    if callable(getattr(net, "get_config", None)):
+        config = dict(net.get_config())
+    else:
+        # Models without get_config(): FullyConnectedNet and ShallowLayerNet take these.
+        config = {
+            "input_dim": int(net.input_dim),
+            "num_classes": int(net.num_classes),
+            "reg": float(net.reg),
+            "weight_scale": float(net.weight_scale),
+        }
+        if isinstance(net, _models.ShallowLayerNet):
+            config["hidden_dim"] = int(net.hidden_dims[0])
+        else:
+            config["hidden_dims"] = [int(h) for h in net.hidden_dims]
+    for key in _PLACEMENT_KEYS:
+        config.pop(key, None)
+    return config
+
+
+def _class_names(value: Any, num_classes: int | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [str(n) for n in value]
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} entries but the model has {num_classes} classes")
+    return names
+
+
+def _write_atomically(path: Path, arrays: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            numpy.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(
+    net: Any,
+    path: str | os.PathLike[str],
+    *,
+    mean_image: Any = None,
+    class_names: Any = None,
+) -> Path:
+    """Write ``net`` to ``path`` as one ``.npz`` file (atomically; no pickle) and return the path.
+
+    Stored: the architecture (class name and constructor arguments), the dtype, every parameter and buffer,
+    and the preprocessing: ``mean_image`` (the per-pixel mean subtracted from the training images, shape
+    ``(3, 32, 32)`` for CIFAR-10, or ``(D,)``) and ``class_names`` (one name per class). Both default to
+    ``net.mean_image`` / ``net.class_names`` where the model has them set.
+
+    ``net`` must be one of the models in :mod:`fcn.models` (a model of another class could not be rebuilt);
+    its arrays may live on any backend. Raises ``ValueError`` when the preprocessing does not fit the model.
+    """
+    name = type(net).__name__
+    try:
+        known = _model_class(name) is type(net)
+    except KeyError:
+        known = False
+    if not known:
+        raise ValueError(f"save_model supports the models of fcn.models, not {type(net).__module__}.{name}")
+    config = _config(net)
+    num_classes = getattr(net, "num_classes", None)
+    input_dim = getattr(net, "input_dim", None)
+
+    mean = getattr(net, "mean_image", None) if mean_image is None else mean_image
+    names = _class_names(getattr(net, "class_names", None) if class_names is None else class_names, num_classes)
+
+    arrays: dict[str, Any] = {}
+    for pname, value in net.params.items():
+        arrays[f"params/{pname}"] = to_host(value)
+    buffers = dict(getattr(net, "buffers", None) or {})
+    for bname, value in buffers.items():
+        arrays[f"buffers/{bname}"] = to_host(value)
+    if mean is not None:
+        mean = numpy.asarray(to_host(mean))
+        if input_dim is not None and mean.size != input_dim:
+            raise ValueError(f"mean_image has shape {mean.shape} ({mean.size} values) but the model takes {input_dim}")
+        if mean.dtype.kind != "f" or not numpy.isfinite(mean).all():
+            raise ValueError("mean_image must hold finite floating-point values")
+        arrays["mean_image"] = mean
+    first = next(iter(arrays.values()), None)
+    if first is None:
+        raise ValueError(f"{name} has no parameters to save")
+    meta = {
+        "format": MODEL_FORMAT,
+        "class": name,
+        "config": config,
+        "dtype": first.dtype.name,
+        "params": list(net.params),
+        "buffers": list(buffers),
+        "class_names": names,
+        "fcn_version": __version__,
+    }
+    try:
+        arrays["meta"] = numpy.asarray(json.dumps(meta))
+    except TypeError as exc:  # a get_config() value JSON cannot hold
+        raise ValueError(f"{name}'s configuration cannot be written as JSON: {exc}") from exc
+    path = Path(path)
+    _write_atomically(path, arrays)
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
+    """``(meta, arrays)`` of a model file; :class:`ModelFileError` naming the file when it is not one."""
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder; expected a model file such as {path / 'model.npz'}")
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):  # a bare .npy array
+                raise ModelFileError(f"{path} holds a single array, not an fcn model file")
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path} does not exist") from None
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path} is not a readable fcn model file ({type(exc).__name__}: {exc})") from exc
+    if "meta" not in arrays:
+        raise ModelFileError(f"{path} is not an fcn model file (it has no 'meta' entry)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the model description is corrupt ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: the model description is corrupt (not a JSON object)")
+    if meta.get("format") != MODEL_FORMAT:
+        if str(meta.get("format", "")).startswith("fcn-checkpoint"):
+            raise ModelFileError(
+                f"{path} is a training checkpoint, not a model file: use the model.npz that fcn train writes next "
+                "to it, or fcn.save_model(net, path)"
+            )
+        raise ModelFileError(f"{path}: unknown model file format {meta.get('format')!r} (expected {MODEL_FORMAT!r})")
+    return meta, arrays
+
+
+def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any = None) -> Any:
+    """Rebuild the model saved in ``path`` by :func:`save_model`, with its arrays on ``backend`` / ``device``.
+
+    ``backend`` and ``device`` are as in :func:`fcn.get_backend` (``None``: NumPy on the CPU), whatever backend
+    the model was trained on. The model comes back in its saved dtype, with ``mean_image`` (a host NumPy array,
+    or ``None``) and ``class_names`` (a list of str, or ``None``) set as attributes.
+
+    Raises :class:`ModelFileError`, naming the file, when it is missing, not a model file, corrupt, or holds
+    arrays that do not fit the architecture it describes; :class:`fcn.BackendError` when the backend is
+    unavailable.
+    """
+    path = Path(path)
+    be = get_backend(backend, device)  # an unavailable backend fails before anything is read
+    meta, arrays = _read(path)
+    try:
+        cls = _model_class(str(meta["class"]))
+    except KeyError:
+        raise ModelFileError(
+            f"{path} holds a model of class {meta.get('class')!r}, which this version of fcn ({__version__}) "
+            "does not have"
+        ) from None
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the model description has no constructor arguments")
+    try:
+        net = cls(**config, backend=be, dtype=str(meta["dtype"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: cannot rebuild {cls.__name__} from {config} ({exc})") from exc
+
+    def place(group: str, target: dict[str, Any], names: Any) -> None:
+        saved = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{group}/")}
+        if set(saved) != set(target) or (names is not None and set(names) != set(saved)):
+            raise ModelFileError(f"{path} holds {group} {sorted(saved)}, but {cls.__name__} has {sorted(target)}")
+        for name, value in saved.items():
+            like = target[name]
+            if tuple(value.shape) != tuple(like.shape):
+                raise ModelFileError(
+                    f"{path}: {_SINGULAR[group]} {name} has shape {value.shape}, the model's is {tuple(like.shape)}"
+                )
+            if value.dtype.kind not in "fiub":
+                raise ModelFileError(f"{path}: {_SINGULAR[group]} {name} has dtype {value.dtype}, expected numbers")
+            target[name] = to_backend(value, be, dtype=like.dtype)
+
+    place("params", net.params, meta.get("params"))
+    buffers = getattr(net, "buffers", None)
+    place("buffers", buffers if buffers is not None else {}, meta.get("buffers") or None)
+
+    mean = arrays.get("mean_image")
+    if mean is not None and (mean.dtype.kind != "f" or mean.size != getattr(net, "input_dim", mean.size)):
+        raise ModelFileError(f"{path}: mean_image has shape {mean.shape} and dtype {mean.dtype}; it does not fit")
+    try:
+        names = _class_names(meta.get("class_names"), getattr(net, "num_classes", None))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
+    net.mean_image = mean
+    net.class_names = names
+    return net

@@ -1,0 +1,372 @@
+"""The ``fcn`` command as users run it: bad input and faults give one line and an exit code, runs never clash.
+
+Every test here goes through the real entry point in a subprocess (``python -m fcn.cli``), with this checkout
+first on the path, and looks at what a user sees: the exit code, stderr, and what is left on disk.
+
+Exit codes (documented in ``fcn --help``): 0 success, 1 the command could not be carried out (backend, data,
+checkpoint, training, file system), 2 the command line or its input is wrong, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from _cifar_fixtures import write_cifar10
+except ImportError:  # pragma: no cover - tests imported as a package
+    from ._cifar_fixtures import write_cifar10
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, n_per_train_batch=60, n_test=50)
+    return root
+
+
+def fcn_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, prelude: str = "") -> subprocess.CompletedProcess:
+    """Run ``fcn ARGS`` from this checkout; ``prelude`` is Python run before ``main`` (e.g. to fix the clock)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("FCN_DEBUG", "FCN_DATA_DIR")}
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])
+    environ.update(env or {})
+    if prelude:
+        code = f"import sys, fcn.cli as cli\n{prelude}\nsys.exit(cli.main(sys.argv[1:]))"
+        command = [sys.executable, "-c", code, *args]
+    else:
+        command = [sys.executable, "-m", "fcn.cli", *args]
+    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=300)
+
+
+def train(tiny_cifar: Path, cwd: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
+    small = ["--num-train", "250", "--num-val", "50", "--num-test", "50", "--batch-size", "50", "--quiet"]
+    return fcn_cli("train", "--data-dir", str(tiny_cifar), "--no-download", *small, *extra, cwd=cwd, **kw)
+
+
+def one_error_line(result: subprocess.CompletedProcess, command: str = "train") -> str:
+    """The single line a failing command prints: ``fcn <command>: error: ...``, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"fcn {command}: error: "), lines[0]
+    return lines[0]
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+# -- library errors: one line, an exit code, nothing left behind ---------------------------------------------
+
+
+def test_unknown_backend(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--backend", "jax", "--num-iters", "2")
+    assert result.returncode == 1
+    assert "unknown backend 'jax'" in one_error_line(result)
+    assert tree(tmp_path) == []  # no empty runs/... folder
+
+
+def test_missing_data_offline(tmp_path):
+    result = fcn_cli("train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "FCN_DATA_DIR" in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
+def test_more_images_than_the_files_hold(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--num-train", "100000", "--out", "run")
+    assert result.returncode == 2
+    assert "asked for 100050 training + validation images" in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
+def test_unreadable_checkpoint_is_left_alone(tiny_cifar, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    result = train(tiny_cifar, tmp_path, "--out", str(out), "--resume", "--num-iters", "2")
+    assert result.returncode == 1
+    assert "not a readable fcn checkpoint" in one_error_line(result)
+    assert tree(out) == ["checkpoint.npz"] and (out / "checkpoint.npz").read_bytes() == b"not a checkpoint"
+
+
+def test_diverged_training(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--lr", "1e30", "--num-iters", "10", "--out", "run")
+    assert result.returncode == 1
+    assert "diverged" in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
+def test_unwritable_out_fails_before_loading_data(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    # the data folder does not exist either: the output location must be checked first
+    result = fcn_cli(
+        "train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(blocker / "run"), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "a-file" in line and "FCN_DATA_DIR" not in line
+    assert tree(tmp_path) == ["a-file"]
+
+
+def test_out_that_is_a_file(tiny_cifar, tmp_path):
+    (tmp_path / "run").write_text("x")
+    result = train(tiny_cifar, tmp_path, "--out", "run", "--num-iters", "2")
+    assert result.returncode == 1
+    assert "not a folder" in one_error_line(result)
+    assert (tmp_path / "run").read_text() == "x"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a POSIX user without root's override")
+def test_read_only_out_folder(tiny_cifar, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = train(tiny_cifar, tmp_path, "--out", str(locked / "run"), "--num-iters", "2")
+    finally:
+        locked.chmod(0o700)
+    assert result.returncode == 1
+    assert "locked" in one_error_line(result)
+
+
+def test_debug_shows_the_traceback(tiny_cifar, tmp_path):
+    for extra, env in ((["--debug"], None), ([], {"FCN_DEBUG": "1"})):
+        result = train(tiny_cifar, tmp_path, "--backend", "jax", *extra, env=env)
+        assert result.returncode == 1
+        assert "Traceback" in result.stderr and "BackendError" in result.stderr
+        assert result.stderr.rstrip().splitlines()[-1].startswith("fcn train: error: unknown backend")
+
+
+def test_other_subcommands_get_the_same_treatment(tmp_path):
+    """``main`` handles errors for every subcommand, not just ``train``."""
+    result = fcn_cli("sweep", "--data-dir", str(tmp_path / "nowhere"), "--no-download", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "FCN_DATA_DIR" in one_error_line(result, "sweep")
+
+
+# -- the command line itself: exit code 2 and a line naming the option ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--epochs", "0"),
+        ("--epochs", "-1"),
+        ("--num-iters", "-5"),
+        ("--num-iters", "0"),
+        ("--lr", "-1"),
+        ("--lr", "0"),
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--lr-decay", "-1"),
+        ("--lr-decay", "0"),
+        ("--reg", "-5"),
+        ("--reg", "nan"),
+        ("--weight-scale", "-1"),
+        ("--weight-scale", "inf"),
+        ("--batch-size", "0"),
+        ("--batch-size", "2.7"),
+        ("--seed", "-1"),
+        ("--num-train", "0"),
+        ("--num-val", "-1"),
+        ("--num-test", "-1"),
+        ("--print-every", "0"),
+    ],
+)
+def test_bad_numbers_are_refused(tiny_cifar, tmp_path, option, value):
+    length = [] if option in ("--epochs", "--num-iters") else ["--epochs", "1"]  # short, should it run at all
+    result = train(tiny_cifar, tmp_path, option, value, *length)
+    assert result.returncode == 2
+    assert option in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
+def test_shallow_with_two_hidden_sizes_is_a_usage_error(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--hidden-dims", "10,10")
+    assert result.returncode == 2
+    assert "--model fc" in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
+# -- runs never overwrite each other ----------------------------------------------------------------------------
+
+
+def test_default_folders_of_runs_in_the_same_second_differ(tiny_cifar, tmp_path):
+    clock = "cli._timestamp = lambda: '20260101T000000Z'"
+    first = train(tiny_cifar, tmp_path, "--num-iters", "2", prelude=clock)
+    second = train(tiny_cifar, tmp_path, "--num-iters", "3", prelude=clock)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["shallow-20260101T000000Z", "shallow-20260101T000000Z-2"]
+    iterations = [json.loads((tmp_path / "runs" / r / "history.json").read_text())["iterations"] for r in runs]
+    assert iterations == [2, 3]
+
+
+def test_existing_out_is_not_overwritten(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--out", "run", "--num-iters", "2").returncode == 0
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in tree(tmp_path / "run")}
+    result = train(tiny_cifar, tmp_path, "--out", "run", "--num-iters", "3")
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "--resume" in line and "--overwrite" in line
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in tree(tmp_path / "run")} == before
+
+
+def test_overwrite_replaces_the_run_explicitly(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--out", "run", "--num-iters", "2").returncode == 0
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    result = train(tiny_cifar, tmp_path, "--out", "run", "--num-iters", "3", "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["iterations"] == 3
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # only fcn's own files are replaced
+
+
+def test_resume_and_overwrite_exclude_each_other(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--out", "run", "--resume", "--overwrite")
+    assert result.returncode == 2
+    assert "--overwrite" in one_error_line(result)
+
+
+def test_resume_needs_out(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--resume")
+    assert result.returncode == 2
+    assert "--out" in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
+# -- training outcomes: no validation set, a net that blew up, resume ---------------------------------------------
+
+
+def strict_json(path: Path):
+    """Parse as strict JSON (NaN and Infinity are not JSON)."""
+
+    def refuse(name):
+        raise ValueError(f"{name} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def checkpoint_arrays(path: Path) -> dict:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def test_no_validation_set_trains_and_resumes(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--num-val", "0", "--num-iters", "7", "--out", "run")
+    assert result.returncode == 0, result.stderr
+    assert "validation accuracy: n/a" in result.stdout
+    summary = strict_json(tmp_path / "run" / "history.json")
+    assert summary["best_val_acc"] is None and summary["val_acc"] is None and summary["val_acc_history"] == []
+    result = train(tiny_cifar, tmp_path, "--num-val", "0", "--num-iters", "12", "--out", "run", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert strict_json(tmp_path / "run" / "history.json")["iterations"] == 12
+
+
+def test_parameters_that_blew_up_are_not_reported_as_trained(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--lr", "1e300", "--num-iters", "1", "--out", "run")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "W1" in line and "NaN or infinite" in line and "learning rate" in line
+    assert tree(tmp_path) == []
+
+
+def test_resume_with_a_changed_learning_rate_is_refused(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run").returncode == 0
+    before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run", "--resume", "--lr", "0.01")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "learning_rate 0.001 in the checkpoint, 0.01 here" in line
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_with_another_training_set_size_says_so(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run").returncode == 0
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run", "--resume", "--num-train", "200")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "250 training samples in the checkpoint, 200 here" in line and "learning rate" not in line
+
+
+def test_extending_a_finished_run_equals_the_longer_run(tiny_cifar, tmp_path):
+    import numpy as np
+
+    # 7 iterations end mid-epoch with the best parameters (of iteration 5 or 7) restored into the model; the
+    # extension must continue from where training stopped, as the longer run did
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "short").returncode == 0
+    assert train(tiny_cifar, tmp_path, "--num-iters", "13", "--out", "short", "--resume").returncode == 0
+    assert train(tiny_cifar, tmp_path, "--num-iters", "13", "--out", "long").returncode == 0
+    extended = checkpoint_arrays(tmp_path / "short/checkpoint.npz")
+    full = checkpoint_arrays(tmp_path / "long/checkpoint.npz")
+    for key in full:
+        # (the validation history differs by design: the short run was also evaluated at iteration 7)
+        if key.startswith(("params/", "optim/")) or key == "loss_history":
+            np.testing.assert_array_equal(extended[key], full[key], err_msg=key)
+
+
+def test_interrupt_inside_an_update_then_resume_is_exact(tiny_cifar, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a parameter update (between W1 and b1), in-process through fcn's main."""
+    import numpy as np
+
+    import fcn
+    from fcn.cli import main
+
+    def run(out, *extra):
+        return main(
+            [
+                "train",
+                "--data-dir",
+                str(tiny_cifar),
+                "--no-download",
+                "--num-train",
+                "250",
+                "--num-val",
+                "50",
+                "--num-test",
+                "50",
+                "--batch-size",
+                "50",
+                "--quiet",
+                "--num-iters",
+                "12",
+                "--out",
+                str(out),
+                *extra,
+            ]
+        )
+
+    assert run(tmp_path / "reference") == 0
+    ops_class = type(fcn.get_backend("numpy").ops)
+    real = ops_class.sgd
+    calls = {"n": 0}
+
+    def sgd_interrupted_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4 * 7 + 2:  # step 8 (W1, b1, W2, b2): after W1, before b1
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ops_class, "sgd", sgd_interrupted_once)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path / "run")
+    assert exit_info.value.code == 130
+    monkeypatch.setattr(ops_class, "sgd", real)
+    assert run(tmp_path / "run", "--resume") == 0
+    resumed, reference = (
+        checkpoint_arrays(tmp_path / "run/checkpoint.npz"),
+        checkpoint_arrays(tmp_path / "reference/checkpoint.npz"),
+    )
+    for key in reference:
+        if key.startswith(("params/", "best/", "optim/")) or key.endswith("_history"):
+            np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)

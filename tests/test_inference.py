@@ -1,0 +1,279 @@
+"""Using a trained model: image files prepared like CIFAR-10, `fcn evaluate` and `fcn predict`."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fcn
+from fcn.cli import main
+from fcn.inference import (
+    ImageFileError,
+    confusion_matrix,
+    evaluate,
+    load_image,
+    predict_files,
+    preprocess,
+)
+from fcn.plotting import plot_confusion_matrix
+
+try:
+    from _cifar_fixtures import CLASS_NAMES, raw_cifar10, write_cifar10
+except ImportError:  # pragma: no cover - tests imported as a package
+    from ._cifar_fixtures import CLASS_NAMES, raw_cifar10, write_cifar10
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    return write_cifar10(tmp_path / "data", n_per_train_batch=60, n_test=50)
+
+
+@pytest.fixture
+def trained(tiny_cifar, tmp_path):
+    """A model trained by `fcn train` on the tiny data: (run folder, batches folder)."""
+    out = tmp_path / "run"
+    main(
+        [
+            "train",
+            "--data-dir",
+            str(tiny_cifar),
+            "--no-download",
+            "--num-train",
+            "250",
+            "--num-val",
+            "50",
+            "--num-test",
+            "50",
+            "--batch-size",
+            "50",
+            "--num-iters",
+            "10",
+            "--model",
+            "fc",
+            "--hidden-dims",
+            "16",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    return out, tiny_cifar
+
+
+def _softmax(scores):
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _reference_proba(net, X):
+    """Class probabilities of a one-hidden-layer net computed here with plain NumPy (not fcn's layers)."""
+    p = {k: fcn.to_host(v).astype(np.float64) for k, v in net.params.items()}
+    h = np.maximum(X.reshape(len(X), -1) @ p["W1"] + p["b1"], 0)
+    return _softmax(h @ p["W2"] + p["b2"])
+
+
+# -- reading images -----------------------------------------------------------------------------------------------
+
+
+def test_any_size_is_resized_to_cifar_layout(tmp_path):
+    path = tmp_path / "solid.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(path)
+    img = load_image(path)
+    assert img.shape == (3, 32, 32) and img.dtype == np.uint8
+    # channel planes in CIFAR-10's order: red, green, blue
+    assert (img[0] == 10).all() and (img[1] == 200).all() and (img[2] == 30).all()
+
+
+def test_a_32x32_png_is_read_exactly_as_the_dataset_row(tiny_cifar, tmp_path):
+    _, _, X_test, _ = raw_cifar10(tiny_cifar)
+    row = X_test[7]  # (3, 32, 32) uint8
+    path = tmp_path / "row.png"
+    Image.fromarray(row.transpose(1, 2, 0)).save(path)  # PNG is lossless
+    np.testing.assert_array_equal(load_image(path), row)
+
+
+def test_grey_rgba_and_jpeg(tmp_path):
+    Image.new("L", (20, 20), 77).save(tmp_path / "grey.png")
+    assert (load_image(tmp_path / "grey.png") == 77).all()
+    Image.new("RGBA", (40, 40), (1, 2, 3, 0)).save(tmp_path / "rgba.png")
+    img = load_image(tmp_path / "rgba.png")
+    assert tuple(img[:, 0, 0]) == (1, 2, 3)
+    Image.new("RGB", (300, 200), (250, 20, 20)).save(tmp_path / "photo.jpg", quality=95)
+    img = load_image(tmp_path / "photo.jpg")
+    assert img.shape == (3, 32, 32)
+    assert np.abs(img.reshape(3, -1).mean(axis=1) - [250, 20, 20]).max() < 4  # JPEG is lossy
+
+
+def test_unreadable_images_name_the_file(tmp_path):
+    with pytest.raises(ImageFileError, match=r"image .*missing\.png does not exist"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    with pytest.raises(ImageFileError, match=r"notes\.txt is not an image file"):
+        load_image(tmp_path / "notes.txt")
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "cut.png")
+    data = (tmp_path / "cut.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageFileError, match=r"cut\.png"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(ImageFileError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_preprocess_subtracts_the_mean_in_the_model_dtype():
+    X = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2)
+    mean = np.full((3, 2, 2), 0.5)
+    out = preprocess(X, mean, "float32")
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, X.astype(np.float64) - 0.5)
+    np.testing.assert_array_equal(preprocess(X), X.astype(np.float32))
+
+
+# -- predictions ----------------------------------------------------------------------------------------------
+
+
+def test_predict_files_uses_the_model_preprocessing(tiny_cifar, tmp_path):
+    _, _, X_test, _ = raw_cifar10(tiny_cifar)
+    net = fcn.FullyConnectedNet(3072, [12], 10, weight_scale=1e-3, dtype="float64", seed=4)
+    net.mean_image = np.random.default_rng(0).uniform(0, 255, (3, 32, 32))
+    net.class_names = list(CLASS_NAMES)
+    paths = []
+    for i in (0, 3):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(X_test[i].transpose(1, 2, 0)).save(paths[-1])
+
+    result = predict_files(net, paths, top=3)
+
+    expected = _reference_proba(net, X_test[[0, 3]].astype(np.float64) - net.mean_image)
+    for ranked, proba in zip(result, expected, strict=True):
+        best = np.argsort(-proba)[:3]
+        assert [name for name, _ in ranked] == [CLASS_NAMES[j] for j in best]
+        np.testing.assert_allclose([p for _, p in ranked], proba[best], rtol=1e-9)
+
+
+def test_predict_files_without_class_names_and_bad_arguments(tmp_path):
+    Image.new("RGB", (8, 8), (5, 5, 5)).save(tmp_path / "a.png")
+    net = fcn.FullyConnectedNet(3072, [4], 5, seed=0)
+    (ranked,) = predict_files(net, [tmp_path / "a.png"], top=10)
+    assert len(ranked) == 5 and all(name.startswith("class ") for name, _ in ranked)
+    assert sum(p for _, p in ranked) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        predict_files(net, [tmp_path / "a.png"], top=0)
+    with pytest.raises(ValueError, match="3x32x32 images"):
+        predict_files(fcn.FullyConnectedNet(10, [4], 3), [tmp_path / "a.png"])
+
+
+def test_confusion_matrix():
+    cm = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+        confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match="2 true labels but 1 predictions"):
+        confusion_matrix(np.array([0, 1]), np.array([0]), 3)
+
+
+def test_plot_confusion_matrix(tmp_path):
+    plot_confusion_matrix(np.array([[3, 1], [0, 4]]), ["a", "b"], tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match="square"):
+        plot_confusion_matrix(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="3 class names for a 2x2"):
+        plot_confusion_matrix(np.zeros((2, 2)), ["a", "b", "c"])
+
+
+# -- the commands -------------------------------------------------------------------------------------------------
+
+
+def test_train_writes_a_model_file(trained):
+    out, batches = trained
+    net = fcn.load_model(out / "model.npz")
+    assert type(net) is fcn.FullyConnectedNet and net.hidden_dims == [16]
+    assert net.class_names == CLASS_NAMES
+    X_train, _, _, _ = raw_cifar10(batches)
+    # the mean of the training split (the first 250 images), as fcn train subtracted it
+    np.testing.assert_allclose(net.mean_image, X_train[:250].astype(np.float64).mean(axis=0), rtol=1e-6)
+    # the checkpoint's best parameters (restored at the end; its params/ are the last ones, to continue from)
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as ck:
+        for name, value in net.params.items():
+            np.testing.assert_array_equal(value, ck[f"best/{name}"])
+
+
+def test_evaluate_reproduces_the_training_test_accuracy(trained, capsys):
+    out, batches = trained
+    summary = json.loads((out / "history.json").read_text())
+    capsys.readouterr()
+    assert (
+        main(["evaluate", str(out / "model.npz"), "--data-dir", str(batches), "--no-download", "--num-test", "50"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert f"test accuracy: {summary['test_acc']:.4f} (" in printed
+    figure = out / "model-confusion.png"
+    assert f"confusion matrix: {figure}" in printed and figure.read_bytes()[:8] == PNG_MAGIC
+    for name in CLASS_NAMES:
+        assert f"  {name} " in printed
+
+
+def test_evaluate_per_class_accuracy_and_confusion(trained, tmp_path):
+    out, batches = trained
+    net = fcn.load_model(out / "model.npz")
+    result = evaluate(net, batches, download=False)
+    _, _, X_test, y_test = raw_cifar10(batches)
+    pred = np.argmax(_reference_proba(net, X_test.astype(np.float64) - net.mean_image), axis=1)
+    assert result["num_images"] == 50 and result["accuracy"] == pytest.approx(np.mean(pred == y_test))
+    for c in range(10):
+        assert result["per_class_accuracy"][c] == pytest.approx(np.mean(pred[y_test == c] == c))
+    assert result["confusion"].sum(axis=1).tolist() == np.bincount(y_test, minlength=10).tolist()
+    assert result["class_names"] == CLASS_NAMES
+
+    with pytest.raises(ValueError, match=r"num_test must be in 1\.\.50"):
+        evaluate(net, batches, num_test=51, download=False)
+
+
+def test_evaluate_writes_the_figure_where_asked(trained, tmp_path, capsys):
+    out, batches = trained
+    figure = tmp_path / "figs" / "cm.png"
+    main(["evaluate", str(out / "model.npz"), "--data-dir", str(batches), "--no-download", "--out", str(figure)])
+    assert figure.read_bytes()[:8] == PNG_MAGIC and f"confusion matrix: {figure}" in capsys.readouterr().out
+
+
+def test_predict_prints_the_top_three(trained, tmp_path, capsys):
+    out, batches = trained
+    _, _, X_test, _ = raw_cifar10(batches)
+    images = [tmp_path / "a.png", tmp_path / "b.jpg"]
+    Image.fromarray(X_test[0].transpose(1, 2, 0)).save(images[0])
+    Image.new("RGB", (120, 80), (200, 180, 20)).save(images[1])
+    capsys.readouterr()
+    assert main(["predict", str(out / "model.npz"), *map(str, images)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    net = fcn.load_model(out / "model.npz")
+    expected = predict_files(net, images)
+    for line, image, ranked in zip(lines, images, expected, strict=True):
+        assert line == f"{image}: " + ", ".join(f"{n} {p:.3f}" for n, p in ranked)
+        probs = [p for _, p in ranked]
+        assert len(ranked) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-12
+
+
+def test_command_errors_name_the_file(trained, tmp_path, capsys):
+    out, batches = trained
+
+    def error_of(argv):
+        capsys.readouterr()
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        return err
+
+    assert re.search(
+        r"no-model\.npz does not exist",
+        error_of(["evaluate", str(tmp_path / "no-model.npz"), "--data-dir", str(batches), "--no-download"]),
+    )
+    assert "checkpoint.npz is a training checkpoint" in error_of(["predict", str(out / "checkpoint.npz"), "x.png"])
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert "bad.png" in error_of(["predict", str(out / "model.npz"), str(tmp_path / "bad.png")])
+    assert "FCN_DATA_DIR" in error_of(
+        ["evaluate", str(out / "model.npz"), "--data-dir", str(tmp_path / "nowhere"), "--no-download"]
+    )

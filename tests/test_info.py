@@ -1,0 +1,92 @@
+"""``fcn info``: the environment report users paste into bug reports."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn import sysinfo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_info(*args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run(
+        [sys.executable, "-m", "fcn.cli", "info", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_info_prints_versions_and_working_backends():
+    result = run_info()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"numpy: {importlib.metadata.version('numpy')}" in lines
+    assert f"array-api-compat: {importlib.metadata.version('array-api-compat')}" in lines
+    assert any(line.startswith("python: ") and sys.version.split()[0] in line for line in lines)
+    assert any(line.startswith("fcn: ") and str(REPO / "fcn") in line for line in lines)
+    assert "backends:" in lines and "  numpy: ok" in lines
+    assert "blas:" in lines and any(line.startswith("  name: ") for line in lines)
+    assert "cuda:" in lines
+    assert any(line.startswith("fused_cuda_kernels: ") for line in lines)
+
+
+def test_info_json():
+    result = run_info("--json")
+    assert result.returncode == 0, result.stderr
+    env = json.loads(result.stdout)
+    assert env["numpy"] == np.__version__
+    assert env["backends"]["numpy"] == "ok"
+    assert set(env["backends"]) == {"numpy", "cupy", "array_api_strict", "torch"}
+
+
+def test_backend_that_does_not_load_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" now raises ImportError
+    report = sysinfo._try_backend("torch")
+    assert report.startswith("BackendError: PyTorch is not installed")
+
+
+def test_blas_without_threadpoolctl_comes_from_numpy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    blas = sysinfo._blas()
+    assert blas["source"] == "numpy.show_config"
+    expected = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    assert blas["name"] == expected
+
+
+def test_blas_with_threadpoolctl():
+    pytest.importorskip("threadpoolctl")
+    blas = sysinfo._blas()
+    assert blas["source"] == "threadpoolctl" and isinstance(blas["threads"], int) and blas["threads"] >= 1
+
+
+def _nvrtc_or_skip():
+    pytest.importorskip("fcn.fused", reason="fcn.fused does not import")
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as exc:
+        pytest.skip(f'NVRTC is not available ({exc}); pip install -e ".[kernels]"')
+
+
+def test_fused_kernels_are_compiled_for_the_report():
+    _nvrtc_or_skip()
+    assert sysinfo._fused().startswith("compile")
+
+
+def test_fused_kernels_that_do_not_compile_are_reported(monkeypatch):
+    _nvrtc_or_skip()
+    import fcn.fused
+
+    monkeypatch.setattr(fcn.fused, "kernel_source", lambda: "this is not CUDA")
+    monkeypatch.setattr(sysinfo, "has_gpu", lambda: False)
+    report = sysinfo._fused()
+    assert report.startswith("do not compile") and "error" in report

@@ -1,0 +1,263 @@
+"""Model files: save on any backend, load on any backend, no pickle, atomic writes, clear errors naming the file."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fcn
+from fcn.serialization import MODEL_FORMAT, ModelFileError, load_model, save_model
+
+
+def _host_params(net):
+    return {k: fcn.to_host(v) for k, v in net.params.items()}
+
+
+def _scores(net, X):
+    return fcn.to_host(net.loss(X))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_round_trip_from_every_backend_to_numpy(backend, tmp_path, rng, dtype):
+    net = fcn.FullyConnectedNet(48, [7, 5], 4, reg=0.3, weight_scale=0.1, backend=backend, dtype=dtype, seed=3)
+    # training-like changes, so the file must carry the values and not just the seed
+    net.params["b1"] = rng.standard_normal(7)
+    X = rng.standard_normal((6, 3, 4, 4))
+    path = save_model(net, tmp_path / "model.npz")
+    assert path == tmp_path / "model.npz"
+
+    loaded = load_model(path)  # NumPy by default, wherever it was saved
+    assert type(loaded) is fcn.FullyConnectedNet and loaded.backend.name == "numpy"
+    assert (loaded.input_dim, loaded.hidden_dims, loaded.num_classes) == (48, [7, 5], 4)
+    assert loaded.reg == 0.3 and loaded.weight_scale == 0.1
+    saved = _host_params(net)
+    for name, value in _host_params(loaded).items():
+        assert value.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(value, saved[name])  # bit for bit
+    np.testing.assert_allclose(_scores(loaded, X), _scores(net, X), rtol=1e-5 if dtype == "float32" else 1e-12)
+    assert loaded.mean_image is None and loaded.class_names is None
+
+
+def test_round_trip_from_numpy_to_every_backend(backend, tmp_path, rng):
+    net = fcn.ShallowLayerNet(12, 9, 3, weight_scale=0.2, reg=0.05, dtype="float64", seed=1)
+    path = net.save(tmp_path / "shallow.npz")
+    loaded = load_model(path, backend=backend)
+    assert type(loaded) is fcn.ShallowLayerNet and loaded.hidden_dim == 9 and loaded.reg == 0.05
+    assert loaded.backend.name == backend.name
+    X = rng.standard_normal((5, 12))
+    np.testing.assert_allclose(_scores(loaded, backend.asarray(X)), _scores(net, X), rtol=1e-12)
+    X_dev, y = backend.asarray(X), backend.asarray(np.array([0, 1, 2, 0, 1]))
+    loss_a, _ = loaded.loss(X_dev, y)
+    loss_b, _ = net.loss(X, np.array([0, 1, 2, 0, 1]))
+    assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-12)
+
+
+def test_preprocessing_travels_with_the_model(tmp_path, rng):
+    net = fcn.FullyConnectedNet(3 * 32 * 32, [8], 10, dtype="float32", seed=0)
+    mean = rng.uniform(0, 255, size=(3, 32, 32)).astype(np.float32)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    net.mean_image, net.class_names = mean, names
+    loaded = load_model(net.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(loaded.mean_image, mean)
+    assert loaded.mean_image.shape == (3, 32, 32) and loaded.class_names == names
+
+    # keyword arguments take precedence over the attributes
+    other = list("abcdefghij")
+    loaded2 = load_model(save_model(net, tmp_path / "m2.npz", class_names=other))
+    assert loaded2.class_names == other
+
+
+def test_file_is_plain_arrays_and_json(tmp_path):
+    net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
+    path = save_model(net, tmp_path / "m.npz", class_names=["x", "y", "z"])
+    with np.load(path, allow_pickle=False) as npz:  # no entry needs pickle
+        entries = {k: npz[k] for k in npz.files}
+    assert set(entries) == {"meta", "params/W1", "params/b1", "params/W2", "params/b2"}
+    assert all(v.dtype != object for v in entries.values())
+    meta = json.loads(str(entries["meta"]))
+    assert meta["format"] == MODEL_FORMAT and meta["class"] == "FullyConnectedNet"
+    expected = {"input_dim": 6, "hidden_dims": [4], "num_classes": 3, "reg": 0.0, "weight_scale": 0.01}
+    expected.update(dropout_keep_ratio=1.0, normalization=None)
+    assert {k: v for k, v in meta["config"].items() if k != "seed"} == expected  # get_config may add the seed
+    assert meta["dtype"] == "float64" and meta["class_names"] == ["x", "y", "z"]
+    assert meta["fcn_version"] == fcn.__version__
+
+
+def test_get_config_is_used_when_the_model_has_it(tmp_path):
+    net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
+    # placement keys are dropped: the reader chooses backend, device and dtype
+    net.get_config = lambda: {"input_dim": 6, "hidden_dims": [4], "num_classes": 3, "reg": 0.5, "dtype": "float64"}
+    path = save_model(net, tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        config = json.loads(str(npz["meta"]))["config"]
+    assert config == {"input_dim": 6, "hidden_dims": [4], "num_classes": 3, "reg": 0.5}
+    assert load_model(path).reg == 0.5
+
+
+def test_buffers_are_saved_and_restored(tmp_path, rng):
+    net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
+    net.buffers = {"running_mean1": rng.standard_normal(4)}
+    path = save_model(net, tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["buffers/running_mean1"], net.buffers["running_mean1"])
+    # this model class has no buffers of its own, so the file does not fit it
+    with pytest.raises(ModelFileError, match=r"m\.npz holds buffers \['running_mean1'\]"):
+        load_model(path)
+
+
+def test_overwrite_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), path)
+    before = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(fcn.FullyConnectedNet(6, [5], 3, seed=1), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left behind
+
+
+def test_save_creates_the_folder(tmp_path):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "a" / "b" / "m.npz")
+    assert path.is_file()
+
+
+def test_save_rejects_what_it_cannot_rebuild(tmp_path):
+    class MyNet(fcn.FullyConnectedNet):
+        pass
+
+    with pytest.raises(ValueError, match="MyNet"):
+        save_model(MyNet(6, [4], 3), tmp_path / "m.npz")
+    net = fcn.FullyConnectedNet(6, [4], 3)
+    with pytest.raises(ValueError, match="class_names has 2 entries but the model has 3 classes"):
+        save_model(net, tmp_path / "m.npz", class_names=["a", "b"])
+    with pytest.raises(ValueError, match="mean_image has shape"):
+        save_model(net, tmp_path / "m.npz", mean_image=np.zeros(5))
+    with pytest.raises(ValueError, match="finite"):
+        save_model(net, tmp_path / "m.npz", mean_image=np.full(6, np.nan))
+    assert not (tmp_path / "m.npz").exists()
+
+
+# -- errors name the file ---------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match=r"model file .*nowhere\.npz does not exist"):
+        load_model(tmp_path / "nowhere.npz")
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(ModelFileError, match="is a folder"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a zip file at all", b"", b"PK\x03\x04" + bytes(40)],
+    ids=["garbage", "empty", "bad-zip"],
+)
+def test_unreadable_file(tmp_path, content):
+    path = tmp_path / "m.npz"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=r"m\.npz is not a readable fcn model file"):
+        load_model(path)
+
+
+def test_truncated_file(tmp_path):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=r"m\.npz"):
+        load_model(path)
+
+
+def test_checkpoint_is_not_a_model(tmp_path):
+    X, y = np.random.default_rng(0).standard_normal((20, 6)), np.arange(20) % 3
+    net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
+    solver = fcn.Solver(
+        net,
+        {"X_train": X, "y_train": y, "X_val": X, "y_val": y},
+        num_iters=1,
+        batch_size=10,
+        verbose=False,
+        progress=False,
+    )
+    ck = solver.save_checkpoint(tmp_path / "checkpoint.npz")
+    with pytest.raises(ModelFileError, match="is a training checkpoint, not a model file"):
+        load_model(ck)
+
+
+def test_npz_without_meta(tmp_path):
+    path = tmp_path / "arrays.npz"
+    np.savez(path, W1=np.zeros(3))
+    with pytest.raises(ModelFileError, match=r"arrays\.npz is not an fcn model file"):
+        load_model(path)
+
+
+def _rewrite(path, change):
+    """Copy a model file with ``change(entries)`` applied to its arrays (meta decoded as a dict)."""
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {k: npz[k] for k in npz.files}
+    entries["meta"] = json.loads(str(entries["meta"]))
+    change(entries)
+    entries["meta"] = np.asarray(json.dumps(entries["meta"]))
+    np.savez(path, **entries)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda e: e.update({"params/W1": np.zeros((6, 5))}),
+            r"parameter W1 has shape \(6, 5\), the model's is \(6, 4\)",
+        ),
+        (lambda e: e.pop("params/b2"), r"holds params \['W1', 'W2', 'b1'\]"),
+        (lambda e: e["meta"].update({"class": "Pickle"}), "class 'Pickle', which this version of fcn"),
+        (lambda e: e["meta"].update({"class": "Params"}), "class 'Params', which this version of fcn"),
+        (lambda e: e["meta"].update({"format": "fcn-model-99"}), "unknown model file format 'fcn-model-99'"),
+        (lambda e: e["meta"]["config"].update({"hidden_dims": [-1]}), "cannot rebuild FullyConnectedNet"),
+        (lambda e: e["meta"]["config"].update({"colour": "red"}), "cannot rebuild FullyConnectedNet"),
+        (lambda e: e["meta"].update({"class_names": ["a"]}), "class_names has 1 entries"),
+        (lambda e: e.update({"mean_image": np.zeros(7)}), "mean_image has shape"),
+    ],
+    ids=[
+        "shape",
+        "missing-param",
+        "unknown-class",
+        "not-a-model-class",
+        "format",
+        "bad-config",
+        "unknown-arg",
+        "class-names",
+        "mean-image",
+    ],
+)
+def test_inconsistent_file(tmp_path, change, message):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    _rewrite(path, change)
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_model(path)
+    assert "m.npz" in str(info.value)
+
+
+def test_corrupt_meta(tmp_path):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {k: npz[k] for k in npz.files}
+    entries["meta"] = np.asarray("{not json")
+    np.savez(path, **entries)
+    with pytest.raises(ModelFileError, match=r"m\.npz: the model description is corrupt"):
+        load_model(path)
+
+
+def test_unavailable_backend_fails_before_reading(tmp_path):
+    with pytest.raises(fcn.BackendError, match="unknown backend"):
+        load_model(tmp_path / "nowhere.npz", backend="no-such-backend")
+
+
+def test_model_file_error_is_a_value_error():
+    assert issubclass(ModelFileError, ValueError) and fcn.ModelFileError is ModelFileError
