@@ -1,0 +1,338 @@
+"""Behaviour of the building blocks: input validation, ``rel_error``, sandwich layers, backend moves.
+
+Only public functions are used (``fcn.*``, ``fcn.backend``, ``fcn.validation``), and every expected value
+comes from a formula written here, never from the code under test. Each test was seen to fail with the
+corresponding mistake injected (see docs/contributing-mutation.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fcn
+from fcn import FullyConnectedNet, affine_relu_backward, affine_relu_forward, rel_error, softmax_loss
+from fcn.backend import resolve_dtype, to_backend, to_host
+from fcn.validation import check_features, check_labels, trusted_inputs, value_checks_enabled
+
+XP = fcn.get_backend().xp  # NumPy through array-api-compat
+
+# -- validation: one-sample batches are checked like larger ones ----------------------------------------------
+
+
+def test_nan_in_a_one_sample_batch_is_refused(backend):
+    net = FullyConnectedNet(4, [3], 2, seed=0, backend=backend)
+    X = np.asarray([[0.0, np.nan, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        net.loss(X)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        net.loss(X, np.asarray([0]))
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinity_in_a_one_sample_batch_is_refused(bad):
+    net = FullyConnectedNet(4, [3], 2, seed=0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        net.loss(np.asarray([[0.0, 1.0, bad, 2.0]]))
+
+
+@pytest.mark.parametrize("label", [2, -1, 7])
+def test_a_one_sample_label_out_of_range_is_refused(backend, label):
+    net = FullyConnectedNet(4, [3], 2, seed=0, backend=backend)
+    with pytest.raises(ValueError, match=r"labels outside \[0, 2\)"):
+        net.loss(np.ones((1, 4)), np.asarray([label]))
+    scores = backend.asarray(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match=r"labels outside \[0, 2\)"):
+        softmax_loss(scores, backend.asarray(np.asarray([label])))
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_one_sample_labels_at_both_ends_of_the_range_are_accepted(label):
+    net = FullyConnectedNet(4, [3], 2, seed=0)
+    loss, _ = net.loss(np.ones((1, 4)), np.asarray([label]))
+    assert np.isfinite(float(loss))
+
+
+def test_label_range_is_checked_at_both_ends_in_larger_batches():
+    scores = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="min -1, max 2"):
+        softmax_loss(scores, np.asarray([0, 2, -1, 1]))
+    with pytest.raises(ValueError, match="min 0, max 3"):
+        softmax_loss(scores, np.asarray([0, 3, 1, 1]))
+    loss, _ = softmax_loss(scores, np.asarray([0, 2, 2, 1]))
+    assert float(loss) == pytest.approx(np.log(3))
+
+
+def test_an_empty_batch_has_no_labels_to_check():
+    check_labels(fcn.get_backend().xp, np.zeros(0, dtype=np.int64), 0, 3)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_finite_data_whose_sum_overflows_is_accepted(backend):
+    """float32 values near the top of the range: finite each, but their sum overflows to inf."""
+    big = np.full((3, 4), 3.0e38, dtype=np.float32)
+    assert np.isinf(big.sum(dtype=np.float32))  # the premise
+    X = backend.asarray(big)
+    check_features(backend.xp, X, 4)  # no error
+    net = FullyConnectedNet(4, [3], 2, seed=0, backend=backend, dtype="float32")
+    data = {"X_train": big, "y_train": np.asarray([0, 1, 0]), "X_val": big, "y_val": np.asarray([1, 1, 0])}
+    fcn.Solver(net, data, verbose=False, progress=False, batch_size=3)  # validated without error
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_nan_hidden_among_overflowing_values_is_still_found(backend):
+    big = np.full((3, 4), 3.0e38, dtype=np.float32)
+    big[2, 3] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        check_features(backend.xp, backend.asarray(big), 4)
+    big[2, 3] = np.inf
+    with pytest.raises(ValueError, match="X contains NaN"):
+        check_features(backend.xp, backend.asarray(big), 4)
+
+
+def test_integer_features_need_no_finiteness_check():
+    check_features(XP, np.asarray([[1, 2], [3, 4]]), 2)
+
+
+def test_check_features_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r"X must have shape \(N, d_1, ..., d_k\), got shape \(4,\)"):
+        check_features(XP, np.zeros(4))
+    with pytest.raises(ValueError, match="6 features per sample .* model expects 5"):
+        check_features(XP, np.zeros((2, 2, 3)), 5)
+    check_features(XP, np.zeros((2, 2, 3)), 6)
+    with pytest.raises(TypeError, match="real numbers"):
+        check_features(XP, np.zeros((2, 2), dtype=bool))
+    with pytest.raises(ValueError, match="X_val contains NaN"):
+        check_features(XP, np.full((2, 2), np.nan), where="X_val")
+
+
+def test_check_labels_errors_name_the_problem():
+    with pytest.raises(TypeError, match="integer class labels"):
+        check_labels(XP, np.zeros(3), 3, 2)
+    with pytest.raises(ValueError, match=r"shape \(4,\) to match the inputs, got \(3,\)"):
+        check_labels(XP, np.zeros(3, dtype=np.int64), 4, 2)
+
+
+def test_trusted_inputs_turns_value_checks_off_and_back_on():
+    assert value_checks_enabled()
+    X = np.asarray([[np.nan, 1.0]])
+    with trusted_inputs():
+        assert not value_checks_enabled()
+        check_features(XP, X)  # skipped inside
+        check_labels(XP, np.asarray([5]), 1, 2)
+    assert value_checks_enabled()
+    with pytest.raises(ValueError):
+        check_features(XP, X)
+    with pytest.raises(RuntimeError), trusted_inputs():
+        raise RuntimeError("leaving the block by an exception re-enables the checks too")
+    assert value_checks_enabled()
+
+
+def test_shape_checks_stay_on_for_trusted_inputs():
+    with trusted_inputs(), pytest.raises(ValueError, match="features per sample"):
+        check_features(XP, np.zeros((2, 3)), 4)
+
+
+# -- rel_error ------------------------------------------------------------------------------------------------
+
+
+def test_rel_error_known_values():
+    # |x - y| / (|x| + |y|), largest entry
+    assert rel_error(np.asarray([1.0]), np.asarray([3.0])) == pytest.approx(0.5)
+    assert rel_error(np.asarray([[1.0, 2.0], [1.0, 3.0]]), np.asarray([[1.0, 2.0], [3.0, 1.0]])) == pytest.approx(0.5)
+    assert rel_error(np.asarray([1.0, -1.0]), np.asarray([1.0, 1.0])) == pytest.approx(1.0)
+    assert rel_error(np.asarray([10.0, 100.0]), np.asarray([11.0, 100.0])) == pytest.approx(1 / 21)
+    assert isinstance(rel_error(np.ones(2), np.ones(2)), float)
+
+
+def test_rel_error_is_symmetric(rng):
+    a, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    assert rel_error(a, b) == rel_error(b, a)
+    expected = np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-8))
+    assert rel_error(a, b) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rel_error_of_equal_arrays_and_of_zeros_is_zero():
+    assert rel_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert rel_error(np.full(3, 7.5), np.full(3, 7.5)) == 0.0
+
+
+def test_rel_error_near_zero_divides_by_the_floor():
+    # |x| + |y| below 1e-8: the denominator is 1e-8, not the tiny sum
+    assert rel_error(np.asarray([0.0]), np.asarray([1e-10])) == pytest.approx(1e-2)
+    assert rel_error(np.asarray([1e-9]), np.asarray([-1e-9])) == pytest.approx(0.2)
+
+
+def test_rel_error_on_plain_numbers_and_lists():
+    assert rel_error(1.0, 3.0) == pytest.approx(0.5)
+    assert rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert rel_error([1.0, 2.0], np.asarray([1.0, 6.0])) == pytest.approx(0.5)
+
+
+def test_rel_error_on_each_backend(backend):
+    x, y = np.asarray([[1.0, 2.0], [3.0, 4.0]]), np.asarray([[1.0, 2.0], [1.0, 4.0]])
+    assert rel_error(backend.asarray(x), backend.asarray(y)) == pytest.approx(0.5)
+    # device arrays against a NumPy oracle: copied to the host, same answer, either way round
+    assert rel_error(backend.asarray(x), y) == pytest.approx(0.5)
+    assert rel_error(x, backend.asarray(y)) == pytest.approx(0.5)
+
+
+def test_rel_error_refuses_different_shapes():
+    with pytest.raises(ValueError, match=r"shapes differ: \(2,\) vs \(3,\)"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+# -- sandwich layers ------------------------------------------------------------------------------------------
+
+
+def test_affine_relu_forward_uses_w_and_b_in_their_places(to_dev, rng):
+    """Non-square shapes and a bias that matters: w (5, 3), b (3,), x (4, 5)."""
+    x, w, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3)
+    out, _ = affine_relu_forward(to_dev(x), to_dev(w), to_dev(b))
+    np.testing.assert_allclose(to_host(out), np.maximum(x @ w + b, 0), rtol=1e-12, atol=1e-15)
+
+
+def test_affine_relu_backward_against_the_formula(to_dev, rng):
+    x, w, b = rng.standard_normal((2, 3, 2)), rng.standard_normal((6, 4)), rng.standard_normal(4)
+    dout = rng.standard_normal((2, 4))
+    _, cache = affine_relu_forward(to_dev(x), to_dev(w), to_dev(b))
+    dx, dw, db = affine_relu_backward(to_dev(dout), cache)
+    x2 = x.reshape(2, 6)
+    da = dout * (x2 @ w + b > 0)
+    np.testing.assert_allclose(to_host(dx), (da @ w.T).reshape(x.shape), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(to_host(dw), x2.T @ da, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(to_host(db), da.sum(axis=0), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_affine_relu_backward_need_dx(to_dev, rng, need_dx):
+    x, w, b = rng.standard_normal((3, 5)), rng.standard_normal((5, 2)), rng.standard_normal(2)
+    _, cache = affine_relu_forward(to_dev(x), to_dev(w), to_dev(b))
+    dx, dw, db = affine_relu_backward(to_dev(np.ones((3, 2))), cache, need_dx=need_dx)
+    assert (dx is None) is (not need_dx)
+    if need_dx:
+        assert tuple(dx.shape) == (3, 5)
+    assert tuple(dw.shape) == (5, 2) and tuple(db.shape) == (2,)
+
+
+# -- backend: dtypes and devices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["float32", "float64", "int64", "int32"])
+def test_to_backend_with_dtype_names_from_host(backend, name):
+    d = to_backend(np.asarray([[1.0, 2.0], [3.0, 4.0]]), backend, dtype=name)
+    assert d.dtype == getattr(backend.xp, name)
+    np.testing.assert_array_equal(to_host(d), np.asarray([[1, 2], [3, 4]], dtype=name))
+
+
+@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32")])
+def test_to_backend_casts_arrays_already_on_the_backend(backend, dtype):
+    here = backend.asarray(np.asarray([1.5, 2.5]))
+    assert here.dtype == backend.xp.float64
+    d = to_backend(here, backend, dtype=dtype)
+    assert d.dtype == backend.xp.float32
+    np.testing.assert_array_equal(to_host(d), np.asarray([1.5, 2.5], dtype=np.float32))
+
+
+def test_to_backend_without_dtype_keeps_the_dtype(backend):
+    for host in (np.asarray([1, 2], dtype=np.int32), np.asarray([1.0], dtype=np.float32)):
+        d = to_backend(host, backend)
+        assert d.dtype == getattr(backend.xp, host.dtype.name)
+        assert to_host(to_backend(d, backend)).dtype == host.dtype
+
+
+def test_to_backend_places_host_data_on_the_backends_device():
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    d = to_backend(np.ones(2), fcn.get_backend("array_api_strict", dev))
+    assert d.device == dev
+    d32 = to_backend(np.ones(2), fcn.get_backend("array_api_strict", dev), dtype="float32")
+    assert d32.device == dev and d32.dtype == strict.float32
+
+
+def test_resolve_dtype_accepts_names_numpy_dtypes_and_the_namespaces_own(backend):
+    xp = backend.xp
+    assert resolve_dtype(xp, "float32") == xp.float32
+    assert resolve_dtype(xp, np.float64) == xp.float64
+    assert resolve_dtype(xp, np.dtype("int64")) == xp.int64
+    assert resolve_dtype(xp, xp.float32) == xp.float32
+
+
+@pytest.mark.parametrize("bad", ["float128x", "not_a_dtype"])
+def test_resolve_dtype_names_the_bad_dtype_and_the_namespace(bad):
+    strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(ValueError, match=f"dtype '{bad}' is not available in array_api_strict"):
+        resolve_dtype(strict, bad)
+    with pytest.raises(ValueError, match=f"dtype '{bad}' is not available"):
+        fcn.to_backend(np.ones(2), "numpy", dtype=bad)
+
+
+def test_a_model_refuses_a_dtype_its_namespace_lacks_or_that_is_not_floating():
+    with pytest.raises(ValueError, match="not available"):
+        FullyConnectedNet(4, [3], 2, dtype="float99")
+    with pytest.raises(TypeError, match="real floating"):
+        FullyConnectedNet(4, [3], 2, dtype="int64")
+
+
+def test_device_mismatch_is_an_error_naming_both_sides():
+    strict = pytest.importorskip("array_api_strict")
+    dev1 = fcn.get_backend("array_api_strict", strict.Device("device1"))
+    on_default = strict.asarray([1.0, 2.0])
+    with pytest.raises(fcn.BackendError, match="expected data on device .*device1.*got a array_api_strict array"):
+        to_backend(on_default, dev1)
+    with pytest.raises(fcn.BackendError, match="expected data on device"):
+        to_backend(on_default, dev1, dtype="float32")
+    # the same device is accepted as is, and a backend with no device takes any device of its namespace
+    here = strict.asarray([1.0, 2.0], device=strict.Device("device1"))
+    assert to_backend(here, dev1) is here
+    assert to_backend(here, fcn.get_backend("array_api_strict")) is here
+
+
+def test_an_array_of_another_library_is_an_error():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(fcn.BackendError, match="expected data on the numpy backend"):
+        to_backend(torch.ones(2), "numpy")
+
+
+def test_model_parameters_follow_the_model_dtype_and_device(backend):
+    net = FullyConnectedNet(4, [3], 2, seed=0, backend=backend, dtype="float32")
+    net.params["W1"] = np.ones((4, 3))  # host float64 assigned: stored on the backend, as float32
+    assert net.params["W1"].dtype == backend.xp.float32
+    assert fcn.namespace_of(net.params["W1"]).name == backend.name
+    np.testing.assert_array_equal(to_host(net.params["W1"]), np.ones((4, 3), dtype=np.float32))
+
+
+def test_get_backend_keeps_or_replaces_the_device():
+    strict = pytest.importorskip("array_api_strict")
+    base = fcn.get_backend("array_api_strict")
+    assert fcn.get_backend(base) is base
+    moved = fcn.get_backend(base, strict.Device("device1"))
+    assert moved.device == strict.Device("device1") and moved.xp is base.xp
+    assert fcn.get_backend(strict, strict.Device("device1")).device == strict.Device("device1")
+
+
+def test_get_backend_names_and_modules():
+    assert fcn.get_backend(" Cpu ").is_numpy
+    assert fcn.get_backend("np").name == "numpy"
+    assert fcn.get_backend("array-api-strict").name == "array_api_strict"
+    import types
+
+    with pytest.raises(fcn.BackendError, match="not an Array API namespace"):
+        fcn.get_backend(types.ModuleType("plain_module"))
+    with pytest.raises(fcn.BackendError, match="not int"):
+        fcn.get_backend(3)
+
+
+def test_namespace_of_ignores_none_and_python_scalars(backend):
+    a = backend.asarray(np.ones(2))
+    assert fcn.namespace_of(None, a, 1.0, 2).name == backend.name
+    with pytest.raises(fcn.BackendError, match="at least one array"):
+        fcn.namespace_of(None, 3)
+
+
+def test_to_host_returns_numpy_for_every_backend(backend):
+    host = np.asarray([[1.0, 2.0]])
+    back = to_host(backend.asarray(host))
+    assert type(back) is np.ndarray
+    np.testing.assert_array_equal(back, host)
+    assert type(to_host([1, 2])) is np.ndarray and type(to_host(3.0)) is np.ndarray

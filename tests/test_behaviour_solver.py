@@ -1,0 +1,432 @@
+"""What the training loop promises, checked from the outside.
+
+Every test here uses only the public surface (``Solver`` and its attributes, the models, ``step``,
+``save_checkpoint`` / ``load_checkpoint``), so it holds whatever the loop looks like inside. Each one was
+seen to fail with the corresponding mistake injected into the loop (see docs/contributing-mutation.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fcn
+from fcn import FullyConnectedNet, ShallowLayerNet, Solver, affine_backward, affine_forward, softmax_loss
+
+# -- a model that honours the Solver's contract and records what it is trained on ----------------------
+
+
+class RecordingSoftmax:
+    """Softmax regression with the ``params`` / ``loss(X, y=None)`` contract the Solver documents.
+
+    Every training call (``y`` given) appends the sample ids of its batch (column 0 of ``X``) to ``batches``.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.params = {"W": 0.01 * rng.standard_normal((num_features, num_classes)), "b": np.zeros(num_classes)}
+        self.batches: list[np.ndarray] = []
+
+    def loss(self, X, y=None):
+        scores, cache = affine_forward(X, self.params["W"], self.params["b"])
+        if y is None:
+            return scores
+        self.batches.append(np.asarray(X[:, 0]).astype(np.int64))
+        loss, dscores = softmax_loss(scores, y)
+        _, dW, db = affine_backward(dscores, cache)
+        return loss, {"W": dW, "b": db}
+
+
+def id_data(n_train: int, n_val: int = 10, d: int = 4, c: int = 3, seed: int = 0) -> dict:
+    """Training samples whose first feature is their index (a sample id the model can read back)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_train, d))
+    X[:, 0] = np.arange(n_train)
+    X_val = rng.standard_normal((n_val, d))
+    return {
+        "X_train": X,
+        "y_train": rng.integers(c, size=n_train),
+        "X_val": X_val,
+        "y_val": rng.integers(c, size=n_val),
+    }
+
+
+def quiet(**kw):
+    options = dict(verbose=False, progress=False, update_rule="sgd", optim_config={"learning_rate": 1e-3}, seed=5)
+    options.update(kw)
+    return options
+
+
+def epochs_seen(model: RecordingSoftmax, per_epoch: int) -> list[list[np.ndarray]]:
+    b = model.batches
+    assert len(b) % per_epoch == 0
+    return [b[i : i + per_epoch] for i in range(0, len(b), per_epoch)]
+
+
+# -- which samples each epoch sees ------------------------------------------------------------------------
+
+
+def test_every_epoch_visits_every_sample_once_in_full_batches():
+    n, batch, epochs = 60, 10, 3
+    model = RecordingSoftmax(4, 3)
+    solver = Solver(model, id_data(n), **quiet(batch_size=batch, num_epochs=epochs))
+    solver.train()
+    assert solver.iterations_per_epoch == n // batch
+    assert len(model.batches) == epochs * (n // batch)
+    for epoch in epochs_seen(model, n // batch):
+        assert [len(b) for b in epoch] == [batch] * (n // batch)
+        np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(n))
+
+
+def test_sizes_that_do_not_divide_give_full_batches_of_distinct_samples():
+    """65 samples, batches of 10: 6 full batches per epoch, no sample twice within an epoch."""
+    n, batch = 65, 10
+    model = RecordingSoftmax(4, 3)
+    solver = Solver(model, id_data(n), **quiet(batch_size=batch, num_epochs=3))
+    solver.train()
+    assert solver.iterations_per_epoch == 6
+    for epoch in epochs_seen(model, 6):
+        assert [len(b) for b in epoch] == [batch] * 6
+        ids = np.concatenate(epoch)
+        assert len(np.unique(ids)) == len(ids)
+        assert ids.min() >= 0 and ids.max() < n
+
+
+def test_batch_larger_than_the_data_gives_one_step_per_epoch_over_all_samples():
+    model = RecordingSoftmax(4, 3)
+    solver = Solver(model, id_data(7), **quiet(batch_size=50, num_epochs=2))
+    solver.train()
+    assert solver.iterations_per_epoch == 1 and solver.num_iters == 2
+    assert len(model.batches) == 2
+    for b in model.batches:
+        np.testing.assert_array_equal(np.sort(b), np.arange(7))
+
+
+def test_the_order_changes_between_epochs_and_is_shuffled():
+    n, batch = 60, 10
+    model = RecordingSoftmax(4, 3)
+    Solver(model, id_data(n), **quiet(batch_size=batch, num_epochs=3)).train()
+    orders = [np.concatenate(epoch) for epoch in epochs_seen(model, n // batch)]
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[1], orders[2])
+    assert not np.array_equal(orders[0], np.arange(n))  # shuffled, not the data's own order
+
+
+def test_the_seed_fixes_the_order_and_another_seed_changes_it():
+    def order(seed):
+        model = RecordingSoftmax(4, 3)
+        Solver(model, id_data(40), **quiet(batch_size=10, num_epochs=2, seed=seed)).train()
+        return np.concatenate(model.batches)
+
+    np.testing.assert_array_equal(order(1), order(1))
+    assert not np.array_equal(order(1), order(2))
+
+
+def test_num_iters_overrides_num_epochs_and_counts_steps():
+    model = RecordingSoftmax(4, 3)
+    solver = Solver(model, id_data(60), **quiet(batch_size=10, num_epochs=50, num_iters=9))
+    solver.train()
+    assert len(model.batches) == 9 and solver.iteration == 9
+    assert len(solver.loss_history) == 9
+    # epoch ends at step 6, plus a final evaluation at step 9
+    assert len(solver.val_acc_history) == 2 and solver.epoch == 1
+
+
+def test_one_evaluation_per_epoch_and_learning_rate_decay_per_epoch():
+    model = RecordingSoftmax(4, 3)
+    solver = Solver(model, id_data(60), **quiet(batch_size=10, num_epochs=3, lr_decay=0.5))
+    solver.train()
+    assert len(solver.train_acc_history) == len(solver.val_acc_history) == 3
+    assert solver.epoch == 3
+    assert solver.learning_rate == pytest.approx(1e-3 * 0.5**3)
+
+
+def test_learning_rate_without_decay_stays_put():
+    solver = Solver(RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10, num_epochs=3))
+    solver.train()
+    assert solver.learning_rate == 1e-3
+
+
+# -- resuming ----------------------------------------------------------------------------------------------
+
+
+def small_net_solver(backend, data, **kw):
+    model = FullyConnectedNet(data["X_train"].shape[1], [9], 3, weight_scale=0.1, seed=0, backend=backend)
+    options = dict(
+        update_rule="adam",
+        optim_config={"learning_rate": 1e-2},
+        batch_size=10,
+        num_epochs=3,
+        lr_decay=0.9,
+        verbose=False,
+        progress=False,
+        seed=11,
+    )
+    options.update(kw)
+    return Solver(model, data, **options)
+
+
+def separable(n=80, d=6, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = np.argmax(X @ rng.standard_normal((d, c)), axis=1)
+    return {"X_train": X[:60], "y_train": y[:60], "X_val": X[60:], "y_val": y[60:]}
+
+
+def test_a_checkpoint_written_mid_epoch_resumes_bit_for_bit(backend, tmp_path):
+    data = separable()
+    full = small_net_solver(backend, data)
+    full.train()  # 3 epochs of 6 steps
+
+    part = small_net_solver(backend, data, num_iters=6)  # exactly one epoch (evaluated, lr decayed) ...
+    part.train()
+    for _ in range(4):  # ... then 4 steps into the second epoch
+        part.step()
+    part.save_checkpoint(tmp_path / "mid.npz")
+
+    resumed = small_net_solver(backend, data)
+    resumed.load_checkpoint(tmp_path / "mid.npz")
+    assert resumed.iteration == 10 and resumed.epoch == 1
+    resumed.train()
+
+    np.testing.assert_array_equal(np.asarray(resumed.loss_history), np.asarray(full.loss_history))
+    assert resumed.train_acc_history == full.train_acc_history
+    assert resumed.val_acc_history == full.val_acc_history
+    assert resumed.best_val_acc == full.best_val_acc
+    assert resumed.learning_rate == full.learning_rate
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(fcn.to_host(resumed.model.params[name]), fcn.to_host(value), err_msg=name)
+
+
+def test_mid_epoch_resume_sees_the_rest_of_that_epochs_order(tmp_path):
+    """After resuming mid-epoch the steps finish the interrupted epoch: every sample once, none repeated."""
+    data = id_data(60)
+    first = RecordingSoftmax(4, 3)
+    solver = Solver(first, data, **quiet(batch_size=10, num_epochs=2))
+    for _ in range(4):
+        solver.step()
+    solver.save_checkpoint(tmp_path / "mid.npz")
+
+    second = RecordingSoftmax(4, 3)
+    resumed = Solver(second, data, **quiet(batch_size=10, num_epochs=2))
+    resumed.load_checkpoint(tmp_path / "mid.npz")
+    resumed.train()
+    assert len(second.batches) == 8
+    epoch1 = np.concatenate(first.batches + second.batches[:2])
+    np.testing.assert_array_equal(np.sort(epoch1), np.arange(60))
+    np.testing.assert_array_equal(np.sort(np.concatenate(second.batches[2:])), np.arange(60))
+
+
+def test_training_continues_after_a_checkpoint_is_saved(tmp_path):
+    """Saving is not a side effect on the run: the same steps follow whether or not a checkpoint was written."""
+    data = separable()
+    plain = small_net_solver("numpy", data)
+    plain.train()
+    saving = small_net_solver("numpy", data, checkpoint=tmp_path / "ck.npz")
+    saving.train()
+    np.testing.assert_array_equal(saving.loss_history, plain.loss_history)
+    assert (tmp_path / "ck.npz").exists()
+    reloaded = small_net_solver("numpy", data).load_checkpoint(tmp_path / "ck.npz")
+    assert reloaded.iteration == plain.iteration and reloaded.epoch == 3
+    np.testing.assert_array_equal(reloaded.loss_history, plain.loss_history)
+    assert reloaded.val_acc_history == plain.val_acc_history
+
+
+def test_load_checkpoint_refuses_another_batch_size(tmp_path):
+    data = separable()
+    solver = small_net_solver("numpy", data, num_iters=3)
+    solver.train()
+    solver.save_checkpoint(tmp_path / "ck.npz")
+    with pytest.raises(fcn.CheckpointError, match="batch_size"):
+        small_net_solver("numpy", data, batch_size=20).load_checkpoint(tmp_path / "ck.npz")
+
+
+# -- the best parameters --------------------------------------------------------------------------------------
+
+
+def test_train_restores_the_parameters_of_the_best_validation_epoch():
+    data = separable()
+    snapshots = []
+
+    def snapshot(s):
+        snapshots.append(({k: fcn.to_host(v).copy() for k, v in s.model.params.items()}, s.val_acc_history[-1]))
+
+    solver = small_net_solver("numpy", data, num_epochs=4, on_epoch_end=snapshot)
+    solver.train()
+    accs = [acc for _, acc in snapshots]
+    assert solver.best_val_acc == max(accs)
+    best = snapshots[accs.index(max(accs))][0]  # the first epoch that reached the best accuracy
+    for name, value in best.items():
+        np.testing.assert_array_equal(fcn.to_host(solver.model.params[name]), value)
+
+
+# -- divergence ----------------------------------------------------------------------------------------------
+
+
+class BlowsUpAt(RecordingSoftmax):
+    """Reports ``value`` as its loss from training call ``at`` on (0-based), with zero gradients."""
+
+    def __init__(self, at: int, value: float):
+        super().__init__(4, 3)
+        self.at, self.value, self.calls = at, value, 0
+
+    def loss(self, X, y=None):
+        out = super().loss(X, y)
+        if y is None:
+            return out
+        self.calls += 1
+        if self.calls - 1 >= self.at:
+            return np.asarray(self.value), {k: np.zeros_like(v) for k, v in self.params.items()}
+        return out
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("print_every", [1, 1000])
+def test_a_non_finite_loss_stops_training(value, print_every):
+    solver = Solver(BlowsUpAt(3, value), id_data(60), **quiet(batch_size=10, num_epochs=5, print_every=print_every))
+    with pytest.raises(fcn.TrainingDiverged) as info:
+        solver.train()
+    assert "iteration 3" in str(info.value)
+    # caught at the next read-back: at the latest by the end of the first epoch, never later
+    assert solver.iteration <= solver.iterations_per_epoch
+    assert solver.val_acc_history == []
+    finite = np.asarray(solver.loss_history[:3])
+    assert np.all(np.isfinite(finite))
+
+
+def test_a_finite_loss_never_counts_as_divergence():
+    # huge but finite: the check is about NaN and infinity, not size
+    solver = Solver(BlowsUpAt(0, 1e300), id_data(60), **quiet(batch_size=10, num_epochs=2))
+    solver.train()
+    assert solver.loss_history == [1e300] * 12
+
+
+def test_divergence_found_when_saving_a_checkpoint(tmp_path):
+    solver = Solver(BlowsUpAt(1, np.inf), id_data(60), **quiet(batch_size=10, num_epochs=2))
+    solver.step()
+    solver.step()
+    with pytest.raises(fcn.TrainingDiverged):
+        solver.save_checkpoint(tmp_path / "ck.npz")
+
+
+# -- accuracy --------------------------------------------------------------------------------------------------
+
+
+def test_check_accuracy_counts_correct_predictions_across_chunks():
+    model = RecordingSoftmax(4, 3)
+    model.params["W"] = np.zeros((4, 3))
+    model.params["W"][1] = [1.0, 0.0, -1.0]  # feature 1 > 0 -> class 0, < 0 -> class 2
+    X = np.zeros((10, 4))
+    X[:, 1] = [1, 1, 1, -1, -1, -1, -1, 1, 1, 1]
+    y = np.asarray([0, 0, 2, 2, 2, 0, 2, 0, 1, 0])
+    solver = Solver(model, {"X_train": X, "y_train": y, "X_val": X, "y_val": y}, **quiet(batch_size=5))
+    assert solver.check_accuracy(X, y) == 0.7
+    assert solver.check_accuracy(X, y, batch_size=3) == 0.7
+    assert solver.check_accuracy(X, y, batch_size=1) == 0.7
+
+
+def test_train_accuracy_is_scored_on_num_train_samples_samples():
+    data = separable()
+    counted = []
+    solver = small_net_solver("numpy", data, num_epochs=1, num_train_samples=7)
+    original = solver.check_accuracy
+
+    def spy(X, y, subset=None, batch_size=10_000):
+        counted.append(X.shape[0] if subset is None else subset.shape[0])
+        return original(X, y, subset=subset, batch_size=batch_size)
+
+    solver.check_accuracy = spy
+    solver.train()
+    assert sorted(counted) == [7, 20]
+
+
+# -- ShallowLayerNet.train: every argument takes effect ----------------------------------------------------------
+
+
+def shallow_data(seed=0, n=100):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 8))
+    y = np.argmax(X @ rng.standard_normal((8, 3)), axis=1)
+    return X[:80], y[:80], X[80:], y[80:]
+
+
+BASE = dict(learning_rate=5e-2, learning_rate_decay=0.5, reg=0.0, num_iters=12, batch_size=20, verbose=False)
+
+
+def shallow_train(data=None, **changes):
+    X, y, X_val, y_val = shallow_data() if data is None else data
+    net = ShallowLayerNet(8, 10, 3, weight_scale=0.1, seed=0)
+    kw = dict(BASE, **changes)
+    stats = net.train(X, y, X_val, y_val, seed=4, progress=False, **kw)
+    return net, stats
+
+
+def test_shallow_train_defaults_to_its_documented_shape():
+    net, stats = shallow_train()
+    assert len(stats["loss_history"]) == 12
+    assert len(stats["train_acc_history"]) == 3 and len(stats["val_acc_history"]) == 3  # 80 / 20 = 4 steps/epoch
+    assert stats["best_val_acc"] == max(stats["val_acc_history"])
+
+
+def test_shallow_train_uses_its_training_data():
+    _, base = shallow_train()
+    X, y, X_val, y_val = shallow_data()
+    _, other = shallow_train(data=(X[::-1].copy(), (y[::-1] + 1) % 3, X_val, y_val))
+    assert other["loss_history"] != base["loss_history"]
+
+
+def test_shallow_train_scores_on_its_validation_data():
+    _, base = shallow_train()
+    X, y, X_val, y_val = shallow_data()
+    _, other = shallow_train(data=(X, y, X_val, (y_val + 1) % 3))
+    assert other["loss_history"] == base["loss_history"]  # same training ...
+    assert other["val_acc_history"] != base["val_acc_history"]  # ... scored against other labels
+
+
+def test_shallow_train_learning_rate_takes_effect():
+    _, base = shallow_train()
+    _, other = shallow_train(learning_rate=1e-3)
+    assert other["loss_history"][0] == base["loss_history"][0]  # same start
+    assert other["loss_history"][1:] != base["loss_history"][1:]
+
+
+def test_shallow_train_learning_rate_decay_takes_effect():
+    _, base = shallow_train()
+    _, other = shallow_train(learning_rate_decay=1.0)
+    n = 4  # steps per epoch: the first epoch is identical, the decay shows from the second on
+    assert other["loss_history"][:n] == base["loss_history"][:n]
+    assert other["loss_history"][n:] != base["loss_history"][n:]
+
+
+def test_shallow_train_reg_takes_effect():
+    _, base = shallow_train()
+    net, other = shallow_train(reg=0.5)
+    assert net.reg == 0.5
+    assert other["loss_history"][0] > base["loss_history"][0]
+
+
+def test_shallow_train_num_iters_takes_effect():
+    _, stats = shallow_train(num_iters=5)
+    assert len(stats["loss_history"]) == 5
+
+
+def test_shallow_train_batch_size_takes_effect():
+    _, stats = shallow_train(batch_size=40)  # 2 steps per epoch: 6 epochs in 12 steps
+    assert len(stats["loss_history"]) == 12
+    assert len(stats["val_acc_history"]) == 6
+
+
+def test_shallow_train_verbose_takes_effect(capsys):
+    shallow_train(verbose=False)
+    assert capsys.readouterr().out == ""
+    shallow_train(verbose=True)
+    out = capsys.readouterr().out
+    assert "loss" in out and "val acc" in out
+
+
+def test_shallow_train_passes_solver_options_through():
+    _, sgd = shallow_train()
+    _, adam = shallow_train(update_rule="adam", optim_config={"beta1": 0.5})
+    _, adam2 = shallow_train(update_rule="adam")
+    assert adam["loss_history"][1:] != sgd["loss_history"][1:]
+    assert adam["loss_history"][1:] != adam2["loss_history"][1:]
