@@ -10,7 +10,7 @@ from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_arr
 from .layer_utils import affine_relu_backward, affine_relu_forward
 from .layers import affine_backward, affine_forward, relu_backward, relu_forward, softmax_loss
 from .models import FullyConnectedNet, ShallowLayerNet
-from .optim import adam, rmsprop, sgd, sgd_momentum
+from .optim import adam, adamw, rmsprop, sgd, sgd_momentum
 from .solver import CheckpointError, Solver, TrainingDiverged
 from .validation import trusted_inputs
 
@@ -44,6 +44,7 @@ __all__ = [
     "sgd_momentum",
     "rmsprop",
     "adam",
+    "adamw",
     "trusted_inputs",
     "get_CIFAR10_data",
     "load_CIFAR10",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from types import ModuleType
 from typing import Any
 
@@ -98,6 +98,13 @@ class Backend:
     @property
     def is_cupy(self) -> bool:
         return array_api_compat.is_cupy_namespace(self.xp)
+
+    @cached_property
+    def ops(self) -> Any:
+        """The kernel table of this backend (:class:`fcn.ops.Ops` or its NumPy/CuPy subclass), made once."""
+        from .ops import get_ops
+
+        return get_ops(self)
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         """Place ``x`` (a host array, a scalar, or an array of this backend) on this backend.
@@ -265,6 +272,12 @@ def to_backend(x: Any, backend: Backend | str | None = None, dtype: Any = None) 
     if dt is not None and x.dtype != dt:
         x = xp.astype(x, dt)
     return x
+
+
+def dtype_name(dtype: Any) -> str:
+    """A dtype's short name (``"float32"``) whatever namespace it comes from."""
+    name = getattr(dtype, "__name__", None) or getattr(dtype, "name", None) or str(dtype)
+    return str(name).rsplit(".", 1)[-1]
 
 
 def resolve_dtype(xp: Any, dtype: Any) -> Any:

@@ -1,7 +1,8 @@
 """The chapter's networks: a dict of named parameters plus ``loss(X, y=None)``, on any backend.
 
-A model owns a :class:`~fcn.backend.Backend` (NumPy, CuPy, or another Array-API namespace) and a floating
-dtype. Parameters are drawn from a host RNG (``numpy.random.default_rng(seed)``) in float64 and then cast
+A model owns a :class:`~fcn.backend.Backend` (NumPy, CuPy, or another Array-API namespace), a floating
+dtype, and a list of layers (:mod:`fcn.modules`) that run through the backend's kernel table.
+Parameters are drawn from a host RNG (``numpy.random.default_rng(seed)``) in float64 and then cast
 and moved, so one seed gives the same network on every backend: that is what makes "the backends give the
 same gradients" testable.
 """
@@ -13,9 +14,8 @@ from typing import Any
 
 import numpy
 
-from .backend import Backend, get_backend, is_host_array, resolve_dtype, to_backend, to_host
-from .layer_utils import affine_relu_backward, affine_relu_forward
-from .layers import affine_backward, affine_forward, softmax_loss
+from .backend import Backend, dtype_name, get_backend, is_host_array, resolve_dtype, to_backend, to_host
+from .modules import Affine, AffineReLU, Layer
 from .validation import check_features, check_labels, trusted_inputs
 
 __all__ = ["Params", "FullyConnectedNet", "ShallowLayerNet"]
@@ -53,7 +53,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 class FullyConnectedNet:
-    """Fully connected network: ``{affine - relu} x L - affine - softmax``.
+    """Fully connected network: ``{affine - relu} x L - affine - softmax``, as a list of layers.
 
     Args:
         input_dim: features per sample ``D`` (``3 * 32 * 32`` for CIFAR-10); inputs of shape
@@ -68,7 +68,9 @@ class FullyConnectedNet:
         dtype: ``"float64"`` (default: exact gradient checks) or ``"float32"`` (twice as fast).
         seed: seed of the host RNG that draws the initial weights.
 
-    ``params`` holds ``W1, b1, ..., Wn, bn`` with ``Wi (d_{i-1}, d_i)`` and ``bi (d_i,)``.
+    ``params`` holds ``W1, b1, ..., Wn, bn`` with ``Wi (d_{i-1}, d_i)`` and ``bi (d_i,)``; ``buffers`` holds
+    non-trainable state (empty for this architecture); ``layers`` is the list of :mod:`fcn.modules` layers
+    the forward pass runs through, in order.
     """
 
     def __init__(
@@ -102,21 +104,51 @@ class FullyConnectedNet:
             raise TypeError(f"dtype must be a real floating type such as 'float32' or 'float64', got {dtype!r}")
         self.num_layers = len(self.hidden_dims) + 1
 
+        self.layers = self.build_layers()
+        with_params = [layer for layer in self.layers if layer.params]
+        if with_params:  # the first layer's input gradient (N x D, as costly as its weights') is never used
+            with_params[0].need_dx = False
         rng = numpy.random.default_rng(seed)
-        dims = [self.input_dim, *self.hidden_dims, self.num_classes]
         self.params = Params(self.backend, self.dtype)
-        for i in range(1, self.num_layers + 1):
-            self.params[f"W{i}"] = weight_scale * rng.standard_normal((dims[i - 1], dims[i]))
-            self.params[f"b{i}"] = numpy.zeros(dims[i])
+        self.buffers = Params(self.backend, self.dtype)
+        for layer in self.layers:
+            self.params.update(layer.init_params(rng))
+            self.buffers.update(layer.init_buffers())
+
+    def build_layers(self) -> list[Layer]:
+        """The layer list, in forward order: ``AffineReLU`` per hidden layer, then ``Affine`` to the scores."""
+        dims = [self.input_dim, *self.hidden_dims, self.num_classes]
+        layers: list[Layer] = [
+            AffineReLU(i, dims[i - 1], dims[i], self.weight_scale) for i in range(1, self.num_layers)
+        ]
+        layers.append(Affine(self.num_layers, dims[-2], dims[-1], self.weight_scale))
+        return layers
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (JSON-able, without backend and device): rebuilds this net."""
+        return {
+            "input_dim": self.input_dim,
+            "hidden_dims": list(self.hidden_dims),
+            "num_classes": self.num_classes,
+            "reg": self.reg,
+            "weight_scale": self.weight_scale,
+            "dtype": dtype_name(self.dtype),
+            "seed": self.seed,
+        }
 
     @property
     def xp(self) -> Any:
         """The model's array namespace."""
         return self.backend.xp
 
+    @property
+    def ops(self) -> Any:
+        """The kernel table of the model's backend (:class:`fcn.ops.Ops`)."""
+        return self.backend.ops
+
     def __repr__(self) -> str:
         dims = "-".join(str(d) for d in [self.input_dim, *self.hidden_dims, self.num_classes])
-        dtype = getattr(self.dtype, "__name__", None) or str(self.dtype).rsplit(".", 1)[-1]
+        dtype = dtype_name(self.dtype)
         return f"{type(self).__name__}({dims}, reg={self.reg}, backend={self.backend.name}, dtype={dtype})"
 
     # -- input handling ---------------------------------------------------------------------------------
@@ -136,47 +168,62 @@ class FullyConnectedNet:
 
     # -- the contract -----------------------------------------------------------------------------------
 
-    def loss(self, X: Any, y: Any = None) -> Any:
+    def loss(self, X: Any, y: Any = None, *, mode: str | None = None) -> Any:
         """Class scores, or the loss and its gradients.
 
         Shapes: ``X (N, d_1, ..., d_k)`` (host data or arrays of this model's backend; cast to the model's
         dtype), ``y (N,)`` integer labels in ``[0, C)``.
 
+        ``mode`` is ``"train"`` (dropout active, batch statistics) or ``"eval"``; by default it follows the
+        chapter's convention: ``"train"`` when labels are given, ``"eval"`` for scores alone.
+
         Returns ``scores (N, C)`` when ``y`` is None, else ``(loss, grads)``: ``loss`` a 0-d array on the
         model's device (``float(loss)`` reads it), ``grads`` a dict keyed like ``params``. All results live on
         the model's backend.
         """
+        if mode not in (None, "train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        train = (y is not None) if mode is None else mode == "train"
         X = self._inputs(X)
-        if y is not None:
-            y = self._labels(y, X.shape[0])
-        params = self.params
-        last = self.num_layers
+        if y is None:
+            return self.forward(X, train=train)[0]
+        return self.loss_and_grads(X, self._labels(y, X.shape[0]), train=train)
 
+    def forward(self, X: Any, *, train: bool = False) -> tuple[Any, list]:
+        """Scores ``(N, C)`` of checked input ``X (N, D)`` and the layers' caches (no input checks here)."""
+        ops, params, buffers = self.backend.ops, self.params, self.buffers
         caches = []
         h = X
-        for i in range(1, last):
-            h, cache = affine_relu_forward(h, params[f"W{i}"], params[f"b{i}"])
+        for layer in self.layers:
+            h, cache = layer.forward(ops, h, params, buffers, train)
             caches.append(cache)
-        scores, last_cache = affine_forward(h, params[f"W{last}"], params[f"b{last}"])
-        if y is None:
-            return scores
+        return h, caches
 
-        data_loss, dscores = softmax_loss(scores, y)
-        xp = self.xp
-        weights = [params[f"W{i}"] for i in range(1, last + 1)]
-        # sum(W**2) as a dot product of the flattened weights: no temporary the size of W
-        reg_loss = sum(xp.vecdot(xp.reshape(w, (-1,)), xp.reshape(w, (-1,))) for w in weights)
-        loss = data_loss + 0.5 * self.reg * reg_loss
+    def loss_and_grads(self, X: Any, y: Any, *, train: bool = True) -> tuple[Any, dict[str, Any]]:
+        """The training step's forward and backward pass, with no input checks.
 
-        grads = {}
-        dh, grads[f"W{last}"], grads[f"b{last}"] = affine_backward(dscores, last_cache, need_dx=last > 1)
-        for i in range(last - 1, 0, -1):
-            # the first layer's input gradient (N x D, as costly as its weight gradient) is never used
-            dh, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dh, caches[i - 1], need_dx=i > 1)
-        if self.reg:
-            for i, w in enumerate(weights, start=1):
-                grads[f"W{i}"] += self.reg * w
+        ``X (N, D)`` must already be on the model's device in its dtype and ``y (N,)`` valid labels: this is
+        the path the training loop takes for batches of data it validated once. Returns ``(loss, grads)``
+        as :meth:`loss` does.
+        """
+        ops, params = self.backend.ops, self.params
+        scores, caches = self.forward(X, train=train)
+        data_loss, dout = ops.softmax_cross_entropy(scores, y)
+        grads: dict[str, Any] = {}
+        for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
+            dout, layer_grads = layer.backward(ops, dout, cache)
+            grads.update(layer_grads)
+        decayed = self._decayed_names()
+        if not self.reg:
+            return data_loss, grads
+        weights = [params[name] for name in decayed]
+        loss = data_loss + (0.5 * self.reg) * ops.sum_of_squares(weights)
+        for name, w in zip(decayed, weights, strict=True):
+            grads[name] += self.reg * w
         return loss, grads
+
+    def _decayed_names(self) -> list[str]:
+        return [name for layer in self.layers for name in layer.decay]
 
     def predict(self, X: Any, batch_size: int = 10_000) -> Any:
         """Predicted class labels ``(N,)``, in the namespace (and on the device) of ``X``.

@@ -1,84 +1,117 @@
 """First-order update rules, written once against the array namespace of the weights.
 
-Each rule is ``(w, dw, config) -> (next_w, config)``. ``config`` holds the hyperparameters (Python
-numbers) and the rule's state (arrays on the weights' device, created on first use). Updates happen in
-place: the training loop owns the parameter arrays, and nothing else holds on to them between steps.
+Each rule is ``(w, dw, config) -> (next_w, config)`` (the chapter's form). ``config`` holds the
+hyperparameters (Python numbers) and the rule's state (arrays on the weights' device, created on first use).
+Updates happen in place, through the backend's kernel table (:mod:`fcn.ops`): the training loop owns the
+parameter arrays, and nothing else holds on to them between steps.
+
+Hyperparameters and state are told apart by type, not by a list of names: arrays are state, everything
+else (numbers, strings) is a hyperparameter. So a rule written by a user, with state of its own, is
+checkpointed and resumed like a built-in one.
 
 The formulas are the standard ones (as in CS231n's ``optim.py``):
 - ``sgd``: ``w -= lr * dw``
 - ``sgd_momentum``: ``v = mu * v - lr * dw; w += v``
 - ``rmsprop``: ``c = rho * c + (1 - rho) * dw**2; w -= lr * dw / (sqrt(c) + eps)``
 - ``adam``: bias-corrected first and second moments (Kingma & Ba, 2015).
+- ``adamw``: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import namespace_of
+from .ops import UPDATE_STATE
 
-__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "UPDATE_RULES", "get_update_rule"]
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw", "UPDATE_RULES", "RuleSpec", "get_update_rule"]
 
 Config = dict[str, Any]
 
 
-def _defaults(config: Config | None, **defaults: Any) -> Config:
-    config = {} if config is None else config
-    for key, value in defaults.items():
-        config.setdefault(key, value)
-    return config
+@dataclass(frozen=True)
+class RuleSpec:
+    """A built-in update rule: its kernel in the table (:class:`fcn.ops.Ops`), hyperparameters, state names.
+
+    The training loop applies a built-in rule to all parameters at once through ``ops.update_all``
+    (one launch on a fused backend), with one shared set of hyperparameters and per-parameter state arrays.
+    """
+
+    name: str
+    kernel: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        """Names of the state arrays kept per parameter."""
+        return UPDATE_STATE[self.kernel]
+
+    def hyperparameters(self, config: Config | None) -> Config:
+        """``config`` completed with the defaults; unknown keys are an error naming the valid ones."""
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(self.defaults) - set(self.state))
+        if unknown:
+            raise ValueError(
+                f"unknown optim_config key(s) {', '.join(map(repr, unknown))} for update rule {self.name!r}; "
+                f"valid keys: {', '.join(self.defaults)}"
+            )
+        return {**self.defaults, **config}
+
+
+_ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0}
+
+#: The built-in rules by name (the Solver looks ``update_rule="..."`` up here).
+RULES: dict[str, RuleSpec] = {
+    "sgd": RuleSpec("sgd", "sgd", {"learning_rate": 1e-2}),
+    "sgd_momentum": RuleSpec("sgd_momentum", "sgd_momentum", {"learning_rate": 1e-2, "momentum": 0.9}),
+    "rmsprop": RuleSpec("rmsprop", "rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}),
+    "adam": RuleSpec("adam", "adam", dict(_ADAM)),
+    "adamw": RuleSpec("adamw", "adam", {**_ADAM, "weight_decay": 1e-2}),
+}
+
+
+def _apply(spec: RuleSpec, w: Any, dw: Any, config: Config | None) -> tuple[Any, Config]:
+    """The chapter's functional form of a built-in rule: state arrays live in ``config`` under their names."""
+    config = spec.hyperparameters(config)
+    ops = namespace_of(w, dw).ops
+    for name in spec.state:
+        if name not in config:
+            config[name] = ops.xp.zeros_like(w)
+    hyper = {k: v for k, v in config.items() if k in spec.defaults}
+    if "t" in hyper:
+        config["t"] = hyper["t"] = int(hyper["t"]) + 1
+    getattr(ops, spec.kernel)(w, dw, *(config[name] for name in spec.state), **hyper)
+    return w, config
 
 
 def sgd(w: Any, dw: Any, config: Config | None = None) -> tuple[Any, Config]:
     """Vanilla stochastic gradient descent. Config: ``learning_rate`` (1e-2)."""
-    config = _defaults(config, learning_rate=1e-2)
-    w -= config["learning_rate"] * dw
-    return w, config
+    return _apply(RULES["sgd"], w, dw, config)
 
 
 def sgd_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[Any, Config]:
     """SGD with momentum. Config: ``learning_rate`` (1e-2), ``momentum`` (0.9); state ``velocity``."""
-    config = _defaults(config, learning_rate=1e-2, momentum=0.9)
-    if "velocity" not in config:
-        config["velocity"] = namespace_of(w).xp.zeros_like(w)
-    v = config["velocity"]
-    v *= config["momentum"]
-    v -= config["learning_rate"] * dw
-    w += v
-    return w, config
+    return _apply(RULES["sgd_momentum"], w, dw, config)
 
 
 def rmsprop(w: Any, dw: Any, config: Config | None = None) -> tuple[Any, Config]:
     """RMSProp. Config: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8); state ``cache``."""
-    config = _defaults(config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
-    xp = namespace_of(w, dw).xp
-    if "cache" not in config:
-        config["cache"] = xp.zeros_like(w)
-    cache, rho = config["cache"], config["decay_rate"]
-    cache *= rho
-    cache += (1 - rho) * (dw * dw)
-    w -= config["learning_rate"] * dw / (xp.sqrt(cache) + config["epsilon"])
-    return w, config
+    return _apply(RULES["rmsprop"], w, dw, config)
 
 
 def adam(w: Any, dw: Any, config: Config | None = None) -> tuple[Any, Config]:
     """Adam. Config: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon`` (1e-8);
     state ``m``, ``v`` (arrays) and ``t`` (step count, a Python int: no device read needed)."""
-    config = _defaults(config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
-    xp = namespace_of(w, dw).xp
-    if "m" not in config:
-        config["m"], config["v"] = xp.zeros_like(w), xp.zeros_like(w)
-    m, v, b1, b2 = config["m"], config["v"], config["beta1"], config["beta2"]
-    config["t"] = t = int(config["t"]) + 1
-    m *= b1
-    m += (1 - b1) * dw
-    v *= b2
-    v += (1 - b2) * (dw * dw)
-    m_hat = m / (1 - b1**t)
-    v_hat = v / (1 - b2**t)
-    w -= config["learning_rate"] * m_hat / (xp.sqrt(v_hat) + config["epsilon"])
-    return w, config
+    return _apply(RULES["adam"], w, dw, config)
+
+
+def adamw(w: Any, dw: Any, config: Config | None = None) -> tuple[Any, Config]:
+    """AdamW: Adam with decoupled weight decay ``w -= learning_rate * weight_decay * w`` (Loshchilov & Hutter).
+
+    Config: as :func:`adam` plus ``weight_decay`` (1e-2)."""
+    return _apply(RULES["adamw"], w, dw, config)
 
 
 UpdateRule = Callable[[Any, Any, Config | None], tuple[Any, Config]]
@@ -88,14 +121,12 @@ UPDATE_RULES: dict[str, UpdateRule] = {
     "sgd_momentum": sgd_momentum,
     "rmsprop": rmsprop,
     "adam": adam,
+    "adamw": adamw,
 }
-
-#: Config entries that are optimiser state (arrays), as opposed to hyperparameters.
-STATE_KEYS = ("velocity", "cache", "m", "v")
 
 
 def get_update_rule(rule: str | UpdateRule) -> UpdateRule:
-    """Look an update rule up by name (or pass a callable through)."""
+    """Look an update rule up by name (or pass a callable ``(w, dw, config) -> (w, config)`` through)."""
     if callable(rule):
         return rule
     try:

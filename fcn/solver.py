@@ -11,7 +11,8 @@ Where the time goes, and why the loop looks the way it does:
   dataset was checked once.
 
 Checkpoints are ``.npz`` files (no pickle) written atomically (temporary file + ``os.replace``), holding
-parameters, optimiser state, history, the batch RNG state and the current epoch's order, so a resumed
+parameters, buffers (running statistics), the best snapshot of both, optimiser state, history, the batch
+RNG state and the current epoch's order, so a resumed
 run takes exactly the steps the uninterrupted one would have. They are device-neutral: a checkpoint
 written on a GPU loads on a CPU and vice versa.
 """
@@ -32,12 +33,12 @@ import numpy
 from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidgets
 
 from .backend import Backend, namespace_of, to_backend, to_host
-from .optim import STATE_KEYS, get_update_rule
+from .optim import RULES, UPDATE_RULES, get_update_rule
 from .validation import check_features, check_labels, trusted_inputs
 
 __all__ = ["Solver", "TrainingDiverged", "CheckpointError", "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "fcn-checkpoint-1"
+CHECKPOINT_FORMAT = "fcn-checkpoint-2"
 
 
 class TrainingDiverged(FloatingPointError):
@@ -60,9 +61,13 @@ class Solver:
     Args:
         model: has ``params`` (name -> array) and ``loss(X, y=None)`` returning scores, or ``(loss, grads)``.
         data: ``X_train, y_train, X_val, y_val`` (host arrays or arrays of the model's backend).
-        update_rule: ``"sgd"``, ``"sgd_momentum"``, ``"rmsprop"``, ``"adam"`` or a callable
-            ``(w, dw, config) -> (w, config)``.
-        optim_config: hyperparameters for the rule (e.g. ``{"learning_rate": 1e-3}``), copied per parameter.
+        update_rule: ``"sgd"``, ``"sgd_momentum"``, ``"rmsprop"``, ``"adam"``, ``"adamw"`` or a callable
+            ``(w, dw, config) -> (w, config)``. A built-in rule updates all parameters in one call of the
+            backend's kernel table, with one set of hyperparameters (``optim_config``) and state arrays per
+            parameter (``optim_state``); a callable gets its own copy of ``optim_config`` per parameter
+            (``optim_configs``), whose arrays are checkpointed as state and the rest as hyperparameters.
+        optim_config: hyperparameters for the rule (e.g. ``{"learning_rate": 1e-3}``); unknown keys of a
+            built-in rule are an error.
         lr_decay: the learning rate is multiplied by this after every epoch.
         batch_size: samples per step; an epoch is ``num_train // batch_size`` steps (at least one).
         num_epochs: epochs to train, unless ``num_iters`` is given.
@@ -100,9 +105,14 @@ class Solver:
         self.model = model
         self.on_epoch_end = on_epoch_end
         self.backend = model_backend(model)
-        self.update_rule_name = update_rule if isinstance(update_rule, str) else getattr(update_rule, "__name__", "")
         self.update_rule = get_update_rule(update_rule)
-        self.optim_config = dict(optim_config or {})
+        builtin = {fn: name for name, fn in UPDATE_RULES.items()}.get(self.update_rule)
+        self.update_rule_name = builtin or getattr(update_rule, "__name__", "")
+        #: the built-in rule's spec (applied to all parameters at once), or None for a user's callable
+        self.rule_spec = RULES[builtin] if builtin else None
+        self._initial_optim_config = (
+            self.rule_spec.hyperparameters(optim_config) if self.rule_spec else dict(optim_config or {})
+        )
         self.lr_decay = float(lr_decay)
         self.batch_size = int(batch_size)
         self.print_every = max(int(print_every), 1)
@@ -154,7 +164,13 @@ class Solver:
         self.val_acc_history: list[float] = []
         self.best_val_acc = 0.0
         self.best_params: dict[str, Any] = {}
-        self.optim_configs = {name: dict(self.optim_config) for name in self.model.params}
+        self.best_buffers: dict[str, Any] = {}
+        # built-in rule: one shared config and per-parameter state arrays (made on the first step);
+        # a callable: one config per parameter, arrays and hyperparameters mixed (told apart by type)
+        self.optim_config: dict[str, Any] = dict(self._initial_optim_config)
+        self.optim_state: dict[str, dict[str, Any]] = {}
+        self.optim_configs = {} if self.rule_spec else {n: dict(self.optim_config) for n in self.model.params}
+        self._batch_buffers: dict[int, tuple[Any, Any]] = {}
         self._order: Any = None  # this epoch's batch order, on the device
         self._order_host: numpy.ndarray | None = None
         self._pending_losses: list[Any] = []  # device scalars not yet read back
@@ -171,21 +187,63 @@ class Solver:
             self._step()
 
     def _step(self) -> None:
-        xp = self.backend.xp
         k = self.iteration % self.iterations_per_epoch
         if k == 0 or self._order is None:
             self._order_host = self.rng.permutation(self.num_train)
             self._order = self._indices(self._order_host)
         idx = self._order[k * self.batch_size : min((k + 1) * self.batch_size, self.num_train)]
-        X_batch = xp.take(self.X_train, idx, axis=0)
-        y_batch = xp.take(self.y_train, idx, axis=0)
-
-        loss, grads = self.model.loss(X_batch, y_batch)
+        X_batch, y_batch = self._gather(idx)
+        loss, grads = self._loss_and_grads(X_batch, y_batch)
         self._pending_losses.append(loss)
-        params = self.model.params
-        for name, w in params.items():
-            params[name], self.optim_configs[name] = self.update_rule(w, grads[name], self.optim_configs[name])
+        self._update(grads)
         self.iteration += 1
+
+    def _gather(self, idx: Any) -> tuple[Any, Any]:
+        """The batch's rows of the training data, gathered on the device into buffers reused per size."""
+        ops = self.backend.ops
+        n = idx.shape[0]
+        buffers = self._batch_buffers.get(n)
+        if buffers is None and self.backend.is_numpy:
+            buffers = self._batch_buffers[n] = (
+                numpy.empty((n, *self.X_train.shape[1:]), dtype=self.X_train.dtype),
+                numpy.empty(n, dtype=self.y_train.dtype),
+            )
+        X_out, y_out = buffers if buffers is not None else (None, None)
+        return ops.take_rows(self.X_train, idx, out=X_out), ops.take_rows(self.y_train, idx, out=y_out)
+
+    def _loss_and_grads(self, X_batch: Any, y_batch: Any) -> tuple[Any, dict[str, Any]]:
+        """Loss and gradients of a training batch: the model's unchecked fast path where it has one."""
+        fast = getattr(self.model, "loss_and_grads", None)
+        if fast is None:
+            return self.model.loss(X_batch, y_batch)
+        num_features = getattr(self.model, "input_dim", None)
+        if num_features is not None and X_batch.ndim != 2:
+            X_batch = self.backend.xp.reshape(X_batch, (X_batch.shape[0], num_features))
+        return fast(X_batch, y_batch, train=True)
+
+    def _update(self, grads: dict[str, Any]) -> None:
+        """Apply the update rule to every parameter, in place."""
+        params = self.model.params
+        if self.rule_spec is None:  # a user's rule: (w, dw, config) -> (w, config), per parameter
+            for name, w in params.items():
+                next_w, self.optim_configs[name] = self.update_rule(w, grads[name], self.optim_configs[name])
+                if next_w is not w:
+                    dict.__setitem__(params, name, next_w)  # the rule's own array: trusted, no checks
+            return
+        spec, ops, names = self.rule_spec, self.backend.ops, list(params)
+        if len(self.optim_state) != len(names):
+            for name in names:
+                self.optim_state.setdefault(name, ops.init_state(spec.kernel, params[name]))
+        config = self.optim_config
+        if "t" in config:
+            config["t"] = int(config["t"]) + 1
+        ops.update_all(
+            spec.kernel,
+            [params[n] for n in names],
+            [grads[n] for n in names],
+            [self.optim_state[n] for n in names],
+            config,
+        )
 
     def _read_losses(self) -> None:
         """Read the pending losses back (one sync) and fail loudly if training diverged."""
@@ -206,9 +264,13 @@ class Solver:
 
     @property
     def learning_rate(self) -> float:
-        """The current learning rate (of the first parameter's config)."""
-        config = next(iter(self.optim_configs.values()), {})
+        """The current learning rate (of the first parameter's config, for a user's rule)."""
+        config = self.optim_config if self.rule_spec else next(iter(self.optim_configs.values()), {})
         return float(config.get("learning_rate", float("nan")))
+
+    def _decay_learning_rate(self) -> None:
+        for config in [self.optim_config] if self.rule_spec else self.optim_configs.values():
+            config["learning_rate"] = config.get("learning_rate", 1e-2) * self.lr_decay
 
     def _end_epoch(self, bar: Any) -> None:
         self._read_losses()
@@ -220,6 +282,7 @@ class Solver:
             self.best_val_acc = val_acc
             xp = self.backend.xp
             self.best_params = {k: xp.asarray(v, copy=True) for k, v in self.model.params.items()}
+            self.best_buffers = {k: xp.asarray(v, copy=True) for k, v in self._buffers().items()}
         bar.set_postfix(
             loss=f"{self.loss_history[-1]:.3f}",
             lr=f"{self.learning_rate:.2e}",
@@ -267,8 +330,7 @@ class Solver:
                     if epoch_end or t == self.num_iters:
                         self._end_epoch(bar)
                         if epoch_end:
-                            for config in self.optim_configs.values():
-                                config["learning_rate"] = config.get("learning_rate", 1e-2) * self.lr_decay
+                            self._decay_learning_rate()
                         if self.checkpoint is not None:
                             self.save_checkpoint(self.checkpoint)
         finally:
@@ -276,7 +338,13 @@ class Solver:
         self._read_losses()
         for name, value in self.best_params.items():
             self.model.params[name] = self.backend.xp.asarray(value, copy=True)
+        for name, value in self.best_buffers.items():
+            self._buffers()[name] = self.backend.xp.asarray(value, copy=True)
         return self
+
+    def _buffers(self) -> dict[str, Any]:
+        """The model's non-trainable state (running statistics, ...): saved and restored with the parameters."""
+        return getattr(self.model, "buffers", {})
 
     def stats(self) -> dict[str, Any]:
         """The chapter's ``stats`` dict: histories and ``best_val_acc``."""
@@ -304,23 +372,39 @@ class Solver:
 
     # -- checkpoints ------------------------------------------------------------------------------------
 
+    def _optim_state_items(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Optimiser state as (arrays per parameter, JSON hyperparameters per parameter), split by type."""
+        if self.rule_spec is not None:
+            return self.optim_state, {}
+        arrays: dict[str, dict[str, Any]] = {}
+        hyper: dict[str, dict[str, Any]] = {}
+        for name, config in self.optim_configs.items():
+            arrays[name], hyper[name] = {}, {}
+            for key, value in config.items():
+                if _is_array(value):
+                    arrays[name][key] = value
+                else:
+                    hyper[name][key] = value.item() if isinstance(value, numpy.generic) else value
+        return arrays, hyper
+
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Write parameters, optimiser state, history and RNG state to ``path`` (``.npz``) atomically."""
+        """Write parameters, buffers, optimiser state, history and RNG state to ``path`` (``.npz``) atomically."""
         self._read_losses()
         path = Path(path)
         arrays: dict[str, numpy.ndarray] = {}
-        hyper: dict[str, dict[str, Any]] = {}
-        for name, value in self.model.params.items():
-            arrays[f"params/{name}"] = to_host(value)
-        for name, value in self.best_params.items():
-            arrays[f"best/{name}"] = to_host(value)
-        for name, config in self.optim_configs.items():
-            hyper[name] = {}
-            for key, value in config.items():
-                if key in STATE_KEYS:
-                    arrays[f"optim/{name}/{key}"] = to_host(value)
-                else:
-                    hyper[name][key] = value
+        groups = {
+            "params": self.model.params,
+            "buffers": self._buffers(),
+            "best": self.best_params,
+            "best_buffers": self.best_buffers,
+        }
+        for group, values in groups.items():
+            for name, value in values.items():
+                arrays[f"{group}/{name}"] = to_host(value)
+        state, hyper = self._optim_state_items()
+        for name, named_arrays in state.items():
+            for key, value in named_arrays.items():
+                arrays[f"optim/{name}/{key}"] = to_host(value)
         arrays["loss_history"] = numpy.asarray(self.loss_history, dtype=float)
         arrays["train_acc_history"] = numpy.asarray(self.train_acc_history, dtype=float)
         arrays["val_acc_history"] = numpy.asarray(self.val_acc_history, dtype=float)
@@ -334,11 +418,18 @@ class Solver:
             "num_iters": self.num_iters,
             "batch_size": self.batch_size,
             "update_rule": self.update_rule_name,
+            "optim_config": self.optim_config if self.rule_spec else None,
             "optim_hyper": hyper,
             "best_val_acc": self.best_val_acc,
             "rng_state": self.rng.bit_generator.state,
         }
-        arrays["meta"] = numpy.asarray(json.dumps(meta))
+        try:
+            arrays["meta"] = numpy.asarray(json.dumps(meta))
+        except TypeError as exc:
+            raise CheckpointError(
+                f"cannot save the optimiser's configuration ({exc}): an update rule's config may hold arrays "
+                "(saved as state) and numbers or strings (saved as hyperparameters), nothing else"
+            ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -353,7 +444,11 @@ class Solver:
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> Solver:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (on any backend) to continue training."""
+        """Restore a checkpoint written by :meth:`save_checkpoint` (on any backend) to continue training.
+
+        Everything is checked before anything is assigned: a checkpoint that does not fit leaves the model
+        and the solver as they were.
+        """
         path = Path(path)
         try:
             with numpy.load(path, allow_pickle=False) as npz:
@@ -363,45 +458,78 @@ class Solver:
             raise CheckpointError(f"checkpoint {path} does not exist") from None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             raise CheckpointError(f"{path} is not a readable fcn checkpoint ({exc})") from exc
-        if meta.get("format") != CHECKPOINT_FORMAT:
+        if meta.get("format") not in (CHECKPOINT_FORMAT, "fcn-checkpoint-1"):
             raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-        params = self.model.params
-        saved = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}
-        if set(saved) != set(params):
-            raise CheckpointError(f"{path} holds parameters {sorted(saved)}, but the model has {sorted(params)}")
-        for name, value in saved.items():
-            if tuple(value.shape) != tuple(params[name].shape):
-                raise CheckpointError(
-                    f"{path}: parameter {name} has shape {value.shape}, the model's is {tuple(params[name].shape)}"
-                )
+        try:
+            return self._restore(path, arrays, meta)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{path} is not a complete fcn checkpoint ({type(exc).__name__}: {exc})") from exc
+
+    def _restore(self, path: Path, arrays: dict[str, numpy.ndarray], meta: dict[str, Any]) -> Solver:
+        def group(prefix: str) -> dict[str, numpy.ndarray]:
+            return {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+        params, buffers = self.model.params, self._buffers()
+        checks = [("params", "parameter", params, False), ("buffers", "buffer", buffers, False)]
+        checks += [("best", "best parameter", params, True), ("best_buffers", "best buffer", buffers, True)]
+        restored: dict[str, dict[str, Any]] = {}
+        for prefix, what, like, may_be_empty in checks:
+            saved = group(prefix)
+            if set(saved) != set(like) and not (may_be_empty and not saved):
+                raise CheckpointError(f"{path} holds {what}s {sorted(saved)}, but the model has {sorted(like)}")
+            for name, value in saved.items():
+                if tuple(value.shape) != tuple(like[name].shape):
+                    raise CheckpointError(
+                        f"{path}: {what} {name} has shape {value.shape}, the model's is {tuple(like[name].shape)}"
+                    )
+            restored[prefix] = {n: to_backend(v, self.backend, dtype=like[n].dtype) for n, v in saved.items()}
         if meta.get("batch_size") != self.batch_size:
             raise CheckpointError(f"{path} was written with batch_size {meta.get('batch_size')}, not {self.batch_size}")
+        best_val_acc = float(meta["best_val_acc"])
+        if not math.isfinite(best_val_acc):
+            raise CheckpointError(f"{path}: corrupt best_val_acc")
 
-        def device(value: numpy.ndarray, like: Any) -> Any:
-            return to_backend(value, self.backend, dtype=like.dtype)
-
-        for name, value in saved.items():
-            params[name] = device(value, params[name])
-        self.best_params = {
-            k.split("/", 1)[1]: device(v, params[k.split("/", 1)[1]])
-            for k, v in arrays.items()
-            if k.startswith("best/")
-        }
-        self.optim_configs = {name: dict(meta["optim_hyper"].get(name, {})) for name in params}
-        for key, value in arrays.items():
-            if key.startswith("optim/"):
-                _, name, state = key.split("/")
-                self.optim_configs[name][state] = device(value, params[name])
-        self.loss_history = arrays["loss_history"].tolist()
-        self.train_acc_history = arrays["train_acc_history"].tolist()
-        self.val_acc_history = arrays["val_acc_history"].tolist()
-        self.best_val_acc = float(meta["best_val_acc"])
-        self.iteration, self.epoch = int(meta["iteration"]), int(meta["epoch"])
-        self.rng.bit_generator.state = meta["rng_state"]
+        state: dict[str, dict[str, Any]] = {name: {} for name in params}
+        for key, value in group("optim").items():
+            name, _, item = key.partition("/")
+            if name not in params:
+                raise CheckpointError(f"{path} holds optimiser state for unknown parameter {name!r}")
+            state[name][item] = to_backend(value, self.backend, dtype=params[name].dtype)
+        hyper = meta.get("optim_hyper") or {}
+        if self.rule_spec is not None:
+            config = meta.get("optim_config")
+            if config is None:  # the first format kept one copy of the (shared) config per parameter
+                config = next(iter(hyper.values()), {})
+            optim_config = self.rule_spec.hyperparameters(config)
+            optim_state = {name: s for name, s in state.items() if s}
+            optim_configs: dict[str, dict[str, Any]] = {}
+        else:
+            optim_config, optim_state = dict(self._initial_optim_config), {}
+            optim_configs = {name: {**hyper.get(name, {}), **state[name]} for name in params}
+        rng_state = meta["rng_state"]
         order = arrays.get("order")
+        iteration, epoch = int(meta["iteration"]), int(meta["epoch"])
+        histories = [arrays[k].tolist() for k in ("loss_history", "train_acc_history", "val_acc_history")]
+
+        # everything checked: assign
+        for name, value in restored["params"].items():
+            dict.__setitem__(params, name, value)
+        for name, value in restored["buffers"].items():
+            dict.__setitem__(buffers, name, value)
+        self.best_params, self.best_buffers = restored["best"], restored["best_buffers"]
+        self.optim_config, self.optim_state, self.optim_configs = optim_config, optim_state, optim_configs
+        self.loss_history, self.train_acc_history, self.val_acc_history = histories
+        self.best_val_acc = best_val_acc
+        self.iteration, self.epoch = iteration, epoch
+        self.rng.bit_generator.state = rng_state
         self._order_host = order
         self._order = None if order is None else self._indices(order)
         self._pending_losses = []
-        if not math.isfinite(self.best_val_acc):
-            raise CheckpointError(f"{path}: corrupt best_val_acc")
         return self
+
+
+def _is_array(value: Any) -> bool:
+    """Whether an optimiser config entry is state (an array of any backend) rather than a hyperparameter."""
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, numpy.generic)
