@@ -336,3 +336,87 @@ def test_to_host_returns_numpy_for_every_backend(backend):
     assert type(back) is np.ndarray
     np.testing.assert_array_equal(back, host)
     assert type(to_host([1, 2])) is np.ndarray and type(to_host(3.0)) is np.ndarray
+
+
+# -- numeric gradients -----------------------------------------------------------------------------------------
+
+
+def test_eval_numerical_gradient_prints_each_entry_by_default(capsys):
+    x = np.asarray([[1.0, 2.0], [3.0, -1.0]])
+    grad = fcn.eval_numerical_gradient(lambda a: float(np.sum(a**2)), x)
+    np.testing.assert_allclose(grad, 2 * x, rtol=1e-7)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    index, value = lines[3].rsplit(" ", 1)
+    assert index == "(1, 1)" and float(value) == pytest.approx(-2.0, rel=1e-7)
+    fcn.eval_numerical_gradient(lambda a: float(np.sum(a**2)), x, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_eval_numerical_gradient_array_copes_with_a_function_that_reuses_its_output_buffer():
+    buffer = np.empty(3)
+
+    def f(a):  # returns the same array every call, overwritten: the check must copy what it reads
+        np.multiply(a, a, out=buffer)
+        return buffer
+
+    x, df = np.asarray([1.0, -2.0, 0.5]), np.asarray([1.0, 1.0, 2.0])
+    grad = fcn.eval_numerical_gradient_array(f, x, df)
+    np.testing.assert_allclose(grad, 2 * x * df, rtol=1e-7)
+    np.testing.assert_array_equal(x, [1.0, -2.0, 0.5])  # restored
+
+
+def test_eval_numerical_gradient_array_of_a_function_returning_its_input():
+    """f(x) = x hands back x itself, which the check perturbs and restores: what it read must be a copy."""
+    x, df = np.asarray([[1.0, -2.0], [0.5, 3.0]]), np.asarray([[1.0, 2.0], [-1.0, 0.25]])
+    np.testing.assert_allclose(fcn.eval_numerical_gradient_array(lambda a: a, x, df), df, rtol=1e-7)
+
+
+def test_eval_numerical_gradient_array_refuses_mixed_backends():
+    strict = pytest.importorskip("array_api_strict")
+    on_device = strict.asarray([1.0, 2.0], device=strict.Device("device1"))
+    with pytest.raises(fcn.BackendError):
+        fcn.eval_numerical_gradient_array(lambda a: a, np.asarray([1.0, 2.0]), on_device)
+    with pytest.raises(fcn.BackendError):
+        fcn.eval_numerical_gradient_array(lambda a: a, on_device, np.asarray([1.0, 2.0]))
+
+
+# -- layers refuse gradients from another backend ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["dout", "cache"])
+def test_backward_passes_refuse_mixed_backends(which):
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    rng = np.random.default_rng(0)
+    x, w, b, dout = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), np.zeros(2), rng.standard_normal((3, 2))
+
+    def on(a, side):
+        return strict.asarray(a, device=dev) if side == which else a
+
+    _, cache = fcn.affine_forward(on(x, "cache"), on(w, "cache"), on(b, "cache"))
+    with pytest.raises(fcn.BackendError):
+        fcn.affine_backward(on(dout, "dout"), cache)
+    _, relu_cache = fcn.relu_forward(on(rng.standard_normal((3, 2)), "cache"))
+    with pytest.raises(fcn.BackendError):
+        fcn.relu_backward(on(dout, "dout"), relu_cache)
+    _, sandwich_cache = affine_relu_forward(on(x, "cache"), on(w, "cache"), on(b, "cache"))
+    with pytest.raises(fcn.BackendError):
+        affine_relu_backward(on(dout, "dout"), sandwich_cache)
+
+
+@pytest.mark.parametrize("odd", ["w", "b"])
+def test_affine_forward_refuses_a_weight_or_bias_from_another_backend(odd):
+    strict = pytest.importorskip("array_api_strict")
+    args = {"x": np.ones((2, 3)), "w": np.ones((3, 4)), "b": np.ones(4)}
+    args[odd] = strict.asarray(args[odd], device=strict.Device("device1"))
+    with pytest.raises(fcn.BackendError):
+        fcn.affine_forward(args["x"], args["w"], args["b"])
+
+
+@pytest.mark.parametrize("odd", ["x", "w", "b"])
+def test_affine_forward_names_the_argument_with_the_odd_dtype(to_dev, odd):
+    args = {"x": np.ones((2, 3)), "w": np.ones((3, 4)), "b": np.ones(4)}
+    args[odd] = args[odd].astype(np.float32)
+    with pytest.raises(TypeError, match=rf"affine_forward: arrays must share one dtype.*{odd}: .*float32"):
+        fcn.affine_forward(to_dev(args["x"]), to_dev(args["w"]), to_dev(args["b"]))

@@ -430,3 +430,168 @@ def test_shallow_train_passes_solver_options_through():
     _, adam2 = shallow_train(update_rule="adam")
     assert adam["loss_history"][1:] != sgd["loss_history"][1:]
     assert adam["loss_history"][1:] != adam2["loss_history"][1:]
+
+
+# -- update rules: built-in and the user's own ---------------------------------------------------------------------
+
+
+def heavy_ball(w, dw, config=None):
+    """A user's rule with its own array state, returning a new array (not updating in place)."""
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("mu", 0.5)
+    if "vel" not in config:
+        config["vel"] = fcn.namespace_of(w).xp.zeros_like(w)
+    config["vel"] = config["mu"] * config["vel"] - config["learning_rate"] * dw
+    return w + config["vel"], config
+
+
+def test_a_users_update_rule_trains_and_its_state_resumes_bit_for_bit(backend, tmp_path):
+    data = separable()
+    kw = dict(update_rule=heavy_ball, optim_config={"learning_rate": 0.05, "mu": 0.8})
+    full = small_net_solver(backend, data, **kw)
+    full.train()
+    assert np.mean(full.loss_history[-3:]) < np.mean(full.loss_history[:3])
+
+    part = small_net_solver(backend, data, num_iters=6, **kw)
+    part.train()
+    for _ in range(3):
+        part.step()
+    part.save_checkpoint(tmp_path / "mid.npz")
+    resumed = small_net_solver(backend, data, **kw).load_checkpoint(tmp_path / "mid.npz")
+    resumed.train()
+    np.testing.assert_array_equal(np.asarray(resumed.loss_history), np.asarray(full.loss_history))
+    assert resumed.learning_rate == full.learning_rate
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(fcn.to_host(resumed.model.params[name]), fcn.to_host(value), err_msg=name)
+
+
+def test_a_users_rule_without_momentum_state_differs_from_one_with_it():
+    data = separable()
+    with_mu = small_net_solver("numpy", data, update_rule=heavy_ball, optim_config={"mu": 0.8})
+    without = small_net_solver("numpy", data, update_rule=heavy_ball, optim_config={"mu": 0.0})
+    with_mu.train()
+    without.train()
+    assert with_mu.loss_history[2:] != without.loss_history[2:]
+
+
+def test_adamw_without_weight_decay_is_adam_and_with_it_differs():
+    data = separable()
+    adam = small_net_solver("numpy", data, update_rule="adam")
+    adamw0 = small_net_solver(
+        "numpy", data, update_rule="adamw", optim_config={"learning_rate": 1e-2, "weight_decay": 0}
+    )
+    adamw = small_net_solver(
+        "numpy", data, update_rule="adamw", optim_config={"learning_rate": 1e-2, "weight_decay": 0.5}
+    )
+    for s in (adam, adamw0, adamw):
+        s.train()
+    np.testing.assert_array_equal(adamw0.loss_history, adam.loss_history)
+    assert adamw.loss_history[1:] != adam.loss_history[1:]
+
+
+def test_adamw_decays_the_weights_before_the_adam_step():
+    w = np.full((2, 3), 2.0)
+    next_w, config = fcn.adamw(w, np.zeros((2, 3)), {"learning_rate": 0.1, "weight_decay": 0.5})
+    # zero gradient: the Adam step is zero, only the decoupled decay w *= 1 - lr * wd acts
+    np.testing.assert_allclose(next_w, np.full((2, 3), 2.0 * (1 - 0.1 * 0.5)), rtol=1e-12)
+    assert config["t"] == 1
+
+
+def test_an_unknown_optim_config_key_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown optim_config key.*'momentum'.*learning_rate"):
+        small_net_solver("numpy", separable(), update_rule="adam", optim_config={"momentum": 0.9})
+
+
+def test_builtin_rules_use_their_documented_defaults():
+    """Leaving out a hyperparameter means its documented default, not zero or anything else."""
+    data = separable()
+    for rule, defaults in [
+        ("sgd_momentum", {"learning_rate": 1e-2, "momentum": 0.9}),
+        ("rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}),
+        ("adam", {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}),
+    ]:
+        implicit = small_net_solver("numpy", data, update_rule=rule, optim_config={}, num_iters=5)
+        explicit = small_net_solver("numpy", data, update_rule=rule, optim_config=defaults, num_iters=5)
+        implicit.train()
+        explicit.train()
+        np.testing.assert_array_equal(implicit.loss_history, explicit.loss_history, err_msg=rule)
+        assert implicit.learning_rate == defaults["learning_rate"] * 0.9**0  # no epoch end within 5 steps
+
+
+# -- loading checks everything before it changes anything ----------------------------------------------------------
+
+
+def test_a_checkpoint_that_does_not_fit_leaves_the_solver_as_it_was(tmp_path):
+    data = separable()
+    other = small_net_solver("numpy", data, num_iters=8)
+    other.train()
+    other.save_checkpoint(tmp_path / "ck.npz")
+
+    solver = small_net_solver("numpy", data, batch_size=20, num_iters=2)
+    solver.train()
+    before = {k: fcn.to_host(v).copy() for k, v in solver.model.params.items()}
+    state = (solver.iteration, solver.epoch, list(solver.loss_history), solver.learning_rate)
+    with pytest.raises(fcn.CheckpointError, match="batch_size"):
+        solver.load_checkpoint(tmp_path / "ck.npz")
+    assert (solver.iteration, solver.epoch, list(solver.loss_history), solver.learning_rate) == state
+    for name, value in before.items():
+        np.testing.assert_array_equal(fcn.to_host(solver.model.params[name]), value)
+
+
+# -- the model's side of the contract ---------------------------------------------------------------------------------
+
+
+def test_training_on_image_shaped_data_equals_training_on_flat_rows():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2, 3, 2))
+    y = np.argmax(X.reshape(60, -1) @ rng.standard_normal((12, 3)), axis=1)
+
+    def run(X):
+        data = {"X_train": X[:40], "y_train": y[:40], "X_val": X[40:], "y_val": y[40:]}
+        model = FullyConnectedNet(12, [8], 3, weight_scale=0.1, seed=0)
+        solver = Solver(
+            model,
+            data,
+            update_rule="sgd",
+            optim_config={"learning_rate": 0.1},
+            batch_size=10,
+            num_epochs=2,
+            verbose=False,
+            progress=False,
+            seed=1,
+        )
+        return solver.train()
+
+    shaped, flat = run(X), run(X.reshape(60, 12))
+    np.testing.assert_array_equal(shaped.loss_history, flat.loss_history)
+    assert shaped.val_acc_history == flat.val_acc_history
+
+
+def test_loss_mode_is_checked():
+    net = FullyConnectedNet(4, [3], 2, seed=0)
+    with pytest.raises(ValueError, match="mode must be 'train' or 'eval'"):
+        net.loss(np.ones((2, 4)), mode="test")
+    scores_eval = net.loss(np.ones((2, 4)), mode="eval")
+    np.testing.assert_array_equal(scores_eval, net.loss(np.ones((2, 4))))
+
+
+def test_get_config_rebuilds_the_same_network():
+    import json
+
+    net = FullyConnectedNet(6, [5, 4], 3, reg=0.25, weight_scale=0.3, dtype="float32", seed=9)
+    config = json.loads(json.dumps(net.get_config()))
+    assert config == {
+        "input_dim": 6,
+        "hidden_dims": [5, 4],
+        "num_classes": 3,
+        "reg": 0.25,
+        "weight_scale": 0.3,
+        "dtype": "float32",
+        "seed": 9,
+    }
+    twin = FullyConnectedNet(**config)
+    assert sorted(twin.params) == sorted(net.params)
+    for name, value in net.params.items():
+        np.testing.assert_array_equal(twin.params[name], value)
+        assert twin.params[name].dtype == np.float32

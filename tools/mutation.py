@@ -34,8 +34,9 @@ CORE = [
     "layers",
     "validation",
     "backend",
-    "optim",
+    "modules",
     "ops",
+    "optim",
     "models",
     "solver",
     "data",
@@ -73,11 +74,14 @@ def results(module: str) -> dict[str, str]:
 def run_module(module: str, max_children: int) -> float:
     start = time.monotonic()
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), f"fcn.{module}.*"]
-    # mutmut prints a progress spinner; keep only its summary lines
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode not in (0, 1):
-        sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-        raise SystemExit(f"mutmut failed on fcn/{module}.py (exit code {proc.returncode})")
+    # mutmut's progress spinner goes to a log file (mutants/<module>.log), not the terminal
+    log = ROOT / "mutants" / f"{module}.log"
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "w") as out:
+        code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code not in (0, 1):
+        sys.stdout.write(log.read_text()[-3000:])
+        raise SystemExit(f"mutmut failed on fcn/{module}.py (exit code {code}); its output: {log}")
     return time.monotonic() - start
 
 
