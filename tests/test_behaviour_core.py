@@ -83,10 +83,10 @@ def test_finite_data_whose_sum_overflows_is_accepted(backend):
 def test_nan_hidden_among_overflowing_values_is_still_found(backend):
     big = np.full((3, 4), 3.0e38, dtype=np.float32)
     big[2, 3] = np.nan
-    with pytest.raises(ValueError, match="X contains NaN"):
+    with pytest.raises(ValueError, match="^X contains NaN"):
         check_features(backend.xp, backend.asarray(big), 4)
     big[2, 3] = np.inf
-    with pytest.raises(ValueError, match="X contains NaN"):
+    with pytest.raises(ValueError, match="^X contains NaN"):
         check_features(backend.xp, backend.asarray(big), 4)
 
 
@@ -95,7 +95,7 @@ def test_integer_features_need_no_finiteness_check():
 
 
 def test_check_features_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"X must have shape \(N, d_1, ..., d_k\), got shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"^X must have shape \(N, d_1, ..., d_k\), got shape \(4,\)"):
         check_features(XP, np.zeros(4))
     with pytest.raises(ValueError, match="6 features per sample .* model expects 5"):
         check_features(XP, np.zeros((2, 2, 3)), 5)
@@ -420,3 +420,140 @@ def test_affine_forward_names_the_argument_with_the_odd_dtype(to_dev, odd):
     args[odd] = args[odd].astype(np.float32)
     with pytest.raises(TypeError, match=rf"affine_forward: arrays must share one dtype.*{odd}: .*float32"):
         fcn.affine_forward(to_dev(args["x"]), to_dev(args["w"]), to_dev(args["b"]))
+
+
+def test_softmax_loss_refuses_mixed_backends():
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    scores, y = np.zeros((3, 2)), np.asarray([0, 1, 1])
+    with pytest.raises(fcn.BackendError):
+        softmax_loss(strict.asarray(scores, device=dev), y)
+    with pytest.raises(fcn.BackendError):
+        softmax_loss(scores, strict.asarray(y, device=dev))
+
+
+def test_softmax_loss_errors_name_the_function():
+    with pytest.raises(ValueError, match=r"^softmax_loss: scores must have shape \(N, C\), got \(3,\)"):
+        softmax_loss(np.zeros(3), np.asarray([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"^softmax_loss: y has labels outside \[0, 2\)"):
+        softmax_loss(np.zeros((3, 2)), np.asarray([0, 1, 2]))
+
+
+def test_layers_refuse_integer_arrays_and_list_every_dtype():
+    ints = {"x": np.ones((2, 3), dtype=np.int64), "w": np.ones((3, 4), dtype=np.int64), "b": np.ones(4, dtype=np.int64)}
+    with pytest.raises(
+        TypeError, match=r"^affine_forward: expected real floating arrays, got x: int64, w: int64, b: int64$"
+    ):
+        fcn.affine_forward(ints["x"], ints["w"], ints["b"])
+    with pytest.raises(TypeError, match=r"^affine_forward: expected real floating arrays, got w: int64$"):
+        fcn.affine_forward(np.ones((2, 3)), ints["w"], np.ones(4))
+    msg = r"^affine_forward: arrays must share one dtype, got x: float32, w: float64, b: float64; cast them first$"
+    with pytest.raises(TypeError, match=msg):
+        fcn.affine_forward(np.ones((2, 3), dtype=np.float32), np.ones((3, 4)), np.ones(4))
+
+
+# -- backend: names, modules, descriptions ---------------------------------------------------------------------------
+
+
+def test_backend_repr_and_names():
+    strict = pytest.importorskip("array_api_strict")
+    assert repr(fcn.get_backend()) == "Backend(numpy)"
+    dev1 = fcn.get_backend("array_api_strict", strict.Device("device1"))
+    assert repr(dev1) == "Backend(array_api_strict, device=array_api_strict.Device('device1'))"
+    assert dev1.name == "array_api_strict" and not dev1.is_numpy and not dev1.is_cupy
+    assert fcn.get_backend().is_numpy and not fcn.get_backend().is_cupy
+
+
+def test_another_array_api_library_by_name_and_by_module():
+    torch = pytest.importorskip("torch")
+    for spec in ("torch", torch):
+        be = fcn.get_backend(spec)
+        assert be.name == "torch" and repr(be) == "Backend(torch)"
+        assert not be.is_numpy and not be.is_cupy
+
+
+def test_namespace_modules_map_to_their_backends():
+    import array_api_compat.numpy as compat_numpy
+
+    strict = pytest.importorskip("array_api_strict")
+    assert fcn.get_backend(np).is_numpy and fcn.get_backend(compat_numpy).is_numpy
+    assert fcn.get_backend(strict).xp is strict
+
+
+@pytest.mark.parametrize("name", ["cupy", "cp", "gpu", "cuda", " CUDA "])
+def test_every_cupy_alias_needs_a_gpu(monkeypatch, name):
+    from fcn import backend as be
+
+    monkeypatch.setattr(be, "has_cupy", lambda: True)
+    monkeypatch.setattr(be, "has_gpu", lambda: False)
+    with pytest.raises(fcn.BackendError, match="no CUDA GPU is visible"):
+        fcn.get_backend(name)
+    monkeypatch.setattr(be, "has_cupy", lambda: False)
+    with pytest.raises(fcn.BackendError, match=r"CuPy is not installed.*cuda12.*cuda13"):
+        fcn.get_backend(name)
+
+
+def test_synchronize_is_a_no_op_on_the_cpu(backend):
+    if backend.is_cupy:
+        pytest.skip("the GPU case synchronizes for real")
+    assert backend.synchronize() is None
+
+
+def test_mixed_library_and_device_errors_describe_each_array():
+    strict = pytest.importorskip("array_api_strict")
+    on_dev1 = strict.asarray([1.0, 2.0], device=strict.Device("device1"))
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^arrays from different libraries were mixed: array_api_strict array on "
+        r"array_api_strict.Device\('device1'\), numpy array on 'cpu'\. Move them to one backend first",
+    ):
+        fcn.namespace_of(np.zeros(2), on_dev1)
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^arrays on different devices were mixed: array_api_strict.Device\('CPU_DEVICE'\), "
+        r"array_api_strict.Device\('device1'\)$",
+    ):
+        fcn.namespace_of(strict.asarray([1.0]), on_dev1)
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^expected data on the numpy backend or in host memory, got a array_api_strict array on "
+        r"array_api_strict.Device\('device1'\)$",
+    ):
+        to_backend(on_dev1, "numpy")
+
+
+def test_python_scalars_and_bools_do_not_decide_the_namespace():
+    assert fcn.namespace_of(np.zeros(2), True, 3, 2.5).is_numpy
+
+
+def test_to_host_of_a_tensor_that_requires_grad():
+    torch = pytest.importorskip("torch")
+    t = torch.ones(2, requires_grad=True)
+    np.testing.assert_array_equal(to_host(t), [1.0, 1.0])
+
+
+def test_dtype_name_of_every_namespaces_dtypes():
+    from fcn.backend import dtype_name
+
+    assert dtype_name(np.float32) == "float32"
+    assert dtype_name(np.dtype("float64")) == "float64"
+    assert dtype_name(fcn.get_backend().xp.float32) == "float32"
+    strict = pytest.importorskip("array_api_strict")
+    assert dtype_name(strict.float32) == "float32" and dtype_name(strict.int64) == "int64"
+    torch = pytest.importorskip("torch")
+    assert dtype_name(torch.float64) == "float64"
+
+
+def test_check_labels_messages_in_full():
+    with pytest.raises(
+        ValueError,
+        match=r"^y has labels outside \[0, 3\): min 0, max 3\. \(On a GPU such labels would not raise; "
+        r"fcn checks them\.\)$",
+    ):
+        check_labels(XP, np.asarray([0, 3]), 2, 3)
+    with pytest.raises(TypeError, match=r"^y must hold integer class labels, got dtype float64$"):
+        check_labels(XP, np.zeros(2), 2, 3)
+    with pytest.raises(ValueError, match=r"^y must have shape \(3,\) to match the inputs, got \(2,\)$"):
+        check_labels(XP, np.zeros(2, dtype=np.int64), 3, 3)
+    with pytest.raises(TypeError, match=r"^X must hold real numbers, got dtype bool$"):
+        check_features(XP, np.zeros((2, 2), dtype=bool))
