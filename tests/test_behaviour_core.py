@@ -557,3 +557,96 @@ def test_check_labels_messages_in_full():
         check_labels(XP, np.zeros(2, dtype=np.int64), 3, 3)
     with pytest.raises(TypeError, match=r"^X must hold real numbers, got dtype bool$"):
         check_features(XP, np.zeros((2, 2), dtype=bool))
+
+
+def test_cupy_messages_say_what_to_do(monkeypatch):
+    from fcn import backend as be
+
+    monkeypatch.setattr(be, "has_cupy", lambda: True)
+    monkeypatch.setattr(be, "has_gpu", lambda: False)
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^CuPy is installed but no CUDA GPU is visible \(cupy\.cuda\.runtime\.getDeviceCount\(\) failed or "
+        r"returned 0\)\. Check the driver and CUDA_VISIBLE_DEVICES, or use backend=\"numpy\"\.$",
+    ):
+        fcn.get_backend("cupy")
+
+
+def test_namespace_of_messages_in_full():
+    with pytest.raises(fcn.BackendError, match=r"^namespace_of\(\) needs at least one array$"):
+        fcn.namespace_of(None)
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^arrays from different libraries were mixed: numpy array on 'cpu', str\. "
+        r"Move them to one backend first \(fcn\.to_host / Backend\.asarray\)\.$",
+    ):
+        fcn.namespace_of(np.zeros(2), "abc")
+
+
+def test_to_host_falls_back_when_numpy_cannot_read_the_array_directly(monkeypatch):
+    """A namespace whose arrays NumPy cannot take over by DLPack is read through its own host device."""
+    strict = pytest.importorskip("array_api_strict")
+    a = strict.asarray([[1.0, 2.0], [3.0, 4.0]], device=strict.Device("device1"))
+
+    def refuse(x):
+        raise BufferError("not readable here")
+
+    monkeypatch.setattr(np, "from_dlpack", refuse)
+    back = to_host(a)
+    assert type(back) is np.ndarray
+    np.testing.assert_array_equal(back, [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_backend_asarray_passes_the_dtype_on(backend):
+    d = backend.asarray(np.asarray([1.0, 2.0]), dtype="float32")
+    assert d.dtype == backend.xp.float32
+    d2 = backend.asarray(np.asarray([1, 2]), dtype=np.float64)
+    assert d2.dtype == backend.xp.float64
+
+
+# -- layers as objects ------------------------------------------------------------------------------------------------
+
+
+def test_affine_then_relu_layers_equal_the_fused_layer(backend, rng):
+    """AffineReLU is documented as Affine followed by ReLU: the same loss and gradients, any identity in between."""
+    from fcn.modules import Affine, Layer, ReLU
+
+    class Unfused(FullyConnectedNet):
+        def build_layers(self):
+            dims = [self.input_dim, *self.hidden_dims, self.num_classes]
+            layers = []
+            for i in range(1, self.num_layers):
+                layers += [Affine(i, dims[i - 1], dims[i], self.weight_scale), Layer(), ReLU()]
+            return [*layers, Affine(self.num_layers, dims[-2], dims[-1], self.weight_scale)]
+
+    X, y = rng.standard_normal((6, 5)), rng.integers(3, size=6)
+    fused = FullyConnectedNet(5, [7, 4], 3, reg=0.2, weight_scale=0.5, seed=1, backend=backend)
+    unfused = Unfused(5, [7, 4], 3, reg=0.2, weight_scale=0.5, seed=1, backend=backend)
+    assert sorted(unfused.params) == sorted(fused.params)
+    loss_f, grads_f = fused.loss(X, y)
+    loss_u, grads_u = unfused.loss(X, y)
+    assert float(loss_u) == pytest.approx(float(loss_f), rel=1e-12)
+    for name in grads_f:
+        np.testing.assert_allclose(to_host(grads_u[name]), to_host(grads_f[name]), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(to_host(unfused.loss(X)), to_host(fused.loss(X)), rtol=1e-12)
+
+
+def test_layer_names_and_repr():
+    from fcn.modules import Affine, AffineReLU, Layer, ReLU
+
+    layer = AffineReLU(2, 4, 3, 0.1)
+    assert layer.params == ("W2", "b2") and layer.decay == ("W2",) and layer.buffers == ()
+    assert (
+        repr(layer) == "AffineReLU(W2, b2)"
+        and repr(ReLU()) == "ReLU()"
+        and repr(Affine(1, 2, 2, 1.0)) == "Affine(W1, b1)"
+    )
+    assert Layer().params == () and Layer().init_params(np.random.default_rng(0)) == {} and Layer().init_buffers() == {}
+    init = layer.init_params(np.random.default_rng(0))
+    assert init["W2"].shape == (4, 3) and init["b2"].shape == (3,) and not init["b2"].any()
+    np.testing.assert_allclose(init["W2"], 0.1 * np.random.default_rng(0).standard_normal((4, 3)))
+
+
+def test_only_the_first_layer_skips_its_input_gradient():
+    net = FullyConnectedNet(4, [3, 3], 2, seed=0)
+    assert [layer.need_dx for layer in net.layers] == [False, True, True]
