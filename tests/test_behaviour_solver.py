@@ -595,3 +595,95 @@ def test_get_config_rebuilds_the_same_network():
     for name, value in net.params.items():
         np.testing.assert_array_equal(twin.params[name], value)
         assert twin.params[name].dtype == np.float32
+
+
+# -- models: constructor checks, predict, parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_dim": 0}, r"^input_dim must be a positive integer, got 0$"),
+        ({"input_dim": True}, r"^input_dim must be a positive integer, got True$"),
+        ({"input_dim": 6.0}, r"^input_dim must be a positive integer, got 6\.0$"),
+        ({"hidden_dims": [5, -1]}, r"^hidden_dims entries must be a positive integer, got -1$"),
+        ({"num_classes": 0}, r"^num_classes must be a positive integer, got 0$"),
+        ({"reg": -0.5}, r"^reg must be a finite number >= 0, got -0\.5$"),
+        ({"reg": float("nan")}, r"^reg must be a finite number >= 0, got nan$"),
+        ({"weight_scale": -1.0}, r"^weight_scale must be a finite number >= 0, got -1\.0$"),
+        ({"weight_scale": float("inf")}, r"^weight_scale must be a finite number >= 0, got inf$"),
+    ],
+)
+def test_constructor_arguments_are_checked_with_a_clear_message(kwargs, message):
+    args = {"input_dim": 6, "hidden_dims": [5], "num_classes": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        FullyConnectedNet(**args)
+
+
+def test_constructor_edge_values_are_accepted():
+    net = FullyConnectedNet(1, np.int64(2), 1, reg=0.0, weight_scale=0.0, seed=0)
+    assert net.hidden_dims == [2] and net.num_layers == 2
+    assert all(not np.any(v) for v in net.params.values())  # weight_scale 0: all zeros
+    assert FullyConnectedNet(6, 4, 3).hidden_dims == [4]
+    assert FullyConnectedNet(6, [], 3).num_layers == 1  # softmax regression
+
+
+def test_repr_names_the_shape_and_the_settings():
+    net = FullyConnectedNet(6, [5, 4], 3, reg=0.5, dtype="float32")
+    assert repr(net) == "FullyConnectedNet(6-5-4-3, reg=0.5, backend=numpy, dtype=float32)"
+    assert repr(ShallowLayerNet(8, 10, 2)) == "ShallowLayerNet(8-10-2, reg=0.0, backend=numpy, dtype=float64)"
+
+
+def test_shallow_net_constructor_defaults():
+    net = ShallowLayerNet(seed=0)
+    assert (net.input_dim, net.hidden_dim, net.num_classes, net.reg) == (3072, 100, 10, 0.0)
+    assert net.weight_scale == 1e-3 and net.dtype == np.float64
+    assert 0.8e-3 < np.std(net.params["W1"]) < 1.2e-3
+    other = ShallowLayerNet(4, 3, 2, 0.5, 0.25, seed=1)
+    assert (other.weight_scale, other.reg) == (0.5, 0.25)
+    np.testing.assert_allclose(other.params["W1"], 0.5 * np.random.default_rng(1).standard_normal((4, 3)))
+
+
+def test_shallow_train_defaults_match_the_chapter():
+    """Defaults: lr 1e-3, decay 0.95 per epoch, 100 iterations, batches of 200, quiet."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((400, 8)), rng.integers(3, size=400)
+    net = ShallowLayerNet(8, 10, 3, weight_scale=0.1, seed=0)
+    stats = net.train(X, y, X[:50], y[:50], seed=0, progress=False)
+    assert len(stats["loss_history"]) == 100
+    assert len(stats["val_acc_history"]) == 50  # 400 / 200 = 2 steps per epoch
+    twin = ShallowLayerNet(8, 10, 3, weight_scale=0.1, seed=0)
+    explicit = twin.train(
+        X, y, X[:50], y[:50], 1e-3, 0.95, None, 100, 200, False, seed=0, progress=False, update_rule="sgd"
+    )
+    assert explicit["loss_history"] == stats["loss_history"]
+    assert net.reg == 0.0  # reg=None keeps the model's own
+
+
+def test_predict_in_chunks_equals_predict_at_once(backend, rng):
+    net = FullyConnectedNet(5, [30], 4, weight_scale=1.0, seed=2, backend=backend)
+    X = 5 * rng.standard_normal((11, 5))
+    whole = fcn.to_host(net.predict(X))
+    expected = np.argmax(fcn.to_host(net.loss(X)), axis=1)
+    np.testing.assert_array_equal(whole, expected)
+    for size in (1, 3, 11, 50):
+        np.testing.assert_array_equal(fcn.to_host(net.predict(X, batch_size=size)), expected)
+    assert len(np.unique(expected)) > 1  # the check means something
+    # host input gives host labels; device input keeps the device
+    assert type(net.predict(X)) is np.ndarray
+    on_device = net.predict(backend.asarray(X))
+    assert fcn.namespace_of(on_device).name == backend.name
+    empty = net.predict(np.zeros((0, 5)))
+    assert tuple(empty.shape) == (0,)
+
+
+def test_params_dict_casts_and_moves_every_way_of_setting(backend):
+    net = FullyConnectedNet(3, [2], 2, seed=0, backend=backend, dtype="float32")
+    net.params.update({"b1": np.ones(2)}, b2=np.full(2, 2.0))
+    assert net.params["b1"].dtype == backend.xp.float32 and net.params["b2"].dtype == backend.xp.float32
+    np.testing.assert_array_equal(fcn.to_host(net.params["b2"]), [2.0, 2.0])
+    assert fcn.namespace_of(net.params["b1"]).name == backend.name
+    got = net.params.setdefault("extra", np.zeros(3))
+    assert got.dtype == backend.xp.float32 and fcn.namespace_of(got).name == backend.name
+    kept = net.params.setdefault("b2", np.zeros(2))
+    np.testing.assert_array_equal(fcn.to_host(kept), [2.0, 2.0])
