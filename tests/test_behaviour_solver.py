@@ -687,3 +687,95 @@ def test_params_dict_casts_and_moves_every_way_of_setting(backend):
     assert got.dtype == backend.xp.float32 and fcn.namespace_of(got).name == backend.name
     kept = net.params.setdefault("b2", np.zeros(2))
     np.testing.assert_array_equal(fcn.to_host(kept), [2.0, 2.0])
+
+
+# -- the Solver's own checks, logs and files ---------------------------------------------------------------------------
+
+
+def test_missing_data_and_bad_batch_size_are_named():
+    data = id_data(20)
+    with pytest.raises(KeyError, match="data is missing X_val, y_val"):
+        Solver(RecordingSoftmax(4, 3), {"X_train": data["X_train"], "y_train": data["y_train"]}, **quiet())
+    with pytest.raises(ValueError, match="^batch_size must be positive, got 0$"):
+        Solver(RecordingSoftmax(4, 3), data, **quiet(batch_size=0))
+
+
+def test_accuracy_of_no_samples_is_nan_and_stats_are_copies():
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_epochs=1))
+    assert np.isnan(solver.check_accuracy(np.zeros((0, 4)), np.zeros(0, dtype=np.int64)))
+    solver.train()
+    stats = solver.stats()
+    assert set(stats) == {"loss_history", "train_acc_history", "val_acc_history", "best_val_acc"}
+    assert stats["loss_history"] == solver.loss_history and stats["best_val_acc"] == solver.best_val_acc
+    stats["loss_history"].append(0.0)
+    assert len(solver.loss_history) == 2
+
+
+def test_log_lines_at_the_first_step_every_print_every_steps_and_each_epoch(capsys):
+    Solver(
+        RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10, num_epochs=2, print_every=4, verbose=True)
+    ).train()
+    out = capsys.readouterr().out.splitlines()
+    iterations = [line.split(")")[0] for line in out if line.startswith("(Iteration")]
+    assert iterations == ["(Iteration 1 / 12", "(Iteration 4 / 12", "(Iteration 8 / 12", "(Iteration 12 / 12"]
+    epochs = [line for line in out if line.startswith("(Epoch")]
+    assert [e.split(")")[0] for e in epochs] == ["(Epoch 1 / 2", "(Epoch 2 / 2"]
+    assert all("train acc: " in e and "; val acc: " in e for e in epochs)
+    assert all(" loss: " in line for line in out if line.startswith("(Iteration"))
+
+
+def test_quiet_training_prints_nothing(capsys):
+    Solver(RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10, num_epochs=2, print_every=1)).train()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_a_checkpoint_is_written_at_every_epoch_end(tmp_path):
+    path = tmp_path / "ck.npz"
+    seen = []
+
+    def look(solver):
+        seen.append(Solver(RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10)).load_checkpoint(path).iteration
+                    if path.exists() else None)  # fmt: skip
+
+    Solver(
+        RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10, num_epochs=3, checkpoint=path, on_epoch_end=look)
+    ).train()
+    # on_epoch_end runs before that epoch's checkpoint is written: it sees the previous epoch's file
+    assert seen == [None, 6, 12]
+    final = Solver(RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10)).load_checkpoint(path)
+    assert final.iteration == 18 and final.epoch == 3
+
+
+def test_a_config_that_json_cannot_hold_is_refused_without_writing(tmp_path):
+    def rule(w, dw, config=None):
+        config = {} if config is None else config
+        config.setdefault("schedule", object())  # neither an array nor a number or string
+        return w - 1e-3 * dw, config
+
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, batch_size=10, num_iters=1))
+    solver.train()
+    with pytest.raises(fcn.CheckpointError, match="cannot save the optimiser's configuration"):
+        solver.save_checkpoint(tmp_path / "ck.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_divergence_message_names_the_learning_rate():
+    solver = Solver(BlowsUpAt(0, np.nan), id_data(20), **quiet(batch_size=10, optim_config={"learning_rate": 0.25}))
+    with pytest.raises(fcn.TrainingDiverged, match=r"^the loss became nan at iteration 0: training diverged; "
+                       r"lower the learning rate \(now 0\.25\) or check the data$"):  # fmt: skip
+        solver.train()
+
+
+def test_every_training_sample_is_scored_when_num_train_samples_is_none():
+    sizes = []
+    solver = Solver(RecordingSoftmax(4, 3), id_data(30), **quiet(batch_size=10, num_epochs=1, num_train_samples=None))
+    original = solver.check_accuracy
+
+    def spy(X, y, subset=None, batch_size=10_000):
+        sizes.append(X.shape[0] if subset is None else subset.shape[0])
+        return original(X, y, subset=subset, batch_size=batch_size)
+
+    solver.check_accuracy = spy
+    solver.train()
+    assert sorted(sizes) == [10, 30]
