@@ -650,3 +650,47 @@ def test_layer_names_and_repr():
 def test_only_the_first_layer_skips_its_input_gradient():
     net = FullyConnectedNet(4, [3, 3], 2, seed=0)
     assert [layer.need_dx for layer in net.layers] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("torch", r"^PyTorch is not installed \(fcn never needs it; it is one more namespace\)$"),
+        (
+            "array_api_strict",
+            r'^array_api_strict is not installed: pip install "fcn\[test\]" or pip install array-api-strict$',
+        ),
+    ],
+    ids=["second-library", "reference-library"],  # ids without "torch": mutation runs deselect those
+)
+def test_an_optional_namespace_that_is_missing_is_named(monkeypatch, name, message):
+    import importlib
+
+    from fcn import backend as be
+
+    real = importlib.import_module
+
+    def without(module, *args):
+        if module == name:
+            raise ImportError(f"No module named {module!r}")
+        return real(module, *args)
+
+    monkeypatch.setattr(be.importlib, "import_module", without)
+    with pytest.raises(fcn.BackendError, match=message):
+        fcn.get_backend(name)
+
+
+def test_the_numpy_module_gives_the_numpy_backend_with_its_device():
+    by_name = fcn.get_backend("numpy")
+    by_module = fcn.get_backend(np, "cpu")
+    assert by_module.xp is by_name.xp and by_module.device == "cpu"
+    assert fcn.get_backend(np).device is None
+
+
+def test_the_cupy_module_needs_a_gpu_like_the_name(monkeypatch):
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+    from fcn import backend as be
+
+    monkeypatch.setattr(be, "has_gpu", lambda: False)
+    with pytest.raises(fcn.BackendError, match="no CUDA GPU is visible"):
+        fcn.get_backend(cupy)
