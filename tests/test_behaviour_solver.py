@@ -779,3 +779,21 @@ def test_every_training_sample_is_scored_when_num_train_samples_is_none():
     solver.check_accuracy = spy
     solver.train()
     assert sorted(sizes) == [10, 30]
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])
+def test_builtin_rules_in_the_solver_equal_the_chapters_functions(backend, rule):
+    """The Solver applies a built-in rule to all parameters at once; the same training must come out as with the
+    chapter's per-parameter function (passed as the user's own callable), decay and all."""
+    fn = fcn.optim.UPDATE_RULES[rule]
+    config = {"learning_rate": 2e-2}
+    fused = small_net_solver(backend, separable(), update_rule=rule, optim_config=config, num_epochs=2)
+    per_param = small_net_solver(
+        backend, separable(), update_rule=lambda w, dw, c: fn(w, dw, c), optim_config=config, num_epochs=2
+    )
+    fused.train()
+    per_param.train()
+    np.testing.assert_allclose(fused.loss_history, per_param.loss_history, rtol=1e-12)
+    assert fused.learning_rate == pytest.approx(per_param.learning_rate, rel=1e-15)
+    for name, value in per_param.model.params.items():
+        np.testing.assert_allclose(fcn.to_host(fused.model.params[name]), fcn.to_host(value), rtol=1e-11, atol=1e-13)
