@@ -694,3 +694,20 @@ def test_the_cupy_module_needs_a_gpu_like_the_name(monkeypatch):
     monkeypatch.setattr(be, "has_gpu", lambda: False)
     with pytest.raises(fcn.BackendError, match="no CUDA GPU is visible"):
         fcn.get_backend(cupy)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_layer_without_need_dx_returns_no_input_gradient(backend, rng, fused):
+    from fcn.modules import Affine, AffineReLU
+
+    layer = (AffineReLU if fused else Affine)(1, 4, 3, 0.1)
+    params = {k: backend.asarray(v) for k, v in layer.init_params(rng).items()}
+    x, dout = backend.asarray(rng.standard_normal((2, 4))), backend.asarray(rng.standard_normal((2, 3)))
+    ops = backend.ops
+    _, cache = layer.forward(ops, x, params, {}, True)
+    dx, grads = layer.backward(ops, dout, cache)
+    assert tuple(dx.shape) == (2, 4) and sorted(grads) == ["W1", "b1"]
+    layer.need_dx = False
+    _, cache = layer.forward(ops, x, params, {}, True)
+    dx, grads = layer.backward(ops, backend.asarray(rng.standard_normal((2, 3))), cache)
+    assert dx is None and sorted(grads) == ["W1", "b1"]
