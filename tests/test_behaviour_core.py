@@ -711,3 +711,59 @@ def test_a_layer_without_need_dx_returns_no_input_gradient(backend, rng, fused):
     _, cache = layer.forward(ops, x, params, {}, True)
     dx, grads = layer.backward(ops, backend.asarray(rng.standard_normal((2, 3))), cache)
     assert dx is None and sorted(grads) == ["W1", "b1"]
+
+
+# -- the kernel table and the update rules -------------------------------------------------------------------------
+
+
+def test_softmax_loss_is_stable_per_row_when_rows_differ_in_scale(to_dev):
+    """Each row is shifted by its own maximum: a row far below another's maximum must not underflow to log(0)."""
+    scores = np.asarray([[1000.0, 0.0], [0.0, 1.0]])
+    y = np.asarray([0, 1])
+    loss, dscores = softmax_loss(to_dev(scores), to_dev(y))
+    row1 = np.log(1 + np.exp(-1.0))  # -log softmax of the correct class
+    expected = (np.log(1 + np.exp(-1000.0)) + row1) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-12)
+    p1 = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    np.testing.assert_allclose(to_host(dscores)[1], (p1 - [0, 1]) / 2, rtol=1e-12)
+
+
+def test_kernel_tables_by_backend_and_their_repr(backend):
+    from fcn.ops import CupyOps, NumpyOps, Ops
+
+    ops = backend.ops
+    expected = NumpyOps if backend.is_numpy else CupyOps if backend.is_cupy else Ops
+    assert type(ops) is expected
+    assert repr(ops) == f"{expected.__name__}({backend!r})"
+    assert ops.name == {NumpyOps: "numpy", CupyOps: "cupy", Ops: "xp"}[expected]
+
+
+def test_update_all_refuses_lists_of_different_lengths(backend):
+    ops = backend.ops
+    w = [backend.asarray(np.ones(2)), backend.asarray(np.ones(3))]
+    with pytest.raises(ValueError):
+        ops.update_all("sgd", w, [backend.asarray(np.ones(2))], [{}, {}], {"learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])
+def test_update_rules_refuse_a_gradient_from_another_backend(rule):
+    strict = pytest.importorskip("array_api_strict")
+    fn = fcn.optim.UPDATE_RULES[rule]
+    on_dev = strict.asarray([1.0, 2.0], device=strict.Device("device1"))
+    with pytest.raises(fcn.BackendError):
+        fn(np.ones(2), on_dev, None)
+    with pytest.raises(fcn.BackendError):
+        fn(strict.asarray([1.0, 2.0], device=strict.Device("device1")), np.ones(2), None)
+
+
+def test_update_rule_errors_in_full():
+    with pytest.raises(
+        ValueError, match=r"^unknown update rule 'sgdd'; choose one of sgd, sgd_momentum, rmsprop, adam, adamw$"
+    ):
+        fcn.optim.get_update_rule("sgdd")
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown optim_config key\(s\) 'lr', 'mu' for update rule 'sgd_momentum'; "
+        r"valid keys: learning_rate, momentum$",
+    ):
+        fcn.optim.sgd_momentum(np.zeros(2), np.zeros(2), {"lr": 0.1, "mu": 0.9})
