@@ -797,3 +797,21 @@ def test_builtin_rules_in_the_solver_equal_the_chapters_functions(backend, rule)
     assert fused.learning_rate == pytest.approx(per_param.learning_rate, rel=1e-15)
     for name, value in per_param.model.params.items():
         np.testing.assert_allclose(fcn.to_host(fused.model.params[name]), fcn.to_host(value), rtol=1e-11, atol=1e-13)
+
+
+def test_three_dimensional_inputs_are_flattened_like_any_other(backend, rng):
+    net = FullyConnectedNet(12, [5], 3, weight_scale=0.5, seed=0, backend=backend)
+    X, y = rng.standard_normal((4, 3, 4)), rng.integers(3, size=4)
+    np.testing.assert_allclose(fcn.to_host(net.loss(X)), fcn.to_host(net.loss(X.reshape(4, 12))), rtol=1e-13)
+    loss3, grads3 = net.loss(X, y)
+    loss2, grads2 = net.loss(X.reshape(4, 12), y)
+    assert float(loss3) == float(loss2)
+    np.testing.assert_array_equal(fcn.to_host(net.predict(X)), fcn.to_host(net.predict(X.reshape(4, 12))))
+
+
+def test_shallow_net_passes_backend_device_and_dtype_on():
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    net = ShallowLayerNet(4, 3, 2, backend="array_api_strict", device=dev, dtype="float32", seed=0)
+    assert net.backend.name == "array_api_strict" and net.backend.device == dev
+    assert net.params["W1"].dtype == strict.float32 and net.params["W1"].device == dev
