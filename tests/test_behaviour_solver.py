@@ -815,3 +815,78 @@ def test_shallow_net_passes_backend_device_and_dtype_on():
     net = ShallowLayerNet(4, 3, 2, backend="array_api_strict", device=dev, dtype="float32", seed=0)
     assert net.backend.name == "array_api_strict" and net.backend.device == dev
     assert net.params["W1"].dtype == strict.float32 and net.params["W1"].device == dev
+
+
+# -- train and eval modes, what is scored, what a checkpoint must hold ------------------------------------------------
+
+
+def test_layers_see_train_mode_in_training_steps_and_eval_mode_when_scored():
+    from fcn.modules import Layer
+
+    class Spy(Layer):
+        def __init__(self, log):
+            self.log = log
+
+        def forward(self, ops, x, params, buffers, train):
+            self.log.append((bool(train), x.shape[0]))
+            return x, None
+
+    log: list = []
+
+    class SpiedNet(FullyConnectedNet):
+        def build_layers(self):
+            return [Spy(log), *super().build_layers()]
+
+    data = id_data(40)
+    solver = Solver(SpiedNet(4, [5], 3, seed=0), data, **quiet(batch_size=10, num_epochs=1))
+    log.clear()
+    solver.train()
+    steps = [n for train, n in log if train]
+    scored = [n for train, n in log if not train]
+    assert steps == [10, 10, 10, 10]  # every training step in train mode ...
+    assert sorted(scored) == [10, 40]  # ... and the train and validation accuracy in eval mode
+    log.clear()
+    solver.model.predict(data["X_val"])
+    assert log == [(False, 10)]
+
+
+def test_the_train_accuracy_sample_has_no_repeats():
+    seen_ids: list = []
+
+    class Scorer(RecordingSoftmax):
+        def loss(self, X, y=None):
+            if y is None:
+                seen_ids.append(np.asarray(X[:, 0]).astype(np.int64))
+            return super().loss(X, y)
+
+    data = id_data(30)
+    data["X_val"] = data["X_val"] - 1000.0  # validation ids are negative: tell the two apart
+    solver = Solver(Scorer(4, 3), data, **quiet(batch_size=10, num_epochs=1, num_train_samples=30))
+    seen_ids.clear()
+    solver.train()
+    train_scored = [ids for ids in seen_ids if ids.min() >= 0]
+    assert len(train_scored) == 1
+    np.testing.assert_array_equal(np.sort(train_scored[0]), np.arange(30))
+
+
+def test_data_with_the_wrong_feature_count_is_refused_up_front():
+    data = separable()
+    data["X_train"] = np.hstack([data["X_train"], np.zeros((60, 1))])
+    with pytest.raises(ValueError, match="^X_train has 7 features per sample .* but the model expects 6$"):
+        Solver(FullyConnectedNet(6, [5], 3, seed=0), data, **quiet())
+
+
+@pytest.mark.parametrize("drop", ["params/", "best/W1"])
+def test_a_checkpoint_missing_parameters_is_refused(tmp_path, drop):
+    solver = small_net_solver("numpy", separable(), num_iters=6)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.startswith(drop)}
+    np.savez(tmp_path / "cut.npz", **arrays)
+    fresh = small_net_solver("numpy", separable())
+    before = {k: v.copy() for k, v in fresh.model.params.items()}
+    with pytest.raises(fcn.CheckpointError, match="holds .*parameters"):
+        fresh.load_checkpoint(tmp_path / "cut.npz")
+    for name, value in before.items():
+        np.testing.assert_array_equal(fresh.model.params[name], value)
