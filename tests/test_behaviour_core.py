@@ -694,6 +694,10 @@ def test_the_cupy_module_needs_a_gpu_like_the_name(monkeypatch):
     monkeypatch.setattr(be, "has_gpu", lambda: False)
     with pytest.raises(fcn.BackendError, match="no CUDA GPU is visible"):
         fcn.get_backend(cupy)
+    import array_api_compat.cupy as compat_cupy
+
+    with pytest.raises(fcn.BackendError, match="no CUDA GPU is visible"):
+        fcn.get_backend(compat_cupy)
 
 
 @pytest.mark.parametrize("fused", [False, True])
