@@ -890,3 +890,68 @@ def test_a_checkpoint_missing_parameters_is_refused(tmp_path, drop):
         fresh.load_checkpoint(tmp_path / "cut.npz")
     for name, value in before.items():
         np.testing.assert_array_equal(fresh.model.params[name], value)
+
+
+def _rewrite_checkpoint(src, dst, drop=(), meta_changes=None, extra=None):
+    import json
+
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if not any(k.startswith(d) for d in drop)}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(meta_changes or {})
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    arrays.update(extra or {})
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_damaged_checkpoints_are_refused_with_the_reason(tmp_path):
+    solver = small_net_solver("numpy", separable(), num_iters=6)
+    solver.train()
+    good = solver.save_checkpoint(tmp_path / "ck.npz")
+    fresh = small_net_solver("numpy", separable())
+    cases = [
+        ({"drop": ["loss_history"]}, r"is not a complete fcn checkpoint \(KeyError"),
+        ({"meta_changes": {"format": "other-format"}}, r"unknown checkpoint format 'other-format'"),
+        ({"meta_changes": {"best_val_acc": float("nan")}}, r"corrupt best_val_acc"),
+        ({"extra": {"optim/W9/m": np.zeros(3)}}, r"optimiser state for unknown parameter 'W9'"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        bad = _rewrite_checkpoint(good, tmp_path / f"bad{i}.npz", **change)
+        with pytest.raises(fcn.CheckpointError, match=message):
+            fresh.load_checkpoint(bad)
+        assert fresh.iteration == 0 and fresh.loss_history == []
+
+
+def test_a_checkpoint_in_the_first_format_still_loads(tmp_path):
+    solver = small_net_solver("numpy", separable(), num_iters=6)
+    solver.train()
+    path = _rewrite_checkpoint(
+        solver.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "v1.npz", meta_changes={"format": "fcn-checkpoint-1"}
+    )
+    resumed = small_net_solver("numpy", separable()).load_checkpoint(path)
+    assert resumed.iteration == 6 and resumed.loss_history == solver.loss_history
+
+
+def test_numpy_scalars_in_a_users_config_are_saved_as_numbers(tmp_path):
+    def rule(w, dw, config=None):
+        config = {} if config is None else config
+        config.setdefault("learning_rate", np.float32(0.01))
+        config.setdefault("steps", np.int64(0))
+        config["steps"] += 1
+        return w - float(config["learning_rate"]) * dw, config
+
+    solver = small_net_solver("numpy", separable(), update_rule=rule, num_iters=3)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    resumed = small_net_solver("numpy", separable(), update_rule=rule).load_checkpoint(path)
+    config = resumed.optim_configs["W1"]
+    assert config["steps"] == 3 and config["learning_rate"] == pytest.approx(0.01)
+
+
+def test_learning_rate_of_a_rule_without_one_is_nan():
+    def rule(w, dw, config=None):
+        return w - 1e-3 * dw, {} if config is None else config
+
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, optim_config={}))
+    assert np.isnan(solver.learning_rate)
