@@ -470,6 +470,17 @@ def test_another_array_api_library_by_name_and_by_module():
         be = fcn.get_backend(spec)
         assert be.name == "torch" and repr(be) == "Backend(torch)"
         assert not be.is_numpy and not be.is_cupy
+    assert fcn.get_backend(torch, "cpu").device == "cpu"
+
+
+@pytest.mark.parametrize("marker", ["__array_namespace_info__", "__array_api_version__"])
+def test_a_module_with_either_array_api_marker_is_a_namespace(marker):
+    import types
+
+    module = types.ModuleType("my_array_library")
+    setattr(module, marker, "2024.12")
+    be = fcn.get_backend(module, "dev0")
+    assert be.xp is module and be.device == "dev0" and be.name == "my_array_library"
 
 
 def test_namespace_modules_map_to_their_backends():
