@@ -782,3 +782,14 @@ def test_update_rule_errors_in_full():
         r"valid keys: learning_rate, momentum$",
     ):
         fcn.optim.sgd_momentum(np.zeros(2), np.zeros(2), {"lr": 0.1, "mu": 0.9})
+
+
+def test_sum_of_squares_keeps_dtype_and_device(backend):
+    ops = backend.ops
+    a = backend.asarray(np.asarray([[1.0, 2.0], [3.0, -1.0]], dtype=np.float32))
+    total = ops.sum_of_squares([a])
+    assert float(total) == 15.0 and total.dtype == backend.xp.float32
+    empty = ops.sum_of_squares([])
+    assert float(empty) == 0.0
+    if backend.device is not None:
+        assert empty.device == backend.device
