@@ -955,3 +955,36 @@ def test_learning_rate_of_a_rule_without_one_is_nan():
 
     solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, optim_config={}))
     assert np.isnan(solver.learning_rate)
+
+
+def test_loss_modes_reach_the_layers():
+    from fcn.modules import Layer
+
+    seen: list = []
+
+    class Spy(Layer):
+        def forward(self, ops, x, params, buffers, train):
+            seen.append(train)
+            return x, None
+
+    class SpiedNet(FullyConnectedNet):
+        def build_layers(self):
+            return [Spy(), *super().build_layers()]
+
+    net = SpiedNet(4, [3], 2, seed=0)
+    X, y = np.ones((2, 4)), np.asarray([0, 1])
+    net.loss(X)
+    net.loss(X, y)
+    net.loss(X, mode="train")
+    net.loss(X, y, mode="eval")
+    net.loss(X, y, mode="train")
+    assert seen == [False, True, True, False, True]
+
+
+def test_predict_of_no_samples_stays_on_the_device(backend):
+    net = FullyConnectedNet(3, [2], 2, seed=0, backend=backend)
+    empty = net.predict(backend.asarray(np.zeros((0, 3))))
+    assert tuple(empty.shape) == (0,)
+    assert fcn.namespace_of(empty).name == backend.name
+    if backend.device is not None:
+        assert empty.device == backend.device
