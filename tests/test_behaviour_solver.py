@@ -988,3 +988,107 @@ def test_predict_of_no_samples_stays_on_the_device(backend):
     assert fcn.namespace_of(empty).name == backend.name
     if backend.device is not None:
         assert empty.device == backend.device
+
+
+def test_solver_defaults_and_recorded_names(tmp_path):
+    data = id_data(60)
+    solver = Solver(RecordingSoftmax(4, 3), data, batch_size=10, verbose=False, progress=False)
+    assert solver.num_iters == 10 * 6  # num_epochs defaults to 10
+    import json
+
+    def named(rule, expected):
+        s = Solver(RecordingSoftmax(4, 3), data, **quiet(update_rule=rule, batch_size=10, num_iters=1))
+        s.train()
+        with np.load(s.save_checkpoint(tmp_path / "ck.npz"), allow_pickle=False) as npz:
+            assert json.loads(str(npz["meta"]))["update_rule"] == expected
+
+    named("adam", "adam")
+    named(heavy_ball, "heavy_ball")
+
+
+def test_bad_validation_labels_are_named():
+    data = id_data(20)
+    data["y_val"] = data["y_val"].copy()
+    data["y_val"][0] = 9
+    with pytest.raises(ValueError, match=r"^y_val has labels outside \[0, 3\)"):
+        Solver(RecordingSoftmax(4, 3), data, **quiet())
+
+
+def test_a_users_rule_without_learning_rate_survives_the_epoch_end():
+    def rule(w, dw, config=None):
+        return w - 1e-3 * dw, {} if config is None else config
+
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, optim_config={}, batch_size=10))
+    solver.train()  # lr_decay applies to the default learning rate 1e-2
+    assert solver.learning_rate == pytest.approx(1e-2)
+
+
+def test_training_data_is_cast_to_the_models_dtype():
+    data = separable()
+    net = FullyConnectedNet(6, [5], 3, seed=0, dtype="float32")
+    solver = Solver(net, data, **quiet(batch_size=10, num_iters=2))
+    assert solver.X_train.dtype == np.float32 and solver.X_val.dtype == np.float32
+    solver.train()
+    assert all(p.dtype == np.float32 for p in net.params.values())
+
+
+def test_progress_bar_shows_loss_rate_and_accuracies(capsys):
+    import re
+
+    Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_epochs=2, progress=True)).train()
+    segments = [s for s in re.split(r"[\r\n]", capsys.readouterr().err) if "val=" in s]
+    assert segments, "no progress bar line with the accuracies"
+    assert re.search(r"lr=1\.00e-03", segments[-1]) and "train=" in segments[-1] and "loss=" in segments[-1]
+
+
+def test_checkpoint_into_new_folders_written_next_to_its_target(tmp_path, monkeypatch):
+    import os
+
+    import fcn.solver as solver_module
+
+    moves = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        moves.append((os.path.dirname(src), os.path.dirname(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(solver_module.os, "replace", spy)
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_iters=1))
+    solver.train()
+    target = tmp_path / "a" / "b" / "ck.npz"
+    solver.save_checkpoint(target)
+    assert target.exists()
+    assert moves == [(str(target.parent), str(target.parent))]  # same folder: the rename is atomic
+
+
+def test_the_best_snapshot_is_not_changed_by_later_steps():
+    solver = small_net_solver("numpy", separable(), num_epochs=1)
+    solver.train()
+    best = {k: fcn.to_host(v).copy() for k, v in solver.best_params.items()}
+    solver.step()
+    for name, value in best.items():
+        np.testing.assert_array_equal(fcn.to_host(solver.best_params[name]), value)
+
+
+def test_a_first_format_checkpoint_of_a_builtin_rule_keeps_its_hyperparameters(tmp_path):
+    solver = small_net_solver("numpy", separable(), num_iters=6)
+    solver.train()
+    old_hyper = {
+        n: {"learning_rate": 0.5, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 6} for n in solver.model.params
+    }
+    path = _rewrite_checkpoint(
+        solver.save_checkpoint(tmp_path / "ck.npz"),
+        tmp_path / "v1.npz",
+        meta_changes={"format": "fcn-checkpoint-1", "optim_config": None, "optim_hyper": old_hyper},
+    )
+    resumed = small_net_solver("numpy", separable()).load_checkpoint(path)
+    assert resumed.learning_rate == 0.5
+
+
+def test_batch_size_mismatch_message_in_full(tmp_path):
+    solver = small_net_solver("numpy", separable(), num_iters=2)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with pytest.raises(fcn.CheckpointError, match=r"was written with batch_size 10, not 20$"):
+        small_net_solver("numpy", separable(), batch_size=20).load_checkpoint(path)
