@@ -1092,3 +1092,14 @@ def test_batch_size_mismatch_message_in_full(tmp_path):
     path = solver.save_checkpoint(tmp_path / "ck.npz")
     with pytest.raises(fcn.CheckpointError, match=r"was written with batch_size 10, not 20$"):
         small_net_solver("numpy", separable(), batch_size=20).load_checkpoint(path)
+
+
+def test_a_rule_without_a_name_is_accepted(tmp_path):
+    import functools
+    import json
+
+    rule = functools.partial(heavy_ball)  # a callable with no __name__
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, batch_size=10, num_iters=2))
+    solver.train()
+    with np.load(solver.save_checkpoint(tmp_path / "ck.npz"), allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"]))["update_rule"] == ""
