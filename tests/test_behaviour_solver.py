@@ -1103,3 +1103,27 @@ def test_a_rule_without_a_name_is_accepted(tmp_path):
     solver.train()
     with np.load(solver.save_checkpoint(tmp_path / "ck.npz"), allow_pickle=False) as npz:
         assert json.loads(str(npz["meta"]))["update_rule"] == ""
+
+
+def test_progress_bar_counts_steps_and_shows_the_rate_between_epochs(capsys, tmp_path):
+    import re
+
+    def bar_lines():
+        return [s for s in re.split(r"[\r\n]", capsys.readouterr().err) if "training" in s]
+
+    solver = Solver(RecordingSoftmax(4, 3), id_data(40), **quiet(batch_size=10, num_epochs=2, print_every=2))
+    solver.progress = True
+    solver.train()
+    lines = bar_lines()
+    assert "8/8" in lines[-1] and not any(re.search(r"\b(9|1\d)/8\b", s) for s in lines)
+    between = [s for s in lines if "loss=" in s and "val=" not in s]
+    assert between and all("lr=" in s for s in between)
+
+    part = Solver(RecordingSoftmax(4, 3), id_data(40), **quiet(batch_size=10, num_epochs=1))
+    part.train()
+    part.save_checkpoint(tmp_path / "ck.npz")
+    resumed = Solver(RecordingSoftmax(4, 3), id_data(40), **quiet(batch_size=10, num_epochs=2, progress=True))
+    resumed.load_checkpoint(tmp_path / "ck.npz")
+    capsys.readouterr()
+    resumed.train()
+    assert "8/8" in bar_lines()[-1]  # the bar starts at the resumed step
