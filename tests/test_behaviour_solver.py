@@ -1127,3 +1127,56 @@ def test_progress_bar_counts_steps_and_shows_the_rate_between_epochs(capsys, tmp
     capsys.readouterr()
     resumed.train()
     assert "8/8" in bar_lines()[-1]  # the bar starts at the resumed step
+
+
+# -- buffers: non-trainable state saved, snapshotted and restored with the parameters ---------------------------------
+
+
+def _buffered_net(name="steps1", seed=0):
+    from fcn.modules import Layer
+
+    class StepCounter(Layer):
+        """Counts the training batches it has seen, in place (a buffer, not a parameter)."""
+
+        buffers = (name,)
+
+        def init_buffers(self):
+            return {name: np.zeros(1)}
+
+        def forward(self, ops, x, params, buffers, train):
+            if train:
+                buffers[name] += 1
+            return x, None
+
+    class Net(FullyConnectedNet):
+        def build_layers(self):
+            return [StepCounter(), *super().build_layers()]
+
+    return Net(6, [5], 3, weight_scale=0.1, seed=seed)
+
+
+def test_the_best_buffers_are_saved_restored_and_not_aliased(tmp_path):
+    data = separable()
+    solver = Solver(_buffered_net(), data, **quiet(update_rule="adam", optim_config={"learning_rate": 1e-2},
+                                                  batch_size=10, num_epochs=3, lr_decay=0.5))  # fmt: skip
+    solver.train()
+    best_epoch = 1 + int(np.argmax(solver.val_acc_history))
+    assert float(solver.model.buffers["steps1"][0]) == 6 * best_epoch  # restored with the best parameters
+    best = {k: np.copy(v) for k, v in solver.best_buffers.items()}
+    solver.step()
+    assert {k: float(v[0]) for k, v in solver.best_buffers.items()} == {k: float(v[0]) for k, v in best.items()}
+
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    resumed = Solver(_buffered_net(), data, **quiet(update_rule="adam", batch_size=10)).load_checkpoint(path)
+    assert float(resumed.model.buffers["steps1"][0]) == float(solver.model.buffers["steps1"][0])
+    assert float(resumed.best_buffers["steps1"][0]) == float(best["steps1"][0])
+
+
+def test_a_checkpoint_with_other_buffers_is_refused(tmp_path):
+    data = separable()
+    solver = Solver(_buffered_net(), data, **quiet(batch_size=10, num_iters=2))
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    other = Solver(_buffered_net(name="seen1"), data, **quiet(batch_size=10))
+    with pytest.raises(fcn.CheckpointError, match=r"holds buffers \['steps1'\], but the model has \['seen1'\]"):
+        other.load_checkpoint(path)
