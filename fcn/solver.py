@@ -52,7 +52,9 @@ from .validation import (
 
 __all__ = ["Solver", "TrainingDiverged", "CheckpointError", "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "fcn-checkpoint-2"
+#: 3: the learning rate is a schedule of the step (the base rate, early stopping and the model's random state are
+#: saved); 1 and 2 kept the current, decayed rate and are still read.
+CHECKPOINT_FORMAT = "fcn-checkpoint-3"
 
 #: Settings a checkpoint records and a resumed run must share (the training length may change: that extends it).
 RESUME_SETTINGS = (
@@ -281,6 +283,16 @@ class Solver:
             decay=self.lr_decay,
             warmup_epochs=self.warmup_epochs,
         )
+
+    def _legacy_schedule(self, rate_now: float, epoch_now: int) -> None:
+        """Continue the per-epoch decay from ``rate_now``, the rate of epoch ``epoch_now`` (old checkpoints)."""
+        if self.warmup_epochs:
+            return
+        ipe = self.iterations_per_epoch
+        rate = make_schedule(
+            "step", learning_rate=rate_now, iterations_per_epoch=ipe, num_iters=self.num_iters, decay=self.lr_decay
+        )
+        self._schedule = lambda iteration: rate(max(iteration - epoch_now * ipe, 0))
 
     def _apply_schedule(self) -> None:
         """Set the learning rate of the next step (index ``self.iteration``) from the schedule.
@@ -776,7 +788,7 @@ class Solver:
             raise CheckpointError(f"checkpoint {path} does not exist") from None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             raise CheckpointError(f"{path} is not a readable fcn checkpoint ({exc})") from exc
-        if meta.get("format") not in (CHECKPOINT_FORMAT, "fcn-checkpoint-1"):
+        if meta.get("format") not in (CHECKPOINT_FORMAT, "fcn-checkpoint-2", "fcn-checkpoint-1"):
             raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
         try:
             return self._restore(path, arrays, meta, strict)
@@ -907,7 +919,14 @@ class Solver:
         self.stopped_early = bool(meta.get("stopped_early", False))
         if meta.get("model_rng_state") is not None and hasattr(self.model, "set_rng_state"):
             self.model.set_rng_state(meta["model_rng_state"])
-        self._apply_schedule()  # this solver's schedule at the saved step (the settings were compared above)
+        self._make_schedule()
+        saved_lr = (optim_config if self.rule_spec else next(iter(optim_configs.values()), {})).get("learning_rate")
+        legacy = meta.get("format") != CHECKPOINT_FORMAT
+        if legacy and not differences and saved_lr is not None and self.lr_schedule == "step":
+            # A checkpoint from before schedules kept only the current, already decayed rate: continue from it as
+            # the per-epoch decay did (the same products in the same order), not from this solver's base rate.
+            self._legacy_schedule(float(saved_lr), iteration // self.iterations_per_epoch)
+        self._apply_schedule()  # the rate of the saved step (the settings were compared above)
         return self
 
     # -- resume: the same run, or an error naming what differs ---------------------------------------------

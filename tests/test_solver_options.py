@@ -264,3 +264,25 @@ def test_augmentation_needs_image_shaped_data():
     with pytest.raises(ValueError, match=r"augment: flips and crops need image-shaped data \(N, C, H, W\)"):
         make_solver(make_net(), flat, augment="crop")
     make_solver(make_net(), flat, augment=None).train()  # flat data is fine without augmentation
+
+
+def test_a_checkpoint_from_before_schedules_continues_its_decayed_rate(tmp_path):
+    """Checkpoints of format 1 and 2 kept only the current, already decayed rate: the decay continues from it."""
+    kwargs = dict(update_rule="sgd", optim_config={"learning_rate": 0.4}, lr_schedule="step", lr_decay=0.5,
+                  warmup_epochs=0, augment=None, clip_grad_norm=None)  # fmt: skip
+    solver = make_solver(make_net(normalization=None, dropout_keep_ratio=1.0), images(), num_epochs=2, **kwargs)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(format="fcn-checkpoint-2", optim_config={**meta["optim_config"], "learning_rate": 0.3})
+    for key in ("base_learning_rate", "epochs_without_improvement", "stopped_early", "model_rng_state"):
+        del meta[key]
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    resumed = make_solver(make_net(normalization=None, dropout_keep_ratio=1.0), images(), num_epochs=3, **kwargs)
+    resumed.load_checkpoint(tmp_path / "old.npz")
+    assert resumed.learning_rate == 0.3
+    resumed.train()
+    assert resumed.learning_rate == 0.3 * 0.5  # one more epoch, one more decay
