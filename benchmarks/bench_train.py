@@ -146,7 +146,14 @@ def fcn_runners(spec: dict[str, Any], batch: int, be: fcn.Backend, dtype: str, d
         epoch = [
             time_once(
                 fcn.Solver(
-                    model, on_device, batch_size=batch, num_epochs=1, verbose=False, progress=False, seed=args.seed + r
+                    model,
+                    on_device,
+                    batch_size=batch,
+                    num_epochs=1,
+                    optim_config={"learning_rate": LEARNING_RATE},
+                    verbose=False,
+                    progress=False,
+                    seed=args.seed + r,
                 ).train,
                 sync,
             )
