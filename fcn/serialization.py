@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy
 from . import __version__
 from . import models as _models
 from .backend import get_backend, to_backend, to_host
+from .files import write_npz_atomically
 
 __all__ = ["MODEL_FORMAT", "ModelFileError", "save_model", "load_model"]
 
@@ -87,20 +87,6 @@ def _class_names(value: Any, num_classes: int | None) -> list[str] | None:
     if num_classes is not None and len(names) != num_classes:
         raise ValueError(f"class_names has {len(names)} entries but the model has {num_classes} classes")
     return names
-
-
-def _write_atomically(path: Path, arrays: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(
@@ -165,7 +151,7 @@ def save_model(
     except TypeError as exc:  # a get_config() value JSON cannot hold
         raise ValueError(f"{name}'s configuration cannot be written as JSON: {exc}") from exc
     path = Path(path)
-    _write_atomically(path, arrays)
+    write_npz_atomically(path, arrays)
     return path
 
 

@@ -24,7 +24,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 import zipfile
@@ -38,6 +37,7 @@ from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidg
 
 from .augment import Augmenter, check_image_batch
 from .backend import Backend, namespace_of, to_backend, to_host
+from .files import write_npz_atomically
 from .optim import RULES, UPDATE_RULES, get_update_rule
 from .schedules import make_schedule
 from .validation import (
@@ -750,17 +750,7 @@ class Solver:
                 f"cannot save the optimiser's configuration ({exc}): an update rule's config may hold arrays "
                 "(saved as state) and numbers or strings (saved as hyperparameters), nothing else"
             ) from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                numpy.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_npz_atomically(path, arrays)  # readers see the old file or the new one, never half of one
         return path
 
     def load_checkpoint(self, path: str | os.PathLike, *, strict: bool = True) -> Solver:
