@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .cli_common import add_data_arguments, nonnegative_float, nonnegative_int, positive_float, positive_int
+from .optim import UPDATE_RULES
+from .schedules import SCHEDULES
 from .sysinfo import machine_info
 
 __all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     opt = t.add_argument_group("optimisation")
-    opt.add_argument("--update-rule", choices=["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"], default="sgd")
+    opt.add_argument("--update-rule", choices=list(UPDATE_RULES), default="sgd")
     opt.add_argument("--learning-rate", "--lr", type=positive_float, default=1e-3)
     opt.add_argument(
         "--weight-decay",
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument(
         "--lr-schedule",
-        choices=["step", "cosine", "linear"],
+        choices=list(SCHEDULES),
         default="step",
         help="step: multiply by --lr-decay after every epoch; cosine / linear: decay to 0 at the last step",
     )

@@ -419,7 +419,7 @@ class Solver:
             g *= factor
 
     def _gather(self, idx: Any) -> tuple[Any, Any]:
-        """The batch's rows of the training data, gathered on the device into buffers reused per size."""
+        """The batch's rows of the training data, gathered on the device (into reused buffers on CuPy)."""
         ops = self.backend.ops
         n = idx.shape[0]
         buffers = self._batch_buffers.get(n)

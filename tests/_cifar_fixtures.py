@@ -88,3 +88,9 @@ def make_cifar10_archive(workdir: Path, **kwargs: Any) -> tuple[Path, str]:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(src, arcname=BATCHES_DIRNAME)
     return archive, hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def tiny_train_args(data_dir: Path) -> list[str]:
+    """``fcn train`` options for the tiny data written by ``write_cifar10(..., n_per_train_batch=60, n_test=50)``."""
+    return ["train", "--data-dir", str(data_dir), "--no-download", "--num-train", "250", "--num-val", "50",
+            "--num-test", "50", "--batch-size", "50"]  # fmt: skip

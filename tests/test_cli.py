@@ -12,9 +12,9 @@ import fcn
 from fcn.cli import main
 
 try:
-    from _cifar_fixtures import write_cifar10
+    from _cifar_fixtures import tiny_train_args, write_cifar10
 except ImportError:  # pragma: no cover - tests imported as a package
-    from ._cifar_fixtures import write_cifar10
+    from ._cifar_fixtures import tiny_train_args, write_cifar10
 
 
 @pytest.fixture
@@ -26,18 +26,7 @@ def tiny_cifar(tmp_path):
 def run_train(tiny_cifar, out, *extra):
     return main(
         [
-            "train",
-            "--data-dir",
-            str(tiny_cifar),
-            "--no-download",
-            "--num-train",
-            "250",
-            "--num-val",
-            "50",
-            "--num-test",
-            "50",
-            "--batch-size",
-            "50",
+            *tiny_train_args(tiny_cifar),
             "--out",
             str(out),
             "--quiet",

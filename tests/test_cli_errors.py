@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 try:
-    from _cifar_fixtures import write_cifar10
+    from _cifar_fixtures import tiny_train_args, write_cifar10
 except ImportError:  # pragma: no cover - tests imported as a package
-    from ._cifar_fixtures import write_cifar10
+    from ._cifar_fixtures import tiny_train_args, write_cifar10
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -325,18 +325,7 @@ def test_interrupt_inside_an_update_then_resume_is_exact(tiny_cifar, tmp_path, m
     def run(out, *extra):
         return main(
             [
-                "train",
-                "--data-dir",
-                str(tiny_cifar),
-                "--no-download",
-                "--num-train",
-                "250",
-                "--num-val",
-                "50",
-                "--num-test",
-                "50",
-                "--batch-size",
-                "50",
+                *tiny_train_args(tiny_cifar),
                 "--quiet",
                 "--num-iters",
                 "12",

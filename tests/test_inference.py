@@ -20,9 +20,9 @@ from fcn.inference import (
 from fcn.plotting import plot_confusion_matrix
 
 try:
-    from _cifar_fixtures import CLASS_NAMES, raw_cifar10, write_cifar10
+    from _cifar_fixtures import CLASS_NAMES, raw_cifar10, tiny_train_args, write_cifar10
 except ImportError:  # pragma: no cover - tests imported as a package
-    from ._cifar_fixtures import CLASS_NAMES, raw_cifar10, write_cifar10
+    from ._cifar_fixtures import CLASS_NAMES, raw_cifar10, tiny_train_args, write_cifar10
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -38,18 +38,7 @@ def trained(tiny_cifar, tmp_path):
     out = tmp_path / "run"
     main(
         [
-            "train",
-            "--data-dir",
-            str(tiny_cifar),
-            "--no-download",
-            "--num-train",
-            "250",
-            "--num-val",
-            "50",
-            "--num-test",
-            "50",
-            "--batch-size",
-            "50",
+            *tiny_train_args(tiny_cifar),
             "--num-iters",
             "10",
             "--model",
