@@ -14,7 +14,7 @@ failing or hanging part never stops the next one:
    loops, ``--repeats 20 --rounds 2 --epoch-repeats 1 --eval-repeats 1``, where the script has those options);
 5. ``probe``: one training step of the chapter's net on CuPy, plain and fused: kernel launches per step
    (the nodes of the step captured as a CUDA graph), whether the host waits for the GPU between two logging
-   points (:func:`fcn.cuda_graph.host_waits`), and the time per step eagerly and as a graph replay.
+   points (:func:`fcn.ops.cuda.host_waits`), and the time per step eagerly and as a graph replay.
 
 Everything lands in OUTDIR: ``gpu_run.log`` (all output), ``summary.json`` and ``summary.md`` (each part's
 status, time and reason), the pytest JUnit XML files, the benchmark folders (JSON, markdown, PNG),
@@ -172,7 +172,8 @@ import json, sys, time
 import numpy
 sys.path.insert(0, ROOT)
 import fcn
-from fcn.cuda_graph import CapturedStep, graph_node_counts, host_waits
+from fcn.cuda_graph import CapturedStep
+from fcn.ops.cuda import graph_node_counts, host_waits
 import cupy
 
 rng = numpy.random.default_rng(0)

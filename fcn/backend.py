@@ -27,6 +27,8 @@ from typing import Any
 import array_api_compat
 import numpy
 
+from .ops import get_ops
+
 __all__ = [
     "Backend",
     "BackendError",
@@ -132,7 +134,7 @@ class Backend:
     for CuPy, or a compliant module such as ``array_api_strict``); ``device`` is ``None`` for the
     namespace's default device, else the namespace's device object (ints and strings such as ``0``,
     ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`). ``fused`` (CuPy
-    only) chooses the fused CUDA kernels for :attr:`ops` (:class:`fcn.fused.FusedCupyOps`, not yet verified
+    only) chooses the fused CUDA kernels for :attr:`ops` (:class:`fcn.ops.FusedCupyOps`, not yet verified
     on a GPU); ``None`` follows ``$FCN_FUSED_KERNELS``.
 
     Backends compare equal, and hash alike, when they have the same namespace and the same device.
@@ -176,8 +178,6 @@ class Backend:
     @cached_property
     def ops(self) -> Any:
         """The kernel table of this backend (:class:`fcn.ops.Ops` or its NumPy/CuPy subclass), made once."""
-        from .ops import get_ops
-
         return get_ops(self)
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
@@ -223,7 +223,7 @@ def get_backend(
     strict reference namespace (pass ``device=array_api_strict.Device("device1")`` to emulate a device
     that refuses implicit host conversion, the way CuPy does). A module such as ``numpy`` or ``cupy`` is
     mapped to its array-api-compat namespace. ``fused=True`` (CuPy only) selects the fused CUDA kernels,
-    ``False`` the plain ones, ``None`` what ``$FCN_FUSED_KERNELS`` says (see :mod:`fcn.fused`).
+    ``False`` the plain ones, ``None`` what ``$FCN_FUSED_KERNELS`` says (see :mod:`fcn.ops.cupy_ops`).
     """
     be = _resolve_backend(backend, device)
     if fused is None or fused == be.fused:

@@ -14,7 +14,7 @@ replays them with one call. This module holds:
   copy the batch's indices into the graph's index buffer, launch the graph, copy the loss out. The learning
   rate and Adam's step count live in a small device array (``FusedCupyOps.device_hyper``) that the captured
   update kernels read, so learning-rate decay and Adam's bias correction need no new capture. It needs the
-  fused kernels (:class:`fcn.fused.FusedCupyOps`), a built-in update rule and a model whose step has no
+  fused kernels (:class:`fcn.ops.FusedCupyOps`), a built-in update rule and a model whose step has no
   randomness of its own (no dropout): :meth:`GraphedTraining.unsupported` says why when it cannot be used,
   and the Solver then trains eagerly.
 - :func:`host_waits`: runs a function while a kernel holds the stream, and reports whether the host had to
@@ -27,12 +27,8 @@ None of this has run on a GPU yet; the GPU tests (``tests/test_fused_gpu.py``) c
 
 from __future__ import annotations
 
-import ctypes
 import os
-import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy
@@ -41,9 +37,6 @@ __all__ = [
     "ENV_CUDA_GRAPH",
     "CapturedStep",
     "GraphedTraining",
-    "HostWaitReport",
-    "host_waits",
-    "graph_node_counts",
     "cuda_graph_requested",
 ]
 
@@ -118,7 +111,7 @@ class GraphedTraining:
     @staticmethod
     def unsupported(solver: Any) -> str | None:
         """Why ``solver``'s step cannot be replayed as a graph, or ``None`` when it can."""
-        from .fused import FusedCupyOps
+        from .ops import FusedCupyOps
 
         backend = solver.backend
         if not backend.is_cupy:
@@ -204,100 +197,3 @@ class GraphedTraining:
             self.captured = None
             raise RuntimeError("the training step replaced its parameter or state arrays: it cannot be replayed")
         self._identity = before
-
-
-# -- diagnostics -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostWaitReport:
-    """What :func:`host_waits` saw: whether the host waited for the device while ``fn`` ran."""
-
-    waited: bool
-    seconds: float
-    timeout_s: float
-
-
-def host_waits(fn: Callable[[], Any], *, timeout_s: float = 10.0) -> tuple[HostWaitReport, Any]:
-    """Run ``fn`` while a kernel holds the current stream; report whether the host waited for the device.
-
-    The kernel (``fcn_hold_stream``) spins until the host releases it through a flag in mapped pinned memory,
-    or ``timeout_s`` pass. If ``fn`` only queues work, it returns while the kernel still spins; if it waits for
-    the device anywhere (a stream or device sync, ``.get()``, ``float()`` of a device scalar, a blocking
-    copy), it can only return after the timeout, and the kernel has flagged the timeout. Keep ``fn`` to a few
-    hundred launches: a full launch queue blocks the host too (and is reported as a wait). ``fn``'s work
-    must go to the current stream (or to streams that wait for it). Returns ``(report, fn's result)``.
-    """
-    import cupy
-
-    from .fused import HOLD_STREAM_KERNEL, get_kernel
-
-    runtime = cupy.cuda.runtime
-    kernel = get_kernel(HOLD_STREAM_KERNEL)  # compiled before the clock starts
-    ptr = runtime.hostAlloc(8, runtime.hostAllocMapped)  # [release flag, timed-out flag]; same address on the GPU
-    try:
-        ctypes.memset(ptr, 0, 8)
-        release, timed_out = ctypes.c_int.from_address(ptr), ctypes.c_int.from_address(ptr + 4)
-        stream = cupy.cuda.get_current_stream()
-        kernel((1,), (32,), (numpy.uint64(ptr), numpy.int64(int(timeout_s * 1e9)), numpy.uint64(ptr + 4)))
-        start = time.perf_counter()
-        try:
-            result = fn()
-        finally:
-            seconds = time.perf_counter() - start
-            waited = timed_out.value == 1
-            release.value = 1
-            stream.synchronize()
-    finally:
-        runtime.freeHost(ptr)
-    return HostWaitReport(waited=waited, seconds=seconds, timeout_s=timeout_s), result
-
-
-_NODE_TYPES = {
-    0: "kernel",
-    1: "memcpy",
-    2: "memset",
-    3: "host",
-    4: "graph",
-    5: "empty",
-    6: "wait_event",
-    7: "event_record",
-    8: "ext_semas_signal",
-    9: "ext_semas_wait",
-    10: "mem_alloc",
-    11: "mem_free",
-    12: "batch_mem_op",
-    13: "conditional",
-}
-
-
-def graph_node_counts(graph: Any) -> dict[str, Any]:
-    """Nodes of a captured ``cupy.cuda.Graph`` by type (``kernel``, ``memcpy``, ``memset``, ...).
-
-    Asks the CUDA driver (``cuGraphGetNodes``, ``cuGraphNodeGetType``); where that fails, counts the node
-    types named in the graph's DOT description instead (``source`` says which).
-    """
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-        handle = ctypes.c_void_p(graph.graph)
-        count = ctypes.c_size_t(0)
-        if driver.cuGraphGetNodes(handle, None, ctypes.byref(count)) != 0:
-            raise OSError("cuGraphGetNodes failed")
-        nodes = (ctypes.c_void_p * count.value)()
-        if driver.cuGraphGetNodes(handle, nodes, ctypes.byref(count)) != 0:
-            raise OSError("cuGraphGetNodes failed")
-        counts: dict[str, int] = {}
-        for node in nodes:
-            kind = ctypes.c_int(-1)
-            if driver.cuGraphNodeGetType(ctypes.c_void_p(node), ctypes.byref(kind)) != 0:
-                raise OSError("cuGraphNodeGetType failed")
-            name = _NODE_TYPES.get(kind.value, f"type{kind.value}")
-            counts[name] = counts.get(name, 0) + 1
-        return {**counts, "total": int(count.value), "source": "driver"}
-    except (OSError, AttributeError, TypeError):
-        dot = graph.debug_dot_str()
-        kinds = re.findall(r"\b(KERNEL|MEMCPY|MEMSET|HOST|EMPTY|EVENT_RECORD|WAIT_EVENT|MEM_ALLOC|MEM_FREE)\b", dot)
-        counts = {}
-        for k in kinds:
-            counts[k.lower()] = counts.get(k.lower(), 0) + 1
-        return {**counts, "total": sum(counts.values()), "source": "dot"}

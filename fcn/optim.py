@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import namespace_of
-from .ops import UPDATE_STATE
 from .validation import check_float, check_int
 
 __all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw", "UPDATE_RULES", "RuleSpec", "get_update_rule"]
@@ -34,20 +33,20 @@ Config = dict[str, Any]
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A built-in update rule: its kernel in the table (:class:`fcn.ops.Ops`), hyperparameters, state names.
+    """A built-in update rule: its name, its kernel, its hyperparameters' defaults, its state arrays.
 
-    The training loop applies a built-in rule to all parameters at once through ``ops.update_all``
-    (one launch on a fused backend), with one shared set of hyperparameters and per-parameter state arrays.
+    ``kernel`` names the update method of the kernel table (:class:`fcn.ops.Ops`: ``sgd``, ``sgd_momentum``,
+    ``rmsprop``, ``adam``), which takes the state arrays in the order of ``state``, then the hyperparameters as
+    keywords; the fused CUDA version of that kernel has the same name (:mod:`fcn.ops.cuda`). The training loop
+    applies a built-in rule to all parameters at once through ``ops.update_all`` (one launch on a fused
+    backend), with one shared set of hyperparameters and per-parameter state arrays.
     """
 
     name: str
     kernel: str
     defaults: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def state(self) -> tuple[str, ...]:
-        """Names of the state arrays kept per parameter."""
-        return UPDATE_STATE[self.kernel]
+    #: names of the state arrays kept per parameter (zeros at the start), in the kernel's argument order
+    state: tuple[str, ...] = ()
 
     def hyperparameters(self, config: Config | None) -> Config:
         """``config`` completed with the defaults; unknown keys are an error naming the valid ones."""
@@ -90,10 +89,12 @@ _ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "
 #: The built-in rules by name (the Solver looks ``update_rule="..."`` up here).
 RULES: dict[str, RuleSpec] = {
     "sgd": RuleSpec("sgd", "sgd", {"learning_rate": 1e-2}),
-    "sgd_momentum": RuleSpec("sgd_momentum", "sgd_momentum", {"learning_rate": 1e-2, "momentum": 0.9}),
-    "rmsprop": RuleSpec("rmsprop", "rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}),
-    "adam": RuleSpec("adam", "adam", dict(_ADAM)),
-    "adamw": RuleSpec("adamw", "adam", {**_ADAM, "weight_decay": 1e-2}),
+    "sgd_momentum": RuleSpec("sgd_momentum", "sgd_momentum", {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",)),
+    "rmsprop": RuleSpec(
+        "rmsprop", "rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",)
+    ),
+    "adam": RuleSpec("adam", "adam", dict(_ADAM), ("m", "v")),
+    "adamw": RuleSpec("adamw", "adam", {**_ADAM, "weight_decay": 1e-2}, ("m", "v")),
 }
 
 

@@ -458,7 +458,7 @@ class Solver:
         spec, ops, names = self.rule_spec, self.backend.ops, list(params)
         if len(self.optim_state) != len(names):
             for name in names:
-                self.optim_state.setdefault(name, ops.init_state(spec.kernel, params[name]))
+                self.optim_state.setdefault(name, {k: self.backend.xp.zeros_like(params[name]) for k in spec.state})
         config = self.optim_config
         if "t" in config:
             config["t"] = int(config["t"]) + 1
@@ -466,7 +466,7 @@ class Solver:
             spec.kernel,
             [params[n] for n in names],
             [grads[n] for n in names],
-            [self.optim_state[n] for n in names],
+            [tuple(self.optim_state[n][k] for k in spec.state) for n in names],
             config,
         )
 

@@ -177,15 +177,15 @@ def _try_backend(name: str) -> str:
 
 
 def _fused() -> str:
-    """Whether fcn's fused CUDA kernels (:mod:`fcn.fused`) compile here.
+    """Whether fcn's fused CUDA kernels (:mod:`fcn.ops.cupy_ops`) compile here.
 
     With a usable GPU every kernel is compiled and loaded on it (what training would do); without one, the
     source is compiled to PTX for ``compute_80`` by NVRTC alone, which needs no GPU or driver.
     """
-    if importlib.util.find_spec("fcn.fused") is None:
+    if importlib.util.find_spec("fcn.ops.cuda") is None:
         return "not available"
     try:
-        fused = importlib.import_module("fcn.fused")
+        fused = importlib.import_module("fcn.ops.cuda")
         if has_gpu():
             for name in fused.KERNEL_NAMES:
                 fused.get_kernel(name)

@@ -759,7 +759,7 @@ def test_update_all_refuses_lists_of_different_lengths(backend):
     ops = backend.ops
     w = [backend.asarray(np.ones(2)), backend.asarray(np.ones(3))]
     with pytest.raises(ValueError):
-        ops.update_all("sgd", w, [backend.asarray(np.ones(2))], [{}, {}], {"learning_rate": 0.1})
+        ops.update_all("sgd", w, [backend.asarray(np.ones(2))], [(), ()], {"learning_rate": 0.1})
 
 
 @pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])

@@ -1,4 +1,4 @@
-"""The fused CUDA kernels (fcn.fused.FusedCupyOps) against the plain kernel table, on a GPU.
+"""The fused CUDA kernels (fcn.ops.FusedCupyOps) against the plain kernel table, on a GPU.
 
 Every kernel is compared with :class:`fcn.ops.CupyOps` (the reference kernels, run by CuPy) on the same
 device arrays: float64 to a relative error below 1e-10, float32 within float32 rounding. Then whole training
@@ -40,7 +40,7 @@ def cp():
 @pytest.fixture(scope="module")
 def ops(cp):
     """(fused, plain) kernel tables on the same device."""
-    from fcn.fused import CupyOps, FusedCupyOps
+    from fcn.ops import CupyOps, FusedCupyOps
 
     backend = fcn.get_backend("cupy", fused=False)
     return FusedCupyOps(backend, tf32=False), CupyOps(backend)
@@ -187,7 +187,6 @@ def test_sum_of_squares_of_empty_arrays_is_zero(cp, ops):
 @pytest.mark.parametrize("rule", list(RULES))
 @pytest.mark.parametrize("count", [4, 37])
 def test_update_all_matches_reference(cp, ops, rng, dtype, rule, count):
-    from fcn.fused import UPDATE_STATE
     from fcn.optim import RULES as SPECS
 
     fused, plain = ops
@@ -198,7 +197,7 @@ def test_update_all_matches_reference(cp, ops, rng, dtype, rule, count):
     runs = {}
     for name, table in (("fused", fused), ("plain", plain)):
         params = [cp.asarray(a) for a in host]
-        states = [{k: cp.zeros_like(p) for k in UPDATE_STATE[spec.kernel]} for p in params]
+        states = [tuple(cp.zeros_like(p) for _ in spec.state) for p in params]
         for t in range(1, 4):
             hyper = dict(RULES[rule]) | ({"t": t} if spec.kernel == "adam" else {})
             table.update_all(spec.kernel, params, grads, states, hyper)
@@ -206,8 +205,8 @@ def test_update_all_matches_reference(cp, ops, rng, dtype, rule, count):
     for got, expect in zip(runs["fused"][0], runs["plain"][0], strict=True):
         close(got, expect, dtype)
     for got, expect in zip(runs["fused"][1], runs["plain"][1], strict=True):
-        for key in got:
-            close(got[key], expect[key], dtype)
+        for got_state, expect_state in zip(got, expect, strict=True):
+            close(got_state, expect_state, dtype)
 
 
 # -- training --------------------------------------------------------------------------------------------------
@@ -258,7 +257,7 @@ def test_fused_training_steps_match_plain_steps(cp, rng, dtype, rule):
 
 
 def test_steps_between_logging_points_never_wait_for_the_gpu(cp, rng):
-    from fcn.cuda_graph import host_waits
+    from fcn.ops.cuda import host_waits
 
     data = _data(rng)
     _, solver = _solver(True, "adam", "float32", data)
@@ -291,7 +290,7 @@ def test_cuda_graph_replay_equals_eager_steps(cp, rng, rule):
 
 
 def test_captured_step_is_a_handful_of_launches(cp, rng):
-    from fcn.cuda_graph import graph_node_counts
+    from fcn.ops.cuda import graph_node_counts
 
     data = _data(rng)
     _, solver = _solver(True, "adam", "float32", data, graph=True)

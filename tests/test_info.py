@@ -68,7 +68,7 @@ def test_blas_with_threadpoolctl():
 
 
 def _nvrtc_or_skip():
-    pytest.importorskip("fcn.fused", reason="fcn.fused does not import")
+    pytest.importorskip("fcn.ops.cuda", reason="fcn.ops.cuda does not import")
     try:
         from cupy_backends.cuda.libs import nvrtc
 
@@ -84,9 +84,9 @@ def test_fused_kernels_are_compiled_for_the_report():
 
 def test_fused_kernels_that_do_not_compile_are_reported(monkeypatch):
     _nvrtc_or_skip()
-    import fcn.fused
+    import fcn.ops.cuda
 
-    monkeypatch.setattr(fcn.fused, "kernel_source", lambda: "this is not CUDA")
+    monkeypatch.setattr(fcn.ops.cuda, "kernel_source", lambda: "this is not CUDA")
     monkeypatch.setattr(sysinfo, "has_gpu", lambda: False)
     report = sysinfo._fused()
     assert report.startswith("do not compile") and "error" in report

@@ -3,9 +3,9 @@
 NVRTC is a library: ``cupy_backends.cuda.libs.nvrtc`` (from the ``cupy-cuda12x`` wheel, with the
 ``nvidia-cuda-nvrtc-cu12`` wheel providing the library) compiles CUDA source on a machine without a GPU or
 driver, where ``cupy.cuda.compiler`` would ask the device for its architecture and fail. The tests compile
-``fcn/kernels/fused.cu`` with the options the CuPy backend uses (:data:`fcn.fused.COMPILE_OPTIONS`), to PTX
+``fcn/ops/kernels/fused.cu`` with the options the CuPy backend uses (:data:`fcn.ops.cuda.COMPILE_OPTIONS`), to PTX
 (whose ``.entry`` lines name the kernels) and to CUBIN (which runs ptxas: register and local-memory use), and
-check that every kernel name the Python side launches (:data:`fcn.fused.KERNEL_NAMES`) is in the module and
+check that every kernel name the Python side launches (:data:`fcn.ops.cuda.KERNEL_NAMES`) is in the module and
 no kernel in the module is unknown to it. Skipped, with the reason, where those wheels are absent:
 ``pip install -e ".[kernels]"``.
 """
@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-fused = pytest.importorskip("fcn.fused", reason="fcn.fused does not import")
+fused = pytest.importorskip("fcn.ops.cuda", reason="fcn.ops.cuda does not import")
 
 ARCHS = ("80", "90")
 
@@ -93,9 +93,9 @@ def test_ptx_has_exactly_the_launched_kernels(source, arch):
     entries = ptx_entries(ptx)
     assert entries, "no .entry in the PTX: the parser or the compilation is broken"
     missing = sorted(set(fused.KERNEL_NAMES) - entries)
-    assert not missing, f"kernels launched from fcn/fused.py but not in the compiled module: {missing}"
+    assert not missing, f"kernels launched from fcn/ops/cupy_ops.py but not in the compiled module: {missing}"
     unknown = sorted(entries - set(fused.KERNEL_NAMES))
-    assert not unknown, f"kernels in fcn/kernels/fused.cu that fcn/fused.py does not know: {unknown}"
+    assert not unknown, f"kernels in fcn/ops/kernels/fused.cu that fcn/ops/cuda.py does not know: {unknown}"
     for dtype in ("f32", "f64"):  # float and double instantiations both compiled
         assert any(e.endswith(f"_{dtype}") for e in entries)
 

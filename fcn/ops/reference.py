@@ -1,11 +1,12 @@
-"""The kernel table: every numeric kernel of fcn, written once against the array namespace ``xp``.
+"""The reference kernel table: every numeric kernel of fcn, written once against the array namespace ``xp``.
 
 Layers, models and the training loop never ask which library they run on: they call ``ops.<kernel>(...)``
 on the :class:`Ops` object of their backend (``backend.ops``). :class:`Ops` is the reference, written
 against the Array API standard only, so it runs on NumPy, CuPy, PyTorch and array-api-strict alike.
 Subclasses override single methods where a backend has something faster (the pattern of thinc's
-``Ops``/``CupyOps``): :class:`NumpyOps` uses NumPy's ``out=`` and in-place forms to skip temporaries and
-the Array-API wrappers' per-call overhead; :class:`CupyOps` is where fused CUDA kernels go.
+``Ops``/``CupyOps``): :class:`fcn.ops.NumpyOps`, :class:`fcn.ops.CupyOps`, :class:`fcn.ops.FusedCupyOps`.
+
+This module imports nothing of fcn: a table is handed a backend (anything with ``xp`` and ``device``).
 
 Conventions:
 
@@ -13,31 +14,18 @@ Conventions:
 - Methods documented as "may overwrite" an argument are called only on arrays the caller owns (a fresh
   matrix product, a fresh upstream gradient). The chapter's public functions (:mod:`fcn.layers`) never
   hand them user arrays.
-- Update rules work in place on the weights and their state arrays; hyperparameters are Python numbers,
+- Update kernels work in place on the weights and their state arrays; hyperparameters are Python numbers,
   so no device value is read back during a step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy
 
-from .backend import to_backend
-
-if TYPE_CHECKING:
-    from .backend import Backend
-
-__all__ = ["Ops", "NumpyOps", "CupyOps", "get_ops", "UPDATE_STATE"]
-
-#: The state arrays each built-in update rule keeps per parameter (created as zeros on first use).
-UPDATE_STATE: dict[str, tuple[str, ...]] = {
-    "sgd": (),
-    "sgd_momentum": ("velocity",),
-    "rmsprop": ("cache",),
-    "adam": ("m", "v"),
-}
+__all__ = ["Ops"]
 
 
 class Ops:
@@ -45,7 +33,7 @@ class Ops:
 
     name = "xp"
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Any):
         self.backend = backend
         self.xp = backend.xp
         self.device = backend.device
@@ -138,7 +126,7 @@ class Ops:
         Returns ``(out, mask)``: ``mask`` is ``keep_host / keep`` on the device (booleans travel, one byte each),
         ``out = x * mask``.
         """
-        mask = self.xp.astype(to_backend(keep_host, self.backend), x.dtype)
+        mask = self.xp.astype(self.xp.asarray(numpy.ascontiguousarray(keep_host), device=self.device), x.dtype)
         mask *= 1.0 / keep
         return x * mask, mask
 
@@ -259,147 +247,16 @@ class Ops:
         v_hat = v / (1 - beta2**t)
         w -= learning_rate * m_hat / (self.xp.sqrt(v_hat) + epsilon)
 
-    def init_state(self, rule: str, w: Any) -> dict[str, Any]:
-        """Zero state arrays of a built-in ``rule`` for parameter ``w``."""
-        return {name: self.xp.zeros_like(w) for name in UPDATE_STATE[rule]}
-
     def update_all(
-        self, rule: str, params: Sequence[Any], grads: Sequence[Any], states: Sequence[dict[str, Any]], hyper: dict
+        self, kernel: str, params: Sequence[Any], grads: Sequence[Any], states: Sequence[Sequence[Any]], hyper: dict
     ) -> None:
-        """Apply the built-in ``rule`` to every parameter in place (``states[i]``: that parameter's arrays).
+        """Apply the update kernel ``kernel`` (a method above) to every parameter in place.
 
-        The reference loops over the per-array method; a fused backend applies all parameters in one launch.
+        ``states[i]`` are parameter ``i``'s state arrays in the order the kernel takes them (``fcn.optim.RULES``
+        names them); ``hyper`` its keyword arguments. The reference loops over the per-array method; a fused
+        backend applies all parameters in one launch.
         """
-        kernel = getattr(self, rule)
-        names = UPDATE_STATE[rule]
+        method = getattr(self, kernel)
         for w, dw, state in zip(params, grads, states, strict=True):
-            kernel(w, dw, *(state[n] for n in names), **hyper)
+            method(w, dw, *state, **hyper)
 
-
-class NumpyOps(Ops):
-    """NumPy overrides: the same arithmetic with ``out=`` and in-place forms, and no Array-API wrappers.
-
-    On small arrays the wrappers' per-call cost dominates; on large ones the saved temporaries do.
-    """
-
-    name = "numpy"
-
-    def __init__(self, backend: Backend):
-        super().__init__(backend)
-        self._aranges: dict[int, numpy.ndarray] = {}
-
-    def affine_backward(self, dout: Any, x: Any, w: Any, need_dx: bool = True) -> tuple[Any, Any, Any]:
-        dw = x.T @ dout
-        db = dout.sum(axis=0)
-        dx = dout @ w.T if need_dx else None
-        return dx, dw, db
-
-    def bias_relu(self, h: Any, b: Any) -> Any:
-        numpy.add(h, b, out=h)
-        return numpy.maximum(h, 0, out=h)
-
-    def relu(self, x: Any) -> Any:
-        return numpy.maximum(x, 0)
-
-    def relu_backward(self, dout: Any, y: Any) -> Any:
-        return numpy.multiply(dout, y > 0, out=dout)
-
-    def softmax_cross_entropy(self, scores: Any, y: Any) -> tuple[Any, Any]:
-        n = scores.shape[0]
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        exp = numpy.exp(shifted)
-        sum_exp = exp.sum(axis=1, keepdims=True)
-        rows = self._arange(n)
-        loss = (numpy.log(sum_exp).sum() - shifted[rows, y].sum()) / n
-        numpy.divide(exp, sum_exp, out=exp)
-        exp[rows, y] -= 1  # rows are distinct: no duplicate-index trap
-        exp /= n
-        return numpy.asarray(loss), exp
-
-    def _arange(self, n: int) -> numpy.ndarray:
-        rows = self._aranges.get(n)
-        if rows is None:
-            rows = self._aranges[n] = numpy.arange(n)
-        return rows
-
-    def sum_of_squares(self, arrays: Sequence[Any]) -> Any:
-        total = 0.0
-        for a in arrays:
-            flat = a.reshape(-1)
-            total += numpy.dot(flat, flat)  # BLAS dot: no temporary
-        dtype = arrays[0].dtype if len(arrays) else numpy.float64
-        return numpy.asarray(total, dtype=dtype)
-
-    def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
-        if out is None:
-            return x.take(idx, axis=0)
-        # mode="clip" lets NumPy write straight into out (mode="raise" buffers); idx is a permutation slice
-        return numpy.take(x, idx, axis=0, out=out, mode="clip")
-
-    def rmsprop(self, w: Any, dw: Any, cache: Any, *, learning_rate: float, decay_rate: float, epsilon: float) -> None:
-        cache *= decay_rate
-        cache += (1 - decay_rate) * (dw * dw)
-        step = numpy.sqrt(cache)
-        step += epsilon
-        numpy.divide(dw, step, out=step)
-        step *= learning_rate
-        w -= step
-
-    def adam(
-        self,
-        w: Any,
-        dw: Any,
-        m: Any,
-        v: Any,
-        *,
-        learning_rate: float,
-        beta1: float,
-        beta2: float,
-        epsilon: float,
-        t: int,
-        weight_decay: float = 0.0,
-    ) -> None:
-        if weight_decay:
-            w *= 1 - learning_rate * weight_decay
-        m *= beta1
-        m += (1 - beta1) * dw
-        v *= beta2
-        v += (1 - beta2) * (dw * dw)
-        # the same arithmetic as the reference, with one scratch buffer instead of four temporaries
-        step = v / (1 - beta2**t)
-        numpy.sqrt(step, out=step)
-        step += epsilon
-        numpy.divide(m, step, out=step)
-        step *= learning_rate / (1 - beta1**t)
-        w -= step
-
-
-class CupyOps(Ops):
-    """CuPy's table: the reference kernels (cuBLAS matrix products, CuPy elementwise kernels).
-
-    The fused CUDA kernels are in the subclass :class:`fcn.fused.FusedCupyOps` (opt-in, not yet verified on
-    a GPU).
-    """
-
-    name = "cupy"
-
-    def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
-        # cupy.take writes into a reused buffer when given one: no allocation per batch
-        if out is None:
-            return self.xp.take(x, idx, axis=0)
-        import cupy
-
-        return cupy.take(x, idx, axis=0, out=out)
-
-
-def get_ops(backend: Backend) -> Ops:
-    """The kernel table for ``backend`` (use ``backend.ops``, which caches it)."""
-    if backend.is_numpy:
-        return NumpyOps(backend)
-    if backend.is_cupy:
-        from .fused import FusedCupyOps, fused_requested
-
-        # the fused CUDA kernels are opt-in until verified on a GPU: get_backend("cupy", fused=True) or
-        # FCN_FUSED_KERNELS=1
-        return FusedCupyOps(backend) if fused_requested(backend.fused) else CupyOps(backend)
-    return Ops(backend)

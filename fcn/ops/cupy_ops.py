@@ -1,8 +1,6 @@
-"""Fused CUDA kernels for the CuPy backend: :class:`FusedCupyOps`, opt-in and **not yet verified on a GPU**.
-
-The plain :class:`fcn.ops.CupyOps` runs every kernel as CuPy array expressions: one launch (and often a
-temporary) per operation. :class:`FusedCupyOps` overrides the hot ones with hand-written CUDA kernels
-(``fcn/kernels/fused.cu``, compiled at run time by NVRTC through ``cupy.RawModule``, once per device):
+"""CuPy's kernel tables: :class:`CupyOps` (the reference kernels as CuPy array expressions) and
+:class:`FusedCupyOps`, which overrides the training step's hot spots with the CUDA kernels of
+``kernels/fused.cu`` (compiled by NVRTC at run time, once per device; names and launch helpers in :mod:`.cuda`):
 
 - ``take_rows``: the batch gather into a reused buffer, in words of up to 16 bytes; :meth:`FusedCupyOps.take_batch`
   gathers images and labels in one launch, optionally with a horizontal flip and a zero-padded random crop
@@ -12,9 +10,9 @@ temporary) per operation. :class:`FusedCupyOps` overrides the hot ones with hand
   on the device, deterministically (no atomics on the value, no host read);
 - ``sum_of_squares``: the L2 term of all weight matrices in one launch;
 - ``update_all``: ``sgd``, ``sgd_momentum``, ``rmsprop``, ``adam`` (AdamW with ``weight_decay``) applied to all
-  parameters in one launch (up to :data:`MT_MAX` tensors per launch, passed by value: nothing uploaded).
+  parameters in one launch (up to ``MT_MAX`` tensors per launch, passed by value: nothing uploaded).
 
-Everything else is inherited from :class:`~fcn.ops.CupyOps`; inputs a kernel does not handle (another dtype,
+Everything else is inherited from :class:`CupyOps`; inputs a kernel does not handle (another dtype,
 non-contiguous arrays, ...) fall back to it, so results never depend on the path taken beyond rounding.
 
 Opting in: set ``FCN_FUSED_KERNELS=1`` (then ``backend.ops`` of every CuPy backend is a :class:`FusedCupyOps`),
@@ -22,192 +20,61 @@ or pass ``fused=True`` to :func:`fcn.get_backend`. ``FCN_TF32=1`` (or ``FusedCup
 lets cuBLAS use TF32 tensor cores for float32 matrix products (about 10 mantissa bits: faster, less exact;
 process-wide in CuPy; off by default).
 
-Status: every kernel compiles with NVRTC for sm_80 and sm_90 in the CPU test suite
-(``tests/test_kernels_compile.py``); the numerical tests against the plain kernels
-(``tests/test_fused_gpu.py``) need a GPU and have not been run yet. Until they have, the fused path stays
+Status: every kernel compiles with NVRTC for sm_80 and sm_90 in the CPU test suite; the numerical tests
+against the plain kernels need a GPU and have not been run on one yet. Until they have, the fused path stays
 opt-in.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy
 
-from .ops import UPDATE_STATE, CupyOps
-
-__all__ = [
-    "FusedCupyOps",
-    "KERNEL_NAMES",
-    "COMPILE_OPTIONS",
-    "ENV_FUSED",
-    "ENV_TF32",
-    "fused_requested",
-    "kernel_source",
-    "get_kernel",
-    "set_tf32",
-]
-
-#: Environment variable that turns the fused kernels on for every CuPy backend.
-ENV_FUSED = "FCN_FUSED_KERNELS"
-#: Environment variable that lets cuBLAS use TF32 for float32 matrix products.
-ENV_TF32 = "FCN_TF32"
-
-#: Tensors per multi-tensor launch (sum of squares, update rules); more are split over several launches.
-MT_MAX = 32
-#: Elements each block of a multi-tensor launch covers.
-CHUNK = 8192
-#: Threads per block (a multiple of 32).
-BLOCK = 256
-#: Most blocks of the softmax kernel (rows beyond are walked by each warp in turn).
-SOFTMAX_MAX_BLOCKS = 1024
-#: NVRTC options; the same in the module the CuPy backend loads and in the CPU compile test.
-COMPILE_OPTIONS = ("--std=c++17", f"-DFCN_MT_MAX={MT_MAX}", f"-DFCN_CHUNK={CHUNK}")
-#: The CUDA source of every fused kernel.
-SOURCE_PATH = Path(__file__).resolve().parent / "kernels" / "fused.cu"
-
-FLOAT_SUFFIX = {"float32": "f32", "float64": "f64"}
-LABEL_SUFFIX = {"int32": "i32", "int64": "i64"}
-GATHER_WORDS = (16, 8, 4, 2, 1)
-RULE_KERNELS = ("sgd", "sgd_momentum", "rmsprop", "adam")
-
-
-# -- kernel names: the launch code below builds every name it launches with these functions -------------------
-
-
-def gather_rows_kernel(word: int) -> str:
-    return f"fcn_gather_rows_b{word}"
-
-
-def gather_augment_kernel(dtype: str) -> str:
-    return f"fcn_gather_augment_{FLOAT_SUFFIX[dtype]}"
-
-
-def bias_relu_kernel(dtype: str) -> str:
-    return f"fcn_bias_relu_{FLOAT_SUFFIX[dtype]}"
-
-
-def relu_backward_kernel(dtype: str) -> str:
-    return f"fcn_relu_backward_{FLOAT_SUFFIX[dtype]}"
-
-
-def softmax_xent_kernel(dtype: str, label_dtype: str) -> str:
-    return f"fcn_softmax_xent_{FLOAT_SUFFIX[dtype]}_{LABEL_SUFFIX[label_dtype]}"
-
-
-def sum_squares_kernel(dtype: str) -> str:
-    return f"fcn_sum_squares_{FLOAT_SUFFIX[dtype]}"
-
-
-def update_kernel(rule: str, dtype: str) -> str:
-    if rule not in RULE_KERNELS:
-        raise KeyError(rule)
-    return f"fcn_update_{rule}_{FLOAT_SUFFIX[dtype]}"
-
-
-ADAM_ADVANCE_KERNEL = "fcn_adam_advance"
-HOLD_STREAM_KERNEL = "fcn_hold_stream"
-
-#: Every kernel this module launches (checked against the compiled module's entries by the CPU test suite).
-KERNEL_NAMES: tuple[str, ...] = (
-    *(gather_rows_kernel(w) for w in GATHER_WORDS),
-    *(gather_augment_kernel(d) for d in FLOAT_SUFFIX),
-    *(bias_relu_kernel(d) for d in FLOAT_SUFFIX),
-    *(relu_backward_kernel(d) for d in FLOAT_SUFFIX),
-    *(softmax_xent_kernel(d, lab) for d in FLOAT_SUFFIX for lab in LABEL_SUFFIX),
-    *(sum_squares_kernel(d) for d in FLOAT_SUFFIX),
-    *(update_kernel(r, d) for r in RULE_KERNELS for d in FLOAT_SUFFIX),
+from .cuda import (
     ADAM_ADVANCE_KERNEL,
-    HOLD_STREAM_KERNEL,
+    BLOCK,
+    ENV_TF32,
+    FLOAT_SUFFIX,
+    GATHER_WORDS,
+    LABEL_SUFFIX,
+    MT_MAX,
+    SOFTMAX_MAX_BLOCKS,
+    UPDATE_KERNEL_SCALARS,
+    bias_relu_kernel,
+    gather_augment_kernel,
+    gather_rows_kernel,
+    get_kernel,
+    relu_backward_kernel,
+    set_tf32,
+    softmax_xent_kernel,
+    sum_squares_kernel,
+    tensor_list,
+    truthy,
+    update_kernel,
 )
-_KERNEL_SET = frozenset(KERNEL_NAMES)
+from .reference import Ops
+
+__all__ = ["CupyOps", "FusedCupyOps"]
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+class CupyOps(Ops):
+    """CuPy's table: the reference kernels (cuBLAS matrix products, CuPy elementwise kernels).
 
-
-def fused_requested(explicit: bool | None = None) -> bool:
-    """Whether the fused kernels are wanted: ``explicit`` when given, else ``$FCN_FUSED_KERNELS``."""
-    return bool(explicit) if explicit is not None else _truthy(os.environ.get(ENV_FUSED))
-
-
-def kernel_source() -> str:
-    """The CUDA source of the fused kernels."""
-    return SOURCE_PATH.read_text(encoding="utf-8")
-
-
-# -- compilation (lazy, once per device) ------------------------------------------------------------------------
-
-_lock = threading.Lock()
-_modules: dict[int, Any] = {}
-_functions: dict[tuple[int, str], Any] = {}
-
-
-def get_kernel(name: str) -> Any:
-    """The compiled kernel ``name`` on the current device (the module is compiled on first use per device)."""
-    if name not in _KERNEL_SET:
-        raise KeyError(f"{name!r} is not a kernel of fcn/kernels/fused.cu known to fcn.fused.KERNEL_NAMES")
-    import cupy
-
-    device = cupy.cuda.runtime.getDevice()
-    fn = _functions.get((device, name))
-    if fn is None:
-        with _lock:
-            module = _modules.get(device)
-            if module is None:
-                module = _modules[device] = cupy.RawModule(code=kernel_source(), options=COMPILE_OPTIONS)
-            fn = _functions[(device, name)] = module.get_function(name)
-    return fn
-
-
-def set_tf32(enabled: bool) -> None:
-    """Let cuBLAS use TF32 tensor cores for CuPy's float32 matrix products (process-wide), or stop it.
-
-    TF32 keeps float32's range but rounds the products' inputs to 10 mantissa bits: several times the
-    throughput on Ampere and later GPUs, at about 1e-3 relative error per product. float64 is unaffected.
+    The fused CUDA kernels are in the subclass :class:`FusedCupyOps` (opt-in, not yet verified on a GPU).
     """
-    import cupy
-    from cupy._core import _routines_linalg as linalg
 
-    linalg.set_compute_type(cupy.float32, linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT)
+    name = "cupy"
 
+    def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
+        # cupy.take writes into a reused buffer when given one: no allocation per batch
+        if out is None:
+            return self.xp.take(x, idx, axis=0)
+        import cupy
 
-# -- multi-tensor argument ---------------------------------------------------------------------------------
-
-# struct TensorList { i64 ptr[4][MT_MAX]; i64 size[MT_MAX]; i64 block_start[MT_MAX + 1]; i64 count; }
-_TL_WORDS = 4 * MT_MAX + MT_MAX + (MT_MAX + 1) + 1
-_TL_DTYPE = numpy.dtype((numpy.void, _TL_WORDS * 8))
-
-
-def tensor_list(groups: Sequence[Sequence[Any]]) -> tuple[numpy.ndarray, int]:
-    """Pack up to :data:`MT_MAX` tensors (``groups[0]``) and their companions (gradients, state arrays in
-    ``groups[1:]``, at most 4 groups) into the kernel's by-value ``TensorList``; returns it and the blocks."""
-    count = len(groups[0])
-    if count > MT_MAX or len(groups) > 4:
-        raise ValueError(f"a tensor list holds at most {MT_MAX} tensors in 4 groups")
-    words = numpy.zeros(_TL_WORDS, dtype=numpy.int64)
-    ptr = words[: 4 * MT_MAX].reshape(4, MT_MAX)
-    size = words[4 * MT_MAX : 5 * MT_MAX]
-    start = words[5 * MT_MAX : 6 * MT_MAX + 1]
-    blocks = 0
-    for i in range(count):
-        for g, group in enumerate(groups):
-            ptr[g, i] = group[i].data.ptr
-        n = int(groups[0][i].size)
-        size[i] = n
-        start[i] = blocks
-        blocks += -(-n // CHUNK)
-    start[count:] = blocks
-    words[-1] = count
-    return words.view(_TL_DTYPE), blocks
-
-
-# -- the kernel table ------------------------------------------------------------------------------------------
+        return cupy.take(x, idx, axis=0, out=out)
 
 
 def _name(dtype: Any) -> str:
@@ -219,11 +86,11 @@ def _c_contiguous(*arrays: Any) -> bool:
 
 
 class FusedCupyOps(CupyOps):
-    """:class:`fcn.ops.CupyOps` with fused CUDA kernels for the training step's hot spots.
+    """:class:`CupyOps` with fused CUDA kernels for the training step's hot spots.
 
     Opt-in (``FCN_FUSED_KERNELS=1`` or ``get_backend("cupy", fused=True)``) and not yet verified on a GPU.
     Each override handles C-contiguous float32/float64 arrays (labels int32/int64) and hands anything else
-    to :class:`~fcn.ops.CupyOps`. No method reads a device value on the host or waits for the device.
+    to :class:`CupyOps`. No method reads a device value on the host or waits for the device.
 
     Args:
         backend: a CuPy :class:`fcn.Backend`.
@@ -237,7 +104,7 @@ class FusedCupyOps(CupyOps):
         import cupy
 
         self._cp = cupy
-        self.tf32 = _truthy(os.environ.get(ENV_TF32)) if tf32 is None else bool(tf32)
+        self.tf32 = truthy(os.environ.get(ENV_TF32)) if tf32 is None else bool(tf32)
         if self.tf32:
             set_tf32(True)
         #: device array [learning_rate, t, 1 - beta1**t, 1 - beta2**t] read by the update kernels instead of
@@ -470,29 +337,23 @@ class FusedCupyOps(CupyOps):
 
     # -- update rules ---------------------------------------------------------------------------------------
 
-    _HYPER = {
-        "sgd": {"learning_rate"},
-        "sgd_momentum": {"learning_rate", "momentum"},
-        "rmsprop": {"learning_rate", "decay_rate", "epsilon"},
-        "adam": {"learning_rate", "beta1", "beta2", "epsilon", "t", "weight_decay"},
-    }
-
     def update_all(
-        self, rule: str, params: Sequence[Any], grads: Sequence[Any], states: Sequence[dict[str, Any]], hyper: dict
+        self, kernel: str, params: Sequence[Any], grads: Sequence[Any], states: Sequence[Sequence[Any]], hyper: dict
     ) -> None:
-        """Apply the built-in ``rule`` to every parameter in place, in one launch per :data:`MT_MAX` parameters.
+        """Apply the update kernel ``kernel`` to every parameter in place, one launch per ``MT_MAX`` parameters.
 
-        ``hyper`` holds the per-array method's keyword arguments (for ``adam``, ``t`` is the step count after
-        this step). The arithmetic is the reference's, element by element (up to rounding).
+        ``states[i]``: parameter ``i``'s state arrays in the kernel's order; ``hyper`` holds the per-array
+        method's keyword arguments (for ``adam``, ``t`` is the step count after this step). The arithmetic is
+        the reference's, element by element (up to rounding).
         """
-        names = UPDATE_STATE.get(rule)
-        params, grads = list(params), list(grads)
-        if names is None or rule not in RULE_KERNELS or not params:
-            return super().update_all(rule, params, grads, states, hyper)
-        unknown = set(hyper) - self._HYPER[rule]
+        params, grads, states = list(params), list(grads), [list(s) for s in states]
+        slots = UPDATE_KERNEL_SCALARS.get(kernel)
+        if slots is None or not params:
+            return super().update_all(kernel, params, grads, states, hyper)
+        unknown = set(hyper) - {"learning_rate", "t", *slots} - {""}
         if unknown:
-            raise TypeError(f"update rule {rule!r} got unexpected hyperparameter(s) {', '.join(sorted(unknown))}")
-        state_arrays = [[state[n] for state in states] for n in names]
+            raise TypeError(f"update kernel {kernel!r} got unexpected hyperparameter(s) {', '.join(sorted(unknown))}")
+        state_arrays = [list(group) for group in zip(*states, strict=True)] if states and states[0] else []
         everything = [params, grads, *state_arrays]
         dtype = params[0].dtype
         if not (
@@ -502,25 +363,20 @@ class FusedCupyOps(CupyOps):
             and all(a.dtype == dtype and _c_contiguous(a) for group in everything for a in group)
             and all(group[i].shape == params[i].shape for group in everything for i in range(len(params)))
         ):
-            return super().update_all(rule, params, grads, states, hyper)
-        lr = float(hyper["learning_rate"])
-        a = b = eps = wd = 0.0
+            return super().update_all(kernel, params, grads, states, hyper)
+        values = [float(hyper.get(name, 0.0)) if name else 0.0 for name in slots]
+        a, b, eps, wd = (values + [0.0] * 4)[:4]
         bias1 = bias2 = 1.0
-        if rule == "sgd_momentum":
-            a = float(hyper["momentum"])
-        elif rule == "rmsprop":
-            a, eps = float(hyper["decay_rate"]), float(hyper["epsilon"])
-        elif rule == "adam":
-            a, b, eps = float(hyper["beta1"]), float(hyper["beta2"]), float(hyper["epsilon"])
-            wd = float(hyper.get("weight_decay", 0.0))
+        if "t" in hyper:
             t = int(hyper["t"])
             bias1, bias2 = 1 - a**t, 1 - b**t  # Python floats, as the reference computes them
         device_hyper = self.device_hyper
-        if device_hyper is not None and rule == "adam":
+        if device_hyper is not None and kernel == "adam":
             get_kernel(ADAM_ADVANCE_KERNEL)((1,), (32,), (device_hyper, numpy.float64(a), numpy.float64(b)))
-        kernel = get_kernel(update_kernel(rule, _name(dtype)))
+        launch = get_kernel(update_kernel(kernel, _name(dtype)))
+        lr = float(hyper["learning_rate"])
         scalars = tuple(numpy.float64(v) for v in (lr, a, b, eps, wd, bias1, bias2))
         for i in range(0, len(params), MT_MAX):
             tl, blocks = tensor_list([group[i : i + MT_MAX] for group in everything])
             if blocks:
-                kernel((blocks,), (BLOCK,), (tl, *scalars, device_hyper))
+                launch((blocks,), (BLOCK,), (tl, *scalars, device_hyper))
