@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 
 from .cli_common import add_data_arguments, nonnegative_float, nonnegative_int, positive_float, positive_int
 from .optim import UPDATE_RULES
-from .schedules import SCHEDULES
 from .sysinfo import machine_info
+from .training.schedules import SCHEDULES
 
 __all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -80,7 +80,7 @@ def _keep_ratio(text: str) -> float:
 
 
 def _augment(text: str) -> str:
-    from .augment import parse_augment
+    from .training.augment import parse_augment
 
     try:
         return ",".join(parse_augment(text))

@@ -17,6 +17,8 @@ import numpy
 
 from .backend import Backend, dtype_name, get_backend, is_host_array, resolve_dtype, to_backend, to_host
 from .modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, LayerNorm, ReLU
+from .protocols import ChapterModel, TrainableModel
+from .solver import Solver
 from .validation import (
     all_finite,
     check_features,
@@ -27,7 +29,7 @@ from .validation import (
     trusted_inputs,
 )
 
-__all__ = ["Params", "FullyConnectedNet", "ShallowLayerNet"]
+__all__ = ["Params", "ChapterModel", "TrainableModel", "FullyConnectedNet", "ShallowLayerNet"]
 
 
 class Params(dict):
@@ -385,8 +387,6 @@ class FullyConnectedNet:
         accuracy are restored at the end. ``reg`` (if given) replaces ``self.reg``. Extra keyword arguments
         go to :class:`fcn.solver.Solver` (e.g. ``update_rule="adam"``, ``progress=True``, ``seed``).
         """
-        from .solver import Solver
-
         if reg is not None:
             reg = check_float("reg", reg, nonnegative=True)
         previous_reg = self.reg

@@ -90,9 +90,7 @@ _ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "
 RULES: dict[str, RuleSpec] = {
     "sgd": RuleSpec("sgd", "sgd", {"learning_rate": 1e-2}),
     "sgd_momentum": RuleSpec("sgd_momentum", "sgd_momentum", {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",)),
-    "rmsprop": RuleSpec(
-        "rmsprop", "rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",)
-    ),
+    "rmsprop": RuleSpec("rmsprop", "rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",)),
     "adam": RuleSpec("adam", "adam", dict(_ADAM), ("m", "v")),
     "adamw": RuleSpec("adamw", "adam", {**_ADAM, "weight_decay": 1e-2}, ("m", "v")),
 }

@@ -32,7 +32,7 @@ import numpy
 from . import __version__
 from . import models as _models
 from .backend import get_backend, to_backend, to_host
-from .files import write_npz_atomically
+from .npz import write_npz as write_npz_atomically
 
 __all__ = ["MODEL_FORMAT", "ModelFileError", "save_model", "load_model"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fcn
-from fcn.augment import Augmenter, augment_batch, flip_crop, parse_augment
+from fcn.training.augment import Augmenter, augment_batch, flip_crop, parse_augment
 
 
 def _reference(X, flips, offsets, pad):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fcn
+from fcn.training.cuda_graph import GraphedStep
 
 pytestmark = pytest.mark.gpu
 
@@ -247,7 +248,7 @@ def test_fused_training_steps_match_plain_steps(cp, rng, dtype, rule):
         model, solver = _solver(fused, rule, dtype, data)
         for _ in range(25):  # crosses an epoch end (10 steps per epoch) with learning-rate decay
             solver.step()
-        solver._read_losses()
+        solver.read_losses()
         runs[fused] = (model, solver)
     (m_f, s_f), (m_p, s_p) = runs[True], runs[False]
     assert type(m_f.backend.ops).__name__ == "FusedCupyOps" and type(m_p.backend.ops).__name__ == "CupyOps"
@@ -263,7 +264,7 @@ def test_steps_between_logging_points_never_wait_for_the_gpu(cp, rng):
     _, solver = _solver(True, "adam", "float32", data)
     for _ in range(3):  # warm up: compile kernels, create optimiser state and cached buffers
         solver.step()
-    solver._read_losses()
+    solver.read_losses()
     report, _ = host_waits(lambda: [solver.step() for _ in range(5)], timeout_s=10.0)
     assert not report.waited, report
     # the probe itself: reading a device value does wait
@@ -279,10 +280,10 @@ def test_cuda_graph_replay_equals_eager_steps(cp, rng, rule):
         model, solver = _solver(True, rule, "float64", data, graph=graph)
         for _ in range(25):  # an epoch end: learning-rate decay reaches the graph through its device array
             solver.step()
-        solver._read_losses()
+        solver.read_losses()
         runs[graph] = (model, solver)
     (m_g, s_g), (m_e, s_e) = runs[True], runs[False]
-    assert s_g._graph is not None and s_g._graph.captured is not None
+    assert isinstance(s_g.run_step, GraphedStep) and s_g.run_step.captured is not None
     for name in m_e.params:
         assert rel(m_g.params[name], m_e.params[name]) < 1e-12
     assert rel(np.asarray(s_g.loss_history), np.asarray(s_e.loss_history)) < 1e-12
@@ -295,5 +296,5 @@ def test_captured_step_is_a_handful_of_launches(cp, rng):
     data = _data(rng)
     _, solver = _solver(True, "adam", "float32", data, graph=True)
     solver.step()
-    counts = graph_node_counts(solver._graph.captured.graph)
+    counts = graph_node_counts(solver.run_step.captured.graph)
     assert 5 <= counts["total"] <= 60, counts

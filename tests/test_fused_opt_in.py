@@ -63,13 +63,13 @@ def test_cuda_graph_request_on_numpy_warns_and_trains_eagerly(rng):
     }
     with pytest.warns(UserWarning, match="CUDA graphs requested but not used: .*CuPy backend"):
         solver = fcn.Solver(model, data, batch_size=10, num_iters=3, verbose=False, progress=False, cuda_graph=True)
-    assert solver._graph is None
+    assert solver.run_step is solver.train_step
     solver.train()
     assert len(solver.loss_history) == 3
 
 
 def test_cuda_graph_env_variable_is_read(monkeypatch, rng):
-    from fcn.cuda_graph import cuda_graph_requested
+    from fcn.training.cuda_graph import cuda_graph_requested
 
     monkeypatch.setenv("FCN_CUDA_GRAPH", "1")
     assert cuda_graph_requested() and not cuda_graph_requested(False)

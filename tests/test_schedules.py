@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from fcn.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule
+from fcn.training.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule
 
 
 def test_step_is_the_chapters_per_epoch_decay():

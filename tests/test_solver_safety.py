@@ -252,8 +252,8 @@ def uninterrupted():
         ("ops", "sgd_momentum", 4 * 12 + 4),  # the last parameter of the first step of epoch 2
         ("solver", "check_accuracy", 4),  # the validation accuracy at the end of epoch 2
         ("ops", "sgd_momentum", 4 * 24),  # the last parameter of the last step of epoch 2, just before its end
-        ("solver", "_apply_schedule", 24),  # setting the learning rate after the last step of epoch 2
-        ("solver", "_read_losses", 4),  # reading the losses back at epoch 2's end
+        ("solver", "apply_schedule", 24),  # setting the learning rate after the last step of epoch 2
+        ("solver", "read_losses", 4),  # reading the losses back at epoch 2's end
     ],
 )
 def test_interrupt_then_resume_is_exact(tmp_path, monkeypatch, uninterrupted, where, attribute, when, how):

@@ -108,7 +108,7 @@ class FusedCupyOps(CupyOps):
         if self.tf32:
             set_tf32(True)
         #: device array [learning_rate, t, 1 - beta1**t, 1 - beta2**t] read by the update kernels instead of
-        #: their scalar arguments, while a CUDA graph is captured (see fcn.cuda_graph); None otherwise.
+        #: their scalar arguments, while a CUDA graph is captured (see fcn.training.cuda_graph); None otherwise.
         self.device_hyper: Any = None
         self._scratch: dict[tuple[int, int], tuple[Any, Any]] = {}
 

@@ -259,4 +259,3 @@ class Ops:
         method = getattr(self, kernel)
         for w, dw, state in zip(params, grads, states, strict=True):
             method(w, dw, *state, **hyper)
-

@@ -79,9 +79,27 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
         space = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
         space.update({k: parse_spec(k, getattr(args, k)) for k in PARAMETERS if getattr(args, k, None) is not None})
-        same = ("data_dir", "num_train", "num_val", "num_test", "num_samples", "model", "epochs", "trial_num_train",
-                "backend", "dtype", "seed", "search_seed", "scheduler", "grace_period", "reduction_factor",
-                "max_concurrent", "cpus_per_trial", "address", "num_cpus")  # run_sweep's names for the options
+        same = (
+            "data_dir",
+            "num_train",
+            "num_val",
+            "num_test",
+            "num_samples",
+            "model",
+            "epochs",
+            "trial_num_train",
+            "backend",
+            "dtype",
+            "seed",
+            "search_seed",
+            "scheduler",
+            "grace_period",
+            "reduction_factor",
+            "max_concurrent",
+            "cpus_per_trial",
+            "address",
+            "num_cpus",
+        )  # run_sweep's names for the options
         result = run_sweep(
             space,
             **{k: getattr(args, k) for k in same},

@@ -96,8 +96,12 @@ def write_tables(rows: Sequence[Mapping[str, Any]], names: Sequence[str], out: P
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, "error"], extrasaction="ignore")
         writer.writeheader()
         for item in flat:  # floats to 6 digits: readable, and enough to reproduce a run
-            writer.writerow({k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
-                             for k, v in item.items()})
+            writer.writerow(
+                {
+                    k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
+                    for k, v in item.items()
+                }
+            )
 
 
 def plot_sweep(
@@ -127,8 +131,13 @@ def plot_sweep(
         fig.colorbar(sc, ax=ax, label="best validation accuracy")
         (bx,), (by,) = xy([max(ok, key=lambda r: r["best_val_acc"])])
         ax.scatter([bx], [by], s=400, facecolors="none", edgecolors="red", linewidths=1.5)
-        ax.annotate(f"best {max(r['best_val_acc'] for r in ok):.3f}", (bx, by), xytext=(10, 10),
-                    textcoords="offset points", color="red")
+        ax.annotate(
+            f"best {max(r['best_val_acc'] for r in ok):.3f}",
+            (bx, by),
+            xytext=(10, 10),
+            textcoords="offset points",
+            color="red",
+        )
     if bad:
         x, y = xy(bad)
         ax.scatter(x, y, marker="x", color="0.5", label="diverged / failed / interrupted")

@@ -153,8 +153,10 @@ def run_sweep(
     # Classes from every split's labels, so a small training subset missing a class still scores the test set.
     settings.num_classes = 1 + int(max(numpy.max(host[k]) for k in _SPLITS[1::2] if k in host and host[k].size))
     n_trials = num_samples * math.prod(len(v["grid"]) for v in dims.values() if isinstance(v, dict) and "grid" in v)
-    say(f"data: X_train {host['X_train'].shape} ({load_s:.1f} s); {n_trials} trials over "
-        f"{ {k: v for k, v in dims.items() if isinstance(v, dict)} }")
+    say(
+        f"data: X_train {host['X_train'].shape} ({load_s:.1f} s); {n_trials} trials over "
+        f"{ {k: v for k, v in dims.items() if isinstance(v, dict)} }"
+    )
 
     started = not ray.is_initialized()  # a Ray the caller started is used as is and left running
     if started:
@@ -186,9 +188,16 @@ def run_sweep(
             param_space={k: to_tune(v, tune) for k, v in dims.items()},
             tune_config=tune.TuneConfig(
                 num_samples=num_samples,
-                scheduler=ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max_t,
-                                        grace_period=grace_period, reduction_factor=reduction_factor)
-                if scheduler == "asha" else FIFOScheduler(),
+                scheduler=ASHAScheduler(
+                    time_attr="epoch",
+                    metric="val_acc",
+                    mode="max",
+                    max_t=max_t,
+                    grace_period=grace_period,
+                    reduction_factor=reduction_factor,
+                )
+                if scheduler == "asha"
+                else FIFOScheduler(),
                 search_alg=BasicVariantGenerator(random_state=search_seed),
                 max_concurrent_trials=max_concurrent or None,
                 reuse_actors=True,  # the trainable is stateless between trials; saves an actor start per trial
@@ -211,8 +220,10 @@ def run_sweep(
         write_tables(rows, list(dims), out)  # first: when every trial failed, the table is where the errors are
         if best is None and not interrupted:
             errors = sorted({r["error"] for r in rows if r["error"]})
-            raise SweepError(f"no trial produced a validation accuracy ({len(rows)} trials, see "
-                             f"{out / 'trials.csv'}); errors: {errors[:3]}")
+            raise SweepError(
+                f"no trial produced a validation accuracy ({len(rows)} trials, see "
+                f"{out / 'trials.csv'}); errors: {errors[:3]}"
+            )
         retrained = None
         if retrain and best is not None and not interrupted:
             # A Ray task with a trial's resources, so on a cluster it runs where a trial could (a GPU for cupy).

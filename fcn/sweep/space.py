@@ -202,5 +202,10 @@ def to_tune(spec: Any, tune: Any) -> Any:
     ((kind, values),) = spec.items()
     if kind in ("randint", "lograndint"):  # Tune excludes the upper bound; a user reading 50..400 expects it in
         values = [values[0], values[1] + 1]
-    return tune.grid_search(values) if kind == "grid" else tune.choice(values) if kind == "choice" else (
-        getattr(tune, kind)(*values))
+    return (
+        tune.grid_search(values)
+        if kind == "grid"
+        else tune.choice(values)
+        if kind == "choice"
+        else (getattr(tune, kind)(*values))
+    )

@@ -385,7 +385,7 @@ extern "C" __global__ void fcn_adam_advance(double* hyper, double beta1, double 
 
 // Holds the stream until the host writes a non-zero int into `flag` (mapped pinned host memory) or
 // `timeout_ns` pass; writes 1 into *timed_out (also host memory) on a timeout. While it runs, any host call
-// that waits for the device blocks: fcn.cuda_graph.host_waits uses it to prove that a training step queues
+// that waits for the device blocks: fcn.ops.cuda.host_waits uses it to prove that a training step queues
 // its work without synchronising.
 extern "C" __global__ void fcn_hold_stream(const volatile int* flag, i64 timeout_ns, volatile int* timed_out) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;

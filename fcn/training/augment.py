@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy
 
-from .backend import Backend, namespace_of, to_backend
+from ..backend import Backend, namespace_of, to_backend
 
 __all__ = ["AUGMENTATIONS", "parse_augment", "check_image_batch", "flip_crop", "Augmenter", "augment_batch"]
 

@@ -31,6 +31,7 @@ __all__ = [
     "warmup_factor",
     "lr_factor",
     "make_schedule",
+    "LearningRate",
 ]
 
 #: Names accepted by ``lr_schedule=`` / ``fcn train --lr-schedule``.
@@ -141,3 +142,53 @@ def make_schedule(
         return lr * warm if warm < 1.0 else lr
 
     return rate
+
+
+class LearningRate:
+    """The learning rate of each step of one run: ``base * factor(iteration)`` of a validated schedule.
+
+    ``base`` ``None`` means the update rule has no learning rate to schedule (only ``"step"`` without warmup is
+    allowed then). A pure function of the step, so a resumed run needs nothing but the step count;
+    :meth:`continue_legacy` serves checkpoints from before schedules, which kept only the decayed rate.
+    """
+
+    def __init__(
+        self,
+        schedule: str,
+        base: float | None,
+        *,
+        iterations_per_epoch: int,
+        num_iters: int,
+        decay: float = 1.0,
+        warmup_epochs: float = 0.0,
+    ):
+        if base is None and (schedule != "step" or warmup_epochs):
+            raise ValueError(
+                f"lr_schedule={schedule!r} with warmup_epochs={warmup_epochs!r} needs a learning rate to scale: "
+                "put one in optim_config['learning_rate']"
+            )
+        self.schedule, self.base = schedule, base
+        self.iterations_per_epoch, self.decay, self.warmup_epochs = iterations_per_epoch, decay, warmup_epochs
+        self._rate = make_schedule(
+            schedule,
+            learning_rate=1.0 if base is None else base,
+            iterations_per_epoch=iterations_per_epoch,
+            num_iters=num_iters,
+            decay=decay,
+            warmup_epochs=warmup_epochs,
+        )
+        self.num_iters = num_iters
+
+    def __call__(self, iteration: int) -> float | None:
+        """The rate of the step with 0-based index ``iteration`` (``None`` without a base rate)."""
+        return None if self.base is None else self._rate(iteration)
+
+    def continue_legacy(self, rate_now: float, epoch_now: int) -> None:
+        """Continue the per-epoch decay from ``rate_now``, the rate of epoch ``epoch_now`` (old checkpoints)."""
+        if self.warmup_epochs or self.schedule != "step":
+            return
+        ipe = self.iterations_per_epoch
+        rate = make_schedule(
+            "step", learning_rate=rate_now, iterations_per_epoch=ipe, num_iters=self.num_iters, decay=self.decay
+        )
+        self._rate = lambda iteration: rate(max(iteration - epoch_now * ipe, 0))

@@ -1,0 +1,166 @@
+"""The optimiser of a training run: an update rule, its hyperparameters, and its state arrays.
+
+A built-in rule (:data:`fcn.optim.RULES`) updates all parameters in one call of the backend's kernel table
+(``ops.update_all``: one launch on a fused backend), with one shared set of hyperparameters (:attr:`config`)
+and per-parameter state arrays (:attr:`state`, zeros on the first step). A user's callable
+``(w, dw, config) -> (w, config)`` gets its own copy of the configuration per parameter (:attr:`configs`), as
+in the chapter; its arrays are saved as state and everything else (numbers, strings) as hyperparameters.
+
+The optimiser saves and restores its own part of a checkpoint (:meth:`state_dict`, :meth:`prepare_load`,
+:meth:`load`): everything is checked before anything is assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy
+
+from ..backend import Backend, to_backend
+from ..optim import RULES, UPDATE_RULES, RuleSpec, UpdateRule, get_update_rule
+from ..validation import check_float
+
+__all__ = ["Optimizer", "is_state_array", "json_number"]
+
+
+def is_state_array(value: Any) -> bool:
+    """Whether an optimiser config entry is state (an array of any backend) rather than a hyperparameter."""
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, numpy.generic)
+
+
+def json_number(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (anything else as it is): for JSON."""
+    return value.item() if isinstance(value, numpy.generic) else value
+
+
+class Optimizer:
+    """``rule`` (a name of :data:`fcn.optim.RULES` or a callable) with the hyperparameters ``optim_config``.
+
+    Unknown keys of a built-in rule's ``optim_config`` are an error naming the valid ones.
+    """
+
+    def __init__(self, rule: str | UpdateRule, optim_config: Mapping[str, Any] | None, backend: Backend):
+        self.rule = get_update_rule(rule)
+        builtin = {fn: name for name, fn in UPDATE_RULES.items()}.get(self.rule)
+        #: the rule's name as saved in checkpoints ("" for an anonymous callable)
+        self.name: str = builtin or str(getattr(rule, "__name__", ""))
+        #: the built-in rule's spec (applied to all parameters at once), or None for a user's callable
+        self.spec: RuleSpec | None = RULES[builtin] if builtin else None
+        self.initial_config = (
+            self.spec.hyperparameters(dict(optim_config or {})) if self.spec else dict(optim_config or {})
+        )
+        self.backend = backend
+        self.reset([])
+
+    def reset(self, param_names: list[str]) -> None:
+        """Fresh state: the initial hyperparameters, no state arrays yet."""
+        self.config: dict[str, Any] = dict(self.initial_config)
+        self.state: dict[str, dict[str, Any]] = {}
+        self.configs: dict[str, dict[str, Any]] = (
+            {} if self.spec else {name: dict(self.initial_config) for name in param_names}
+        )
+
+    @property
+    def base_learning_rate(self) -> float | None:
+        """The learning rate a schedule scales (``None``: the rule has none)."""
+        return self.initial_config.get("learning_rate")
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate (of the first parameter's config, for a user's rule)."""
+        config = self.config if self.spec else next(iter(self.configs.values()), {})
+        return float(config.get("learning_rate", float("nan")))
+
+    def set_learning_rate(self, lr: float) -> None:
+        for config in [self.config] if self.spec else self.configs.values():
+            config["learning_rate"] = lr
+
+    def step(self, params: dict[str, Any], grads: Mapping[str, Any]) -> None:
+        """Apply the rule to every parameter, in place (a user's rule may hand back a new array)."""
+        if self.spec is None:  # a user's rule: (w, dw, config) -> (w, config), per parameter
+            for name, w in params.items():
+                next_w, self.configs[name] = self.rule(w, grads[name], self.configs[name])
+                if next_w is not w:
+                    dict.__setitem__(params, name, next_w)  # the rule's own array: trusted, no checks
+            return
+        spec, names, xp = self.spec, list(params), self.backend.xp
+        if len(self.state) != len(names):
+            for name in names:
+                self.state.setdefault(name, {k: xp.zeros_like(params[name]) for k in spec.state})
+        if "t" in self.config:
+            self.config["t"] = int(self.config["t"]) + 1
+        self.backend.ops.update_all(
+            spec.kernel,
+            [params[n] for n in names],
+            [grads[n] for n in names],
+            [tuple(self.state[n][k] for k in spec.state) for n in names],
+            self.config,
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        """``(arrays per parameter, the shared config or None, JSON hyperparameters per parameter)``."""
+        if self.spec is not None:
+            return self.state, self.config, {}
+        arrays: dict[str, dict[str, Any]] = {}
+        hyper: dict[str, dict[str, Any]] = {}
+        for name, config in self.configs.items():
+            arrays[name] = {k: v for k, v in config.items() if is_state_array(v)}
+            hyper[name] = {k: json_number(v) for k, v in config.items() if not is_state_array(v)}
+        return arrays, None, hyper
+
+    def settings(self) -> dict[str, Any]:
+        """The rule's hyperparameters as given (JSON numbers and strings), compared on resume."""
+        return {k: json_number(v) for k, v in self.initial_config.items() if not is_state_array(v)}
+
+    def prepare_load(
+        self,
+        meta: Mapping[str, Any],
+        saved_state: Mapping[str, Mapping[str, numpy.ndarray]],
+        params: Mapping[str, Any],
+        *,
+        loose: bool,
+        epoch: int,
+        lr_decay: float,
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Check a checkpoint's optimiser part; return ``(config, state, configs)`` for :meth:`load`.
+
+        ``loose`` (a run with other settings, ``strict=False``): this optimiser's hyperparameters continue with
+        the learning rate at the saved epoch's decay, the saved state kept only for the same rule.
+        """
+        state: dict[str, dict[str, Any]] = {name: {} for name in params}
+        for name, arrays in saved_state.items():
+            if name not in params:
+                raise KeyError(f"optimiser state for unknown parameter {name!r}")
+            for key, value in arrays.items():
+                state[name][key] = to_backend(value, self.backend, dtype=params[name].dtype)
+        hyper = meta.get("optim_hyper") or {}
+        same_rule = meta.get("update_rule", self.name) == self.name
+        if self.spec is None:
+            configs = {name: {**hyper.get(name, {}), **state[name]} for name in params}
+            return dict(self.initial_config), {}, configs
+        kept = {name: s for name, s in state.items() if s} if same_rule else {}
+        if loose:
+            config = dict(self.initial_config)
+            if "learning_rate" in config:
+                config["learning_rate"] = config["learning_rate"] * lr_decay**epoch
+            saved_config = meta.get("optim_config") or {}
+            if same_rule and "t" in saved_config:
+                config["t"] = saved_config["t"]
+            return config, kept, {}
+        saved = meta.get("optim_config")
+        if saved is None:  # the first format kept one copy of the (shared) config per parameter
+            saved = next(iter(hyper.values()), {})
+        saved = dict(saved)
+        # the saved rate is the schedule's (0 at the end of a cosine run): checked as a rate, not as a base rate
+        rate = saved.pop("learning_rate", None)
+        config = self.spec.hyperparameters(saved)
+        if rate is not None:
+            config["learning_rate"] = check_float("learning_rate", rate, nonnegative=True)
+        return config, kept, {}
+
+    def load(self, prepared: tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]) -> None:
+        """Assign what :meth:`prepare_load` checked."""
+        self.config, self.state, self.configs = prepared
