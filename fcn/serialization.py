@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy
 from . import __version__
 from . import models as _models
 from .backend import get_backend, to_backend, to_host
-from .files import write_npz_atomically
+from .npz import NpzError, read_npz, write_npz
 
 __all__ = ["MODEL_FORMAT", "ModelFileError", "save_model", "load_model"]
 
@@ -150,9 +149,7 @@ def save_model(
         arrays["meta"] = numpy.asarray(json.dumps(meta))
     except TypeError as exc:  # a get_config() value JSON cannot hold
         raise ValueError(f"{name}'s configuration cannot be written as JSON: {exc}") from exc
-    path = Path(path)
-    write_npz_atomically(path, arrays)
-    return path
+    return write_npz(path, arrays)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
@@ -160,16 +157,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder; expected a model file such as {path / 'model.npz'}")
     try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):  # a bare .npy array
-                raise ModelFileError(f"{path} holds a single array, not an fcn model file")
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist") from None
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"{path} is not a readable fcn model file ({type(exc).__name__}: {exc})") from exc
+        arrays = read_npz(path, what="fcn model file")
+    except NpzError as exc:
+        raise ModelFileError(str(exc)) from exc.__cause__
     if "meta" not in arrays:
         raise ModelFileError(f"{path} is not an fcn model file (it has no 'meta' entry)")
     try:

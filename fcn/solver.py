@@ -37,7 +37,7 @@ from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidg
 
 from .augment import Augmenter, check_image_batch
 from .backend import Backend, namespace_of, to_backend, to_host
-from .files import write_npz_atomically
+from .npz import write_npz as write_npz_atomically
 from .optim import RULES, UPDATE_RULES, get_update_rule
 from .schedules import make_schedule
 from .validation import (

@@ -191,6 +191,15 @@ def test_checkpoint_is_not_a_model(tmp_path):
         load_model(ck)
 
 
+def test_single_array_and_pickle_files(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(ModelFileError, match=r"one\.npy is not a readable fcn model file: it holds a single array"):
+        load_model(tmp_path / "one.npy")
+    np.savez(tmp_path / "obj.npz", meta=np.array([{"format": MODEL_FORMAT}], dtype=object))
+    with pytest.raises(ModelFileError, match=r"obj\.npz is not a readable fcn model file \(ValueError: .*pickle"):
+        load_model(tmp_path / "obj.npz")
+
+
 def test_npz_without_meta(tmp_path):
     path = tmp_path / "arrays.npz"
     np.savez(path, W1=np.zeros(3))
