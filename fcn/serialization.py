@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 
 import numpy
 
-from . import __version__
 from .backend import get_backend, to_backend, to_host
 from .npz import NpzError, read_npz, write_npz
+from .version import __version__
 
 __all__ = ["MODEL_FORMAT", "ModelFileError", "register_model", "save_model", "load_model"]
 
