@@ -4,9 +4,6 @@
 data loader. The backend is chosen at runtime: ``fcn.FullyConnectedNet(..., backend="cupy")``.
 """
 
-# The one place the version is written: the package metadata (pyproject.toml) reads it from here.
-__version__ = "0.1.0"
-
 from .backend import Backend, BackendError, get_backend, has_cupy, has_gpu, namespace_of, to_backend, to_host
 from .data import DatasetError, get_CIFAR10_data, load_CIFAR10
 from .factory import build_model
@@ -27,6 +24,7 @@ from .optim import adam, adamw, rmsprop, sgd, sgd_momentum
 from .serialization import ModelFileError, load_model, save_model
 from .solver import CheckpointError, Solver, TrainingDiverged
 from .validation import trusted_inputs
+from .version import __version__ as __version__  # written in fcn/version.py, where the package metadata reads it
 
 __all__ = [
     "Backend",

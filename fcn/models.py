@@ -18,6 +18,7 @@ import numpy
 from .backend import Backend, dtype_name, get_backend, is_host_array, resolve_dtype, to_backend, to_host
 from .modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, LayerNorm, ReLU
 from .protocols import ChapterModel, TrainableModel
+from .serialization import register_model, save_model
 from .solver import Solver
 from .validation import (
     all_finite,
@@ -79,6 +80,7 @@ def _hidden_sizes(hidden_dims: Any) -> list[int]:
     return [check_int("hidden_dims entries", h, minimum=1) for h in hidden_dims]
 
 
+@register_model
 class FullyConnectedNet:
     """Fully connected network: ``{affine - [batch/layer norm] - relu - [dropout]} x L - affine - softmax``.
 
@@ -420,11 +422,10 @@ class FullyConnectedNet:
         Architecture, dtype, parameters, buffers, ``mean_image`` and ``class_names``: all that
         :func:`fcn.load_model` needs to rebuild it on any backend (see :func:`fcn.serialization.save_model`).
         """
-        from .serialization import save_model  # fcn.serialization imports this module
-
         return save_model(self, path)
 
 
+@register_model
 class ShallowLayerNet(FullyConnectedNet):
     """Two-layer net ``affine - relu - affine - softmax`` (the chapter's shallow network).
 

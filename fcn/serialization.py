@@ -3,8 +3,7 @@
 A model file holds everything needed to use a network after training, and nothing that runs code:
 
 - ``meta``: a JSON string with the format tag, the model's class name and constructor arguments
-  (``net.get_config()`` where the model has it, else ``input_dim``, ``hidden_dims``, ``num_classes``, ``reg``,
-  ``weight_scale``), its dtype, the parameter and buffer names, the class names, and the fcn version;
+  (``net.get_config()``), its dtype, the parameter and buffer names, the class names, and the fcn version;
 - ``params/<name>``: every parameter (``W1``, ``b1``, ...), as a NumPy array in the model's dtype;
 - ``buffers/<name>``: every non-trainable array of the model (``net.buffers``, where it has any);
 - ``mean_image``: the per-pixel mean that was subtracted from the training images (when the model has one),
@@ -17,24 +16,30 @@ new one, never half of one. Arrays are stored on the host, so a model saved from
     net.mean_image, net.class_names = data["mean_image"], list(data["class_names"])
     fcn.save_model(net, "model.npz")            # or net.save("model.npz")
     net = fcn.load_model("model.npz", backend="numpy")
+
+Only the classes registered with :func:`register_model` are saved and loaded: a file names its model's class, and
+loading looks that name up among them, nothing else. fcn's own models (:mod:`fcn.models`) register themselves; a
+model class of your own can too, when it has ``params``, ``loss`` and ``get_config()`` (the constructor's keyword
+arguments, JSON-able) as :class:`fcn.FullyConnectedNet` does::
+
+    @fcn.serialization.register_model
+    class MyNet(fcn.FullyConnectedNet): ...
 """
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy
 
-from . import __version__
-from . import models as _models
 from .backend import get_backend, to_backend, to_host
-from .npz import write_npz as write_npz_atomically
+from .npz import NpzError, read_npz, write_npz
+from .version import __version__
 
-__all__ = ["MODEL_FORMAT", "ModelFileError", "save_model", "load_model"]
+__all__ = ["MODEL_FORMAT", "ModelFileError", "register_model", "save_model", "load_model"]
 
 #: The format tag written into every model file's ``meta``.
 MODEL_FORMAT = "fcn-model-1"
@@ -51,30 +56,40 @@ class ModelFileError(ValueError):
     """
 
 
-def _model_class(name: str) -> type:
-    """The class in :mod:`fcn.models` called ``name`` (only the public ones: no arbitrary attribute lookups)."""
-    cls = getattr(_models, name, None) if name in getattr(_models, "__all__", ()) else None
-    if not isinstance(cls, type) or not hasattr(cls, "loss"):
-        raise KeyError(name)
+# The model classes a file may name, by the name it stores (the class's __name__).
+_MODEL_CLASSES: dict[str, type] = {}
+
+_ModelClass = TypeVar("_ModelClass", bound=type)
+
+
+def register_model(cls: _ModelClass) -> _ModelClass:
+    """Let :func:`save_model` and :func:`load_model` handle the model class ``cls``; returns ``cls`` (a decorator).
+
+    A file stores the class's ``__name__``, so two registered classes may not share one. The class must have
+    ``loss`` and ``get_config()`` (the constructor's keyword arguments): ``cls(**config, backend=..., dtype=...)``
+    is how :func:`load_model` rebuilds it. Subclasses are not registered with their base: each class that is
+    saved registers itself. Raises ``TypeError`` for a class without them, ``ValueError`` for a name taken by
+    another class.
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"register_model takes a class, not {type(cls).__name__}")
+    missing = [attr for attr in ("loss", "get_config") if not callable(getattr(cls, attr, None))]
+    if missing:
+        raise TypeError(f"{cls.__qualname__} cannot be saved and loaded: it has no {' and no '.join(missing)}()")
+    name = cls.__name__
+    taken = _MODEL_CLASSES.get(name)
+    if taken is not None and taken is not cls:
+        raise ValueError(
+            f"a model class named {name!r} is already registered ({taken.__module__}.{taken.__qualname__}); "
+            "model files name classes by their name, so it must be unique"
+        )
+    _MODEL_CLASSES[name] = cls
     return cls
 
 
 def _config(net: Any) -> dict[str, Any]:
     """The constructor keyword arguments that rebuild ``net``'s architecture (no backend, device or dtype)."""
-    if callable(getattr(net, "get_config", None)):
-        config = dict(net.get_config())
-    else:
-        # Models without get_config(): FullyConnectedNet and ShallowLayerNet take these.
-        config = {
-            "input_dim": int(net.input_dim),
-            "num_classes": int(net.num_classes),
-            "reg": float(net.reg),
-            "weight_scale": float(net.weight_scale),
-        }
-        if isinstance(net, _models.ShallowLayerNet):
-            config["hidden_dim"] = int(net.hidden_dims[0])
-        else:
-            config["hidden_dims"] = [int(h) for h in net.hidden_dims]
+    config = dict(net.get_config())
     for key in _PLACEMENT_KEYS:
         config.pop(key, None)
     return config
@@ -87,6 +102,16 @@ def _class_names(value: Any, num_classes: int | None) -> list[str] | None:
     if num_classes is not None and len(names) != num_classes:
         raise ValueError(f"class_names has {len(names)} entries but the model has {num_classes} classes")
     return names
+
+
+def _mean_image(value: Any, input_dim: int | None) -> numpy.ndarray:
+    """``value`` as a host array, checked: finite floats, one per input feature of the model."""
+    mean = numpy.asarray(to_host(value))
+    if input_dim is not None and mean.size != input_dim:
+        raise ValueError(f"mean_image has shape {mean.shape} ({mean.size} values) but the model takes {input_dim}")
+    if mean.dtype.kind != "f" or not numpy.isfinite(mean).all():
+        raise ValueError("mean_image must hold finite floating-point values")
+    return mean
 
 
 def save_model(
@@ -103,16 +128,17 @@ def save_model(
     ``(3, 32, 32)`` for CIFAR-10, or ``(D,)``) and ``class_names`` (one name per class). Both default to
     ``net.mean_image`` / ``net.class_names`` where the model has them set.
 
-    ``net`` must be one of the models in :mod:`fcn.models` (a model of another class could not be rebuilt);
-    its arrays may live on any backend. Raises ``ValueError`` when the preprocessing does not fit the model.
+    ``net`` must be of a class registered with :func:`register_model`, as the models of :mod:`fcn.models` are
+    (a model of another class could not be rebuilt); its arrays may live on any backend. Raises ``ValueError``
+    when the class is not registered or the preprocessing does not fit the model.
     """
-    name = type(net).__name__
-    try:
-        known = _model_class(name) is type(net)
-    except KeyError:
-        known = False
-    if not known:
-        raise ValueError(f"save_model supports the models of fcn.models, not {type(net).__module__}.{name}")
+    cls: type = type(net)  # compared as a variable: `type(net) is X` would narrow net to X for mypy
+    name = cls.__name__
+    if _MODEL_CLASSES.get(name) is not cls:
+        raise ValueError(
+            f"save_model supports the registered model classes ({', '.join(sorted(_MODEL_CLASSES))}; see "
+            f"fcn.serialization.register_model), not {cls.__module__}.{cls.__qualname__}"
+        )
     config = _config(net)
     num_classes = getattr(net, "num_classes", None)
     input_dim = getattr(net, "input_dim", None)
@@ -127,12 +153,7 @@ def save_model(
     for bname, value in buffers.items():
         arrays[f"buffers/{bname}"] = to_host(value)
     if mean is not None:
-        mean = numpy.asarray(to_host(mean))
-        if input_dim is not None and mean.size != input_dim:
-            raise ValueError(f"mean_image has shape {mean.shape} ({mean.size} values) but the model takes {input_dim}")
-        if mean.dtype.kind != "f" or not numpy.isfinite(mean).all():
-            raise ValueError("mean_image must hold finite floating-point values")
-        arrays["mean_image"] = mean
+        arrays["mean_image"] = _mean_image(mean, input_dim)
     first = next(iter(arrays.values()), None)
     if first is None:
         raise ValueError(f"{name} has no parameters to save")
@@ -150,9 +171,7 @@ def save_model(
         arrays["meta"] = numpy.asarray(json.dumps(meta))
     except TypeError as exc:  # a get_config() value JSON cannot hold
         raise ValueError(f"{name}'s configuration cannot be written as JSON: {exc}") from exc
-    path = Path(path)
-    write_npz_atomically(path, arrays)
-    return path
+    return write_npz(path, arrays)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
@@ -160,16 +179,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder; expected a model file such as {path / 'model.npz'}")
     try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):  # a bare .npy array
-                raise ModelFileError(f"{path} holds a single array, not an fcn model file")
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist") from None
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"{path} is not a readable fcn model file ({type(exc).__name__}: {exc})") from exc
+        arrays = read_npz(path, what="fcn model file")
+    except NpzError as exc:
+        raise ModelFileError(str(exc)) from exc.__cause__
     if "meta" not in arrays:
         raise ModelFileError(f"{path} is not an fcn model file (it has no 'meta' entry)")
     try:
@@ -202,13 +214,13 @@ def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any
     path = Path(path)
     be = get_backend(backend, device)  # an unavailable backend fails before anything is read
     meta, arrays = _read(path)
-    try:
-        cls = _model_class(str(meta["class"]))
-    except KeyError:
+    cls = _MODEL_CLASSES.get(str(meta.get("class")))
+    if cls is None:
         raise ModelFileError(
             f"{path} holds a model of class {meta.get('class')!r}, which this version of fcn ({__version__}) "
-            "does not have"
-        ) from None
+            "does not have (a model class of your own must be registered with fcn.serialization.register_model "
+            "before loading)"
+        )
     config = meta.get("config")
     if not isinstance(config, dict):
         raise ModelFileError(f"{path}: the model description has no constructor arguments")

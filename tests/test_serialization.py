@@ -1,12 +1,26 @@
 """Model files: save on any backend, load on any backend, no pickle, atomic writes, clear errors naming the file."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fcn
-from fcn.serialization import MODEL_FORMAT, ModelFileError, load_model, save_model
+from fcn import serialization
+from fcn.serialization import MODEL_FORMAT, ModelFileError, load_model, register_model, save_model
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _fixture_builders():
+    """tests/fixtures/make_fixtures.py as a module: the data the committed fixtures were computed from."""
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _host_params(net):
@@ -142,6 +156,64 @@ def test_save_rejects_what_it_cannot_rebuild(tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_model_file_of_release_0_1_0_loads_and_scores_as_it_did(backend):
+    # written and scored by fcn 0.1.0 (tests/fixtures/make_fixtures.py); the format must keep reading it
+    expected = json.loads((FIXTURES / "expected.json").read_text())
+    net = load_model(FIXTURES / "model-0.1.0.npz", backend=backend)
+    assert type(net) is fcn.FullyConnectedNet and net.normalization == "batchnorm"
+    assert net.class_names == ["a", "b", "c"] and net.mean_image.shape == (3, 4, 4)
+    probe = _fixture_builders().fixture_data(seed=1)["X_train"][:5]
+    np.testing.assert_allclose(_scores(net, backend.asarray(probe)), expected["model_scores"], rtol=1e-12)
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The registry of model classes, restored after the test (a class registered by a test stays out of others)."""
+    monkeypatch.setattr(serialization, "_MODEL_CLASSES", dict(serialization._MODEL_CLASSES))
+
+
+def test_a_registered_class_of_your_own_round_trips(tmp_path, registry):
+    @register_model
+    class WideNet(fcn.FullyConnectedNet):
+        pass
+
+    net = WideNet(6, [5], 3, seed=2)
+    loaded = load_model(save_model(net, tmp_path / "wide.npz"))
+    assert type(loaded) is WideNet
+    np.testing.assert_array_equal(fcn.to_host(loaded.params["W1"]), fcn.to_host(net.params["W1"]))
+
+
+def test_register_model_refuses_what_it_could_not_rebuild(registry):
+    class NoConfig:
+        def loss(self, X, y=None): ...
+
+    with pytest.raises(TypeError, match="NoConfig cannot be saved and loaded: it has no get_config"):
+        register_model(NoConfig)
+    with pytest.raises(TypeError, match="takes a class"):
+        register_model(fcn.FullyConnectedNet(6, [4], 3))
+
+    class FullyConnectedNet(fcn.FullyConnectedNet):  # the name a file stores is taken
+        pass
+
+    with pytest.raises(ValueError, match="'FullyConnectedNet' is already registered"):
+        register_model(FullyConnectedNet)
+    assert register_model(fcn.FullyConnectedNet) is fcn.FullyConnectedNet  # registering again changes nothing
+    assert set(serialization._MODEL_CLASSES) == {"FullyConnectedNet", "ShallowLayerNet"}
+
+
+def test_a_class_registered_after_saving_is_found_by_name_only(tmp_path, registry):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    _rewrite(path, lambda e: e["meta"].update({"class": "Mine"}))
+    with pytest.raises(ModelFileError, match="must be registered with fcn.serialization.register_model"):
+        load_model(path)
+
+    @register_model
+    class Mine(fcn.FullyConnectedNet):
+        pass
+
+    assert type(load_model(path)) is Mine
+
+
 # -- errors name the file ---------------------------------------------------------------------------------------
 
 
@@ -189,6 +261,15 @@ def test_checkpoint_is_not_a_model(tmp_path):
     ck = solver.save_checkpoint(tmp_path / "checkpoint.npz")
     with pytest.raises(ModelFileError, match="is a training checkpoint, not a model file"):
         load_model(ck)
+
+
+def test_single_array_and_pickle_files(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(ModelFileError, match=r"one\.npy is not a readable fcn model file: it holds a single array"):
+        load_model(tmp_path / "one.npy")
+    np.savez(tmp_path / "obj.npz", meta=np.array([{"format": MODEL_FORMAT}], dtype=object))
+    with pytest.raises(ModelFileError, match=r"obj\.npz is not a readable fcn model file \(ValueError: .*pickle"):
+        load_model(tmp_path / "obj.npz")
 
 
 def test_npz_without_meta(tmp_path):

@@ -90,13 +90,14 @@ def write_checkpoint(solver: Solver, path: str | os.PathLike) -> Path:
 
 def read_checkpoint(path: Path) -> tuple[dict[str, numpy.ndarray], dict[str, Any]]:
     """The arrays and the meta of a checkpoint file, or :class:`CheckpointError` naming the file."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        arrays = read_npz(path)
+        arrays = read_npz(path, what="fcn checkpoint")
+    except NpzError as exc:
+        raise CheckpointError(f"checkpoint {path} does not exist" if exc.missing else str(exc)) from None
+    try:
         meta = json.loads(str(arrays.pop("meta")))
-    except (NpzError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} is not a readable fcn checkpoint ({exc})") from exc
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} is not a readable fcn checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         tag = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(f"{path}: unknown checkpoint format {tag!r}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 SOURCE, NOTEBOOK = NOTEBOOKS / "chapter3_feedforward.py", NOTEBOOKS / "chapter3_feedforward.ipynb"
 
 

@@ -17,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - tests imported as a package
     from ._cifar_fixtures import write_cifar10
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What a source distribution holds: enough to build and install the package.
 SOURCE_FILES = ("pyproject.toml", "README.md", "LICENSE", "fcn")
 OFFLINE_SIGNS = (
