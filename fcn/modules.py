@@ -172,6 +172,11 @@ class BatchNorm(Layer):
 
     def forward(self, ops: Any, x: Any, params: dict, buffers: dict, train: bool) -> tuple[Any, Any]:
         gamma, beta = params[self.gamma], params[self.beta]
+        if train and x.shape[0] < 2:
+            raise ValueError(
+                f"batch normalization needs at least 2 samples per training batch, got {x.shape[0]}: the batch's "
+                "statistics would be the sample itself, and every gradient 0; use a larger batch size"
+            )
         if train:
             out, (xhat, std), mean, var = ops.batchnorm_train(x, gamma, beta, self.eps)
             ops.running_average(buffers[self.mean], mean, self.momentum)

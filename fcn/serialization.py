@@ -98,7 +98,9 @@ def _config(net: Any) -> dict[str, Any]:
 def _class_names(value: Any, num_classes: int | None) -> list[str] | None:
     if value is None:
         return None
-    names = [str(n) for n in value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) and not hasattr(value, "tolist"):
+        raise TypeError(f"class_names must be a list of names, one per class, got {type(value).__name__} {value!r:.40}")
+    names = [str(n) for n in (value.tolist() if hasattr(value, "tolist") else value)]
     if num_classes is not None and len(names) != num_classes:
         raise ValueError(f"class_names has {len(names)} entries but the model has {num_classes} classes")
     return names
@@ -107,6 +109,11 @@ def _class_names(value: Any, num_classes: int | None) -> list[str] | None:
 def _mean_image(value: Any, input_dim: int | None) -> numpy.ndarray:
     """``value`` as a host array, checked: finite floats, one per input feature of the model."""
     mean = numpy.asarray(to_host(value))
+    if mean.ndim == 3 and mean.shape[-1] in (1, 3, 4) and mean.shape[0] not in (1, 3, 4):
+        raise ValueError(
+            f"mean_image has the channels-last shape {mean.shape}; give it as the training images are laid out, "
+            f"channels first ({mean.shape[-1]}, {mean.shape[0]}, {mean.shape[1]}), or flat"
+        )
     if input_dim is not None and mean.size != input_dim:
         raise ValueError(f"mean_image has shape {mean.shape} ({mean.size} values) but the model takes {input_dim}")
     if mean.dtype.kind != "f" or not numpy.isfinite(mean).all():
@@ -241,6 +248,13 @@ def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any
                 )
             if value.dtype.kind not in "fiub":
                 raise ModelFileError(f"{path}: {_SINGULAR[group]} {name} has dtype {value.dtype}, expected numbers")
+            if value.dtype.kind == "f" and not numpy.isfinite(value).all():
+                raise ModelFileError(
+                    f"{path}: {_SINGULAR[group]} {name} holds NaN or infinite values (saved from a run that "
+                    "diverged?): its predictions would be meaningless"
+                )
+            if group == "buffers" and name.startswith("running_var") and (value < 0).any():
+                raise ModelFileError(f"{path}: buffer {name} holds negative variances: the file is corrupt")
             target[name] = to_backend(value, be, dtype=like.dtype)
 
     place("params", net.params, meta.get("params"))
@@ -248,7 +262,9 @@ def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any
     place("buffers", buffers if buffers is not None else {}, meta.get("buffers") or None)
 
     mean = arrays.get("mean_image")
-    if mean is not None and (mean.dtype.kind != "f" or mean.size != getattr(net, "input_dim", mean.size)):
+    if mean is not None and (
+        mean.dtype.kind != "f" or mean.size != getattr(net, "input_dim", mean.size) or not numpy.isfinite(mean).all()
+    ):
         raise ModelFileError(f"{path}: mean_image has shape {mean.shape} and dtype {mean.dtype}; it does not fit")
     try:
         names = _class_names(meta.get("class_names"), getattr(net, "num_classes", None))

@@ -100,6 +100,8 @@ class Solver(History):
         self.num_train, self.num_val = self.X_train.shape[0], self.X_val.shape[0]
         if self.num_train == 0:
             raise ValueError("X_train has no samples: the training set is empty")
+        if self.patience is not None and self.num_val == 0:
+            raise ValueError("patience needs a validation set: early stopping watches the validation accuracy")
         rng = numpy.random.default_rng(self.config.seed)
         self.train_step = TrainStep(
             self.net, self.optimizer, self.X_train, self.y_train, batch_size=self.config.batch_size, rng=rng,

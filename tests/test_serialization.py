@@ -304,6 +304,10 @@ def _rewrite(path, change):
         (lambda e: e["meta"]["config"].update({"colour": "red"}), "cannot rebuild FullyConnectedNet"),
         (lambda e: e["meta"].update({"class_names": ["a"]}), "class_names has 1 entries"),
         (lambda e: e.update({"mean_image": np.zeros(7)}), "mean_image has shape"),
+        (lambda e: e.update({"mean_image": np.full(6, np.nan)}), "mean_image has shape"),
+        (lambda e: e["params/W2"].__setitem__((0, 0), np.nan), "parameter W2 holds NaN or infinite values"),
+        (lambda e: e["params/b1"].__setitem__(1, np.inf), "parameter b1 holds NaN or infinite values"),
+        (lambda e: e["meta"].update({"class_names": "abc"}), "class_names must be a list of names"),
     ],
     ids=[
         "shape",
@@ -315,6 +319,10 @@ def _rewrite(path, change):
         "unknown-arg",
         "class-names",
         "mean-image",
+        "nan-mean-image",
+        "nan-weight",
+        "inf-bias",
+        "class-names-string",
     ],
 )
 def test_inconsistent_file(tmp_path, change, message):
@@ -342,3 +350,26 @@ def test_unavailable_backend_fails_before_reading(tmp_path):
 
 def test_model_file_error_is_a_value_error():
     assert issubclass(ModelFileError, ValueError) and fcn.ModelFileError is ModelFileError
+
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0])
+def test_batchnorm_buffers_are_checked_on_load(tmp_path, bad):
+    net = fcn.FullyConnectedNet(6, [4], 3, normalization="batchnorm", seed=0)
+    path = save_model(net, tmp_path / "m.npz")
+    _rewrite(path, lambda e: e["buffers/running_var1"].__setitem__(0, bad))
+    with pytest.raises(ModelFileError, match=r"m\.npz: buffer running_var1 holds (NaN or infinite|negative)"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mean_image": np.zeros((2, 1, 3))}, r"channels-last shape \(2, 1, 3\)"),
+        ({"class_names": "abc"}, "class_names must be a list of names"),
+    ],
+)
+def test_save_refuses_preprocessing_it_would_get_wrong(tmp_path, kwargs, message):
+    net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
+    with pytest.raises((ValueError, TypeError), match=message):
+        save_model(net, tmp_path / "m.npz", **kwargs)
+    assert not (tmp_path / "m.npz").exists()

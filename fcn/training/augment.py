@@ -51,6 +51,11 @@ def parse_augment(spec: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def check_image_batch(shape: Sequence[int], where: str = "augment") -> None:
     """Raise a ``ValueError`` naming ``where`` unless ``shape`` is an image batch ``(N, C, H, W)``."""
+    if len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"{where}: flips and crops need channels-first images (N, C, H, W), got the channels-last shape "
+            f"{tuple(shape)}; transpose them to (N, {shape[-1]}, {shape[1]}, {shape[2]}) first"
+        )
     if len(shape) != 4:
         raise ValueError(
             f"{where}: flips and crops need image-shaped data (N, C, H, W), got shape {tuple(shape)}; "

@@ -136,8 +136,16 @@ def _model_arrays(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray]) 
                 raise CheckpointError(
                     f"{path}: {what} {name} has shape {value.shape}, the model's is {tuple(like[name].shape)}"
                 )
+            _check_finite(path, f"{what} {name}", value)
         restored[prefix] = {n: to_backend(v, solver.backend, dtype=like[n].dtype) for n, v in saved.items()}
     return restored
+
+
+def _check_finite(path: Path, what: str, value: numpy.ndarray) -> None:
+    if value.dtype.kind not in "fiub":
+        raise CheckpointError(f"{path}: {what} has dtype {value.dtype}, expected numbers")
+    if value.dtype.kind == "f" and not numpy.isfinite(value).all():
+        raise CheckpointError(f"{path}: {what} holds NaN or infinite values; the checkpoint cannot be resumed")
 
 
 def _saved_settings(meta: dict[str, Any], arrays: dict[str, numpy.ndarray]) -> dict[str, Any]:
@@ -213,6 +221,9 @@ def _prepare(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray], meta:
             "epochs_without_improvement", meta.get("epochs_without_improvement", 0), minimum=0
         ),
     }
+    for key, value in arrays.items():
+        if key.startswith("optim/"):
+            _check_finite(path, f"optimiser state {key[len('optim/') :]}", value)
     try:
         prepared["optimizer"] = solver.optimizer.prepare_load(
             meta, {name: _group(arrays, f"optim/{name}") for name in _optim_names(arrays)}, solver.model.params,

@@ -37,3 +37,27 @@ def test_a_finished_cosine_run_can_be_extended(tmp_path: Path):
     assert longer.iteration == 8 and longer.learning_rate > 0  # the longer schedule's rate at step 8
     longer.train()
     assert longer.iteration == 12 and np.isfinite(longer.loss_history).all()
+
+
+@pytest.mark.parametrize("entry", ["params/W1", "best/b1", "buffers/running_var1", "optim/W2/m"])
+def test_a_checkpoint_with_nan_values_is_refused_naming_the_file_and_entry(tmp_path: Path, entry):
+    def solver():
+        net = fcn.FullyConnectedNet(48, [16], 3, normalization="batchnorm", seed=0)
+        return fcn.Solver(net, fixture_data(), update_rule="adam", batch_size=12, num_iters=4, verbose=False,
+                          progress=False)  # fmt: skip
+
+    first = solver()
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays[entry] = arrays[entry].copy()
+    arrays[entry].flat[0] = np.nan
+    np.savez(path, **arrays)
+    fresh = solver()
+    before = {k: fcn.to_host(v).copy() for k, v in fresh.model.params.items()}
+    name = entry.split("/", 1)[1]
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz: .*{name} holds NaN or infinite values"):
+        fresh.load_checkpoint(path)
+    for key, value in before.items():  # nothing was assigned
+        np.testing.assert_array_equal(fcn.to_host(fresh.model.params[key]), value)
