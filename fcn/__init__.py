@@ -23,6 +23,7 @@ from .normalization import (
 from .optim import adam, adamw, rmsprop, sgd, sgd_momentum
 from .serialization import ModelFileError, load_model, save_model
 from .solver import CheckpointError, Solver, TrainingDiverged
+from .training import TrainConfig
 from .validation import trusted_inputs
 from .version import __version__ as __version__  # written in fcn/version.py, where the package metadata reads it
 
@@ -56,6 +57,7 @@ __all__ = [
     "ShallowLayerNet",
     "build_model",
     "Solver",
+    "TrainConfig",
     "TrainingDiverged",
     "CheckpointError",
     "sgd",

@@ -492,6 +492,8 @@ def get_CIFAR10_data(
     """
     counts: dict[str, int] = {}
     for label, value in (("num_training", num_training), ("num_validation", num_validation), ("num_test", num_test)):
+        if isinstance(value, bool):  # operator.index(True) is 1: a flag passed where a count belongs
+            raise TypeError(f"{label} must be an integer count, got {value!r}")
         n = operator.index(value)
         if n < 0:
             raise ValueError(f"{label} must be >= 0, got {n}")

@@ -65,6 +65,8 @@ def read_npz(path: str | os.PathLike[str], *, what: str = "file") -> dict[str, n
     path = Path(path)
     if path.is_dir():
         raise NpzError(f"{path} is a folder, not a readable {what}", path)
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end: regular files only
+        raise NpzError(f"{path} is not a regular file, not a readable {what}", path)
     try:
         # Opened here, not by numpy.load, so the file is closed however the reading fails.
         with open(path, "rb") as f:

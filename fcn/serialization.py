@@ -193,7 +193,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
         raise ModelFileError(f"{path} is not an fcn model file (it has no 'meta' entry)")
     try:
         meta = json.loads(str(arrays.pop("meta")))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep to be a model description
         raise ModelFileError(f"{path}: the model description is corrupt ({exc})") from exc
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: the model description is corrupt (not a JSON object)")

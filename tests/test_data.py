@@ -214,6 +214,12 @@ def test_too_many_images(cifar: Path, kwargs: dict[str, int], available: str) ->
         small(cifar, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"num_training": True}, {"num_test": False}])
+def test_a_flag_is_not_a_count(cifar, kwargs):
+    with pytest.raises(TypeError, match=f"{next(iter(kwargs))} must be an integer count"):
+        small(cifar, **kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [{"num_training": 0}, {"num_validation": -1}, {"num_test": -5}])
 def test_bad_counts(cifar: Path, kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):

@@ -64,3 +64,12 @@ def test_unreadable(tmp_path, make, message):
     with pytest.raises(NpzError, match=message) as info:
         read_npz(path)
     assert not info.value.missing
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(NpzError, match="is not a regular file"):
+        read_npz(fifo)  # opening a FIFO for reading would wait for a writer forever

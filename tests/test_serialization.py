@@ -373,3 +373,10 @@ def test_save_refuses_preprocessing_it_would_get_wrong(tmp_path, kwargs, message
     with pytest.raises((ValueError, TypeError), match=message):
         save_model(net, tmp_path / "m.npz", **kwargs)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_json_nested_too_deep_is_a_corrupt_file_not_a_crash(tmp_path):
+    path = tmp_path / "m.npz"
+    np.savez(path, meta=np.asarray("[" * 100_000 + "]" * 100_000))
+    with pytest.raises(ModelFileError, match=r"m\.npz: the model description is corrupt"):
+        load_model(path)

@@ -96,7 +96,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, numpy.ndarray], dict[str, Any
         raise CheckpointError(f"checkpoint {path} does not exist" if exc.missing else str(exc)) from None
     try:
         meta = json.loads(str(arrays.pop("meta")))
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, RecursionError) as exc:  # RecursionError: JSON nested too deep for a checkpoint
         raise CheckpointError(f"{path} is not a readable fcn checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         tag = meta.get("format") if isinstance(meta, dict) else meta

@@ -61,3 +61,12 @@ def test_a_checkpoint_with_nan_values_is_refused_naming_the_file_and_entry(tmp_p
         fresh.load_checkpoint(path)
     for key, value in before.items():  # nothing was assigned
         np.testing.assert_array_equal(fcn.to_host(fresh.model.params[key]), value)
+
+
+@pytest.mark.parametrize("meta", ["[" * 100_000 + "]" * 100_000, '["a list"]', '"a string"'])
+def test_a_checkpoint_whose_meta_is_not_an_object_is_refused(tmp_path: Path, meta):
+    path = tmp_path / "ck.npz"
+    np.savez(path, meta=np.asarray(meta))
+    solver = fcn.Solver(fixture_net(), fixture_data(), verbose=False, progress=False)
+    with pytest.raises(fcn.CheckpointError, match=r"ck\.npz"):
+        solver.load_checkpoint(path)
