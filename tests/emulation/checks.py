@@ -161,8 +161,11 @@ def softmax_reference(scores, y):
     return float("nan"), p / n
 
 
-def check_softmax(module, mem, rng, dtype, label_dtype, c, *, n=45, blocks=2, bad_labels=False, launches=2):
+def check_softmax(
+    module, mem, rng, dtype, label_dtype, c, *, n=45, blocks=2, bad_labels=False, launches=2, kernel=None
+):
     """More rows than warps (``blocks`` x 8 warps); ``launches`` in a row share one counter (it must reset)."""
+    kernel = kernel or fc.softmax_xent_kernel(np.dtype(dtype).name, np.dtype(label_dtype).name)
     tol = 1e-5 if dtype == "float32" else 1e-12
     partials, counter = mem.empty((blocks,), np.float64), mem.put(np.zeros(1, np.uint32))
     for _ in range(launches):
@@ -172,8 +175,8 @@ def check_softmax(module, mem, rng, dtype, label_dtype, c, *, n=45, blocks=2, ba
             y_host[[0, n // 2, n - 1]] = [c, -1, c + 5]
         y = mem.put(y_host.astype(label_dtype))
         dscores, loss = mem.empty((n, c), dtype), mem.empty((), dtype)
-        run(module, mem, fc.softmax_xent_kernel(np.dtype(dtype).name, np.dtype(label_dtype).name), (blocks,),
-            (BLOCK,), scores, y, np.int64(n), np.int32(c), dscores, loss, partials, counter)  # fmt: skip
+        run(module, mem, kernel, (blocks,), (BLOCK,), scores, y, np.int64(n), np.int32(c), dscores, loss, partials,
+            counter)  # fmt: skip
         want_loss, want_d = softmax_reference(np.asarray(scores), y_host)
         np.testing.assert_allclose(dscores, want_d, rtol=tol, atol=tol / n, err_msg=f"dscores {dtype} c={c}")
         if bad_labels:
@@ -199,8 +202,9 @@ def tensors(mem, rng, dtype, sizes=SIZES):
     return [mem.put(rng.standard_normal(s).astype(dtype)) for s in sizes]
 
 
-def check_sum_squares(module, mem, rng, dtype, *, groups=((0, 3), (3, 6))):
+def check_sum_squares(module, mem, rng, dtype, *, groups=((0, 3), (3, 6)), kernel=None):
     """Several launches (as for more than MT_MAX tensors): partial slots, then one launch that finalizes."""
+    kernel = kernel or fc.sum_squares_kernel(np.dtype(dtype).name)
     xs = tensors(mem, rng, dtype)
     lists = [fc.tensor_list([handles(xs[a:b])]) for a, b in groups]
     total = sum(blocks for _, blocks in lists)
@@ -208,8 +212,7 @@ def check_sum_squares(module, mem, rng, dtype, *, groups=((0, 3), (3, 6))):
     slot = 0
     for k, (tl, blocks) in enumerate(lists):
         fin = np.int32(k == len(lists) - 1)
-        run(module, mem, fc.sum_squares_kernel(np.dtype(dtype).name), (blocks,), (BLOCK,), tl, partials,
-            np.int64(slot), np.int64(total), counter, fin, out)  # fmt: skip
+        run(module, mem, kernel, (blocks,), (BLOCK,), tl, partials, np.int64(slot), np.int64(total), counter, fin, out)
         slot += blocks
     want = sum(float(np.dot(x.astype(np.float64), x.astype(np.float64))) for x in xs)
     np.testing.assert_allclose(float(out), want, rtol=1e-6 if dtype == "float32" else 1e-13)

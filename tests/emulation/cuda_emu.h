@@ -80,6 +80,7 @@ class Barrier {
         if (waiting_ == 0) {
             line_ = line;
             file_ = file;
+            what_ = what;
         } else if (line != line_) {
             std::snprintf(text_, sizeof text_, "divergent %s: other threads wait at line %d", what, line_);
             die(file, line, text_);
@@ -94,7 +95,7 @@ class Barrier {
     // The calling thread has left the kernel; `join`: wait until every thread has (the end of a block).
     void leave(bool join) {
         std::unique_lock<std::mutex> lock(mutex_);
-        if (waiting_ > 0) die(file_, line_, message("barrier", "waited at by some threads while others left"));
+        if (waiting_ > 0) die(file_, line_, message(what_, "waited at by some threads while others left"));
         if (++exited_ == n_) {
             release();
             return;
@@ -130,6 +131,7 @@ class Barrier {
     unsigned int n_ = 0, waiting_ = 0, exited_ = 0, sleepers_ = 0, threads_ = 0;
     int line_ = -1;
     const char* file_ = __FILE__;
+    const char* what_ = "barrier";
     char text_[256];
 };
 
