@@ -1,18 +1,17 @@
-"""The emulated comparisons can fail: planted kernel bugs, each a text patch of a copy of fused.cu, must each
-make the check that covers it fail, while the same check passes on the real source.
+"""The emulated comparisons can fail: planted kernel bugs, text patches of a copy of fused.cu
+(``tests/emulation/planted.py``), must each make the check that covers it fail, while the same check passes
+with the bug switched off and on the real source.
 
 Skipped, with the reason, where g++ is missing.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
 
 from fcn.ops import cuda
-from tests.emulation import build, checks, emulated, planted, require_gxx
+from tests.emulation import checks, emulated, planted, require_gxx
 
 # planted bug -> the check that must catch it
 CATCHES = {
@@ -25,29 +24,29 @@ CATCHES = {
 
 
 @pytest.fixture(scope="module")
-def sources():
-    """Each planted source, compiled before the first test (two at a time: the machine's cores)."""
+def bugged():
+    """One build with every planted bug, each off until a test switches it on."""
     require_gxx()
-    source = cuda.kernel_source()
-    patched = {bug: planted.with_bug(source, bug) for bug in CATCHES}
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda s: build.build(s, cuda.COMPILE_OPTIONS, "quick"), patched.values()))
-    return patched
+    module = emulated(planted.planted_source(cuda.kernel_source(), sanitized=False))
+    yield module
+    module.plant(-1)
 
 
-def test_every_planted_bug_is_a_real_change(sources):
-    assert set(CATCHES) == set(planted.BUGS)
-    assert all(s != cuda.kernel_source() for s in sources.values())
+def test_every_planted_bug_has_its_check():
+    assert list(CATCHES) == list(planted.BUGS)
 
 
 @pytest.mark.parametrize("bug", list(CATCHES))
-def test_the_check_passes_on_the_real_kernels(bug):
-    require_gxx()
-    CATCHES[bug](emulated(), checks.Memory(), np.random.default_rng(3))
-
-
-@pytest.mark.parametrize("bug", list(CATCHES))
-def test_the_check_fails_on_the_planted_bug(sources, bug):
-    module = emulated(sources[bug], "quick")
-    with pytest.raises(AssertionError):
+def test_the_check_passes_on_the_real_kernels_and_with_the_bug_off(bugged, bug):
+    for module in (emulated(), bugged):
         CATCHES[bug](module, checks.Memory(), np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("number, bug", list(enumerate(CATCHES)))
+def test_the_check_fails_with_the_bug_on(bugged, number, bug):
+    bugged.plant(number)
+    try:
+        with pytest.raises(AssertionError):
+            CATCHES[bug](bugged, checks.Memory(), np.random.default_rng(3))
+    finally:
+        bugged.plant(-1)

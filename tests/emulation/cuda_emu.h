@@ -256,6 +256,15 @@ inline float __uint_as_float(unsigned int x) { return std::bit_cast<float>(x); }
 inline double __longlong_as_double(long long x) { return std::bit_cast<double>(x); }
 inline long long __double_as_longlong(double x) { return std::bit_cast<long long>(x); }
 
+// Planted bugs (tests/emulation/planted.py patch `cuda_emu::planted(k)` into a copy of the source): bug k is
+// active while planted_bug == k, so one build holds all of them and the tests switch them on one at a time.
+namespace cuda_emu {
+inline int planted_bug = -1;
+inline bool planted(int bug) { return planted_bug == bug; }
+}  // namespace cuda_emu
+
+extern "C" void emu_plant(int bug) { cuda_emu::planted_bug = bug; }
+
 extern "C" void emu_set_block_order(int order, unsigned int seed) {
     cuda_emu::block_order = order;
     cuda_emu::block_seed = seed;

@@ -1,7 +1,8 @@
 """Deliberately broken versions of fused.cu, made by text patches, to prove that the checks can fail.
 
-- :data:`BUGS`: patches of the whole source (a copy of it), each of which one comparison in :mod:`.checks`
-  must catch.
+- :data:`BUGS`: patches of a copy of the whole source, each of which one comparison in :mod:`.checks` must
+  catch. All of them go into one build, each behind ``cuda_emu::planted(k)``, which is true only while the test
+  has switched bug ``k`` on (:meth:`~.build.EmulatedModule.plant`): one compilation instead of one per bug.
 - :func:`with_broken_copies`: the source plus renamed, broken copies of kernels (the originals untouched): one
   reads past the end of its input (AddressSanitizer must report it), one lost a barrier (ThreadSanitizer must
   report the race), one calls ``__syncthreads`` in divergent code and one leaves the kernel early in one thread
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import re
 
-#: name -> (text in fused.cu, its replacement)
+#: name -> (text in fused.cu, its replacement while the bug is on); the number of a bug is its place here
 BUGS = {
-    "counter_not_reset": ("        *counter = 0u;\n", ""),
-    "label_guard_removed": ("const bool valid = label >= 0 && label < c;", "const bool valid = true;"),
-    "flip_off_by_one": ("(f ? width - 1 - j : j)", "(f ? width - j : j)"),
+    "counter_not_reset": ("        *counter = 0u;\n", "        if (!cuda_emu::planted(0)) *counter = 0u;\n"),
+    "label_guard_removed": (
+        "const bool valid = label >= 0 && label < c;",
+        "const bool valid = cuda_emu::planted(1) || (label >= 0 && label < c);",
+    ),
+    "flip_off_by_one": ("(f ? width - 1 - j : j)", "(f ? width - 1 - j + (int)cuda_emu::planted(2) : j)"),
 }
 
 
@@ -29,8 +33,17 @@ def patch(source: str, old: str, new: str) -> str:
     return source.replace(old, new)
 
 
-def with_bug(source: str, bug: str) -> str:
-    return patch(source, *BUGS[bug])
+def with_bugs(source: str) -> str:
+    """``source`` with every bug of :data:`BUGS` patched in, each behind its switch."""
+    for old, new in BUGS.values():
+        source = patch(source, old, new)
+    return source
+
+
+def planted_source(source: str, sanitized: bool) -> str:
+    """What the planted tests compile: for a sanitizer, the kernels as they are and the broken copies; for the
+    emulator's own checks, the switchable bugs too."""
+    return with_broken_copies(source if sanitized else with_bugs(source))
 
 
 def function_text(source: str, head: str) -> str:

@@ -21,7 +21,8 @@ from .build import EmulatedModule
 
 
 def planted_module(variant: str) -> EmulatedModule:
-    return EmulatedModule(planted.with_broken_copies(cuda.kernel_source()), cuda.COMPILE_OPTIONS, variant)
+    source = planted.planted_source(cuda.kernel_source(), sanitized=variant != "plain")
+    return EmulatedModule(source, cuda.COMPILE_OPTIONS, variant)
 
 
 def run_all(module: EmulatedModule, mem: checks.Memory, rng: np.random.Generator) -> None:
