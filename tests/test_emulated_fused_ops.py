@@ -182,3 +182,24 @@ def test_the_stand_in_refuses_none_and_wrong_sizes(cp):
         kernel((1,), (32,), (x, x, np.int32(8)))
     with pytest.raises(TypeError, match="only size one"):
         kernel((1,), (32,), (x, np.ones(8, np.float32), np.int64(8)))
+
+
+def test_none_is_a_null_pointer_in_cupy_14_mode(cp, monkeypatch):
+    # what CuPy 14 does with None (the stand-in's default refuses it, as code that must run on CuPy 13 should)
+    lenient = make_module(reject_none=False)
+    assert lenient.stand.convert(None) == bytes(8)
+    assert lenient.stand.convert(np.float32(1.5)) == np.float32(1.5).tobytes()
+    assert lenient.stand.convert(7) == np.int64(7).tobytes() and lenient.stand.convert(2.0) == np.float64(2).tobytes()
+    struct = fc.tensor_list([[cp.asarray(np.ones(3))]])[0]
+    assert lenient.stand.convert(struct) == struct.tobytes() and len(struct.tobytes()) == 1552
+
+
+def test_take_rows_falls_back_on_strided_rows(cp, fused, rng):
+    src = rng.standard_normal((10, 8))
+    x = cp.asarray(src)[:, ::2]  # not C-contiguous: cupy.take, no launch
+    idx = np.array([3, -1, 9])  # in range: the inherited path takes with array_api_compat.numpy, which does not wrap
+    checks.same(host(fused.take_rows(x, cp.asarray(idx))), np.take(src[:, ::2], idx, axis=0, mode="wrap"), "fallback")
+    buf = cp.empty((3, 4), np.float64)
+    assert fused.take_rows(x, cp.asarray(idx), out=buf) is buf
+    checks.same(host(buf), np.take(src[:, ::2], idx, axis=0, mode="wrap"), "fallback into a buffer")
+    assert cp.stand.launches == []

@@ -111,3 +111,31 @@ def test_launch_checks_argument_sizes_and_configuration(module, mem):
         module.launch("fcn_relu_backward_f32", (1,), (32,), [checks.arg(x), checks.arg(x), checks.arg(np.int32(4))])
     with pytest.raises(RuntimeError, match="CUDA error 9"):
         checks.run(module, mem, "fcn_relu_backward_f32", (1,), (2048,), x, x, np.int64(4))
+
+
+PROBE = """
+extern "C" __global__ void probe_shuffles(int* out) {
+    const int lane = threadIdx.x & 31;
+    int* row = out + 5 * threadIdx.x;
+    row[0] = __shfl_down_sync(0xffffffffu, lane, 5);
+    row[1] = __shfl_up_sync(0xffffffffu, lane, 3);
+    row[2] = __shfl_xor_sync(0xffffffffu, lane, 9);
+    row[3] = __shfl_sync(0xffffffffu, lane, lane + 7);
+    row[4] = (int)(2.0 * __shfl_down_sync(0xffffffffu, threadIdx.x + 0.25, 1));
+}
+"""
+
+
+def test_warp_shuffles_follow_cuda():
+    require_gxx()
+    probe = emulated(PROBE)
+    mem = checks.Memory()
+    out = mem.empty((64, 5), np.int32)
+    checks.run(probe, mem, "probe_shuffles", (1,), (64,), out)
+    lane = np.arange(64) % 32
+    np.testing.assert_array_equal(out[:, 0], np.where(lane + 5 < 32, lane + 5, lane))  # out of range: own value
+    np.testing.assert_array_equal(out[:, 1], np.where(lane >= 3, lane - 3, lane))
+    np.testing.assert_array_equal(out[:, 2], lane ^ 9)
+    np.testing.assert_array_equal(out[:, 3], (lane + 7) % 32)  # __shfl_sync wraps
+    tid = np.arange(64)
+    np.testing.assert_array_equal(out[:, 4], 2 * np.where(lane < 31, tid + 1, tid))  # a double travels whole

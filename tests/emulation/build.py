@@ -61,7 +61,7 @@ def strip_kernels(source: str, names: tuple[str, ...] = NOT_EMULATED) -> str:
     for name in names:
         match = re.search(r'extern\s+"C"\s+__global__\s+void\s+' + name + r"\s*\(", source)
         if match is None:
-            raise ValueError(f"kernel {name} not found in the source")
+            continue  # a source without it (a test's own kernel)
         depth, i = 0, source.index("{", match.end())
         for j in range(i, len(source)):
             depth += {"{": 1, "}": -1}.get(source[j], 0)

@@ -7,8 +7,9 @@
 // - threadIdx/blockIdx/blockDim/gridDim are thread-locals of the worker threads.
 // - __syncthreads is a barrier over the block that aborts, naming the line, when threads of one block wait at
 //   different __syncthreads (divergence) or some wait while others have left the kernel (deadlock).
-// - Warp shuffles exchange values among the 32 lanes of a warp with CUDA's semantics: a source lane outside the
-//   warp gives the caller its own value. Only the full mask is emulated (anything else aborts).
+// - Warp shuffles exchange values among the 32 lanes of a warp with CUDA's semantics: for up/down/xor a source
+//   lane outside the warp gives the caller its own value, __shfl_sync wraps it modulo 32. Only the full mask
+//   and width 32 are emulated (a partial mask aborts).
 // - atomics are std::atomic_ref, __threadfence a sequentially consistent fence.
 #pragma once
 
@@ -223,8 +224,9 @@ inline int launch(const unsigned int* grid, const unsigned int* block, const std
 }  // namespace cuda_emu
 
 #define __syncthreads() ::cuda_emu::syncthreads(__FILE__, __LINE__)
+// __shfl_sync takes its source lane modulo the warp; the others give the caller's own value out of range
 #define __shfl_sync(mask, v, src, ...) \
-    ::cuda_emu::shuffle((mask), (v), [&](int) { return (int)(src); }, __FILE__, __LINE__)
+    ::cuda_emu::shuffle((mask), (v), [&](int) { return (int)(src) & 31; }, __FILE__, __LINE__)
 #define __shfl_down_sync(mask, v, delta, ...) \
     ::cuda_emu::shuffle((mask), (v), [&](int emu_lane_) { return emu_lane_ + (int)(delta); }, __FILE__, __LINE__)
 #define __shfl_up_sync(mask, v, delta, ...) \
