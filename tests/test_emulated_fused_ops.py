@@ -19,8 +19,13 @@ import pytest
 from fcn.ops import FusedCupyOps, NumpyOps
 from fcn.ops import cuda as fc
 from fcn.optim import RULES
-from tests.emulation import checks, emulated, require_gxx
-from tests.emulation.fake_cupy import ArgumentMismatch, make_module
+
+try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
+    from emulation import checks, emulated, require_gxx
+    from emulation.fake_cupy import ArgumentMismatch, make_module
+except ImportError:
+    from .emulation import checks, emulated, require_gxx
+    from .emulation.fake_cupy import ArgumentMismatch, make_module
 
 DTYPES = ["float32", "float64"]
 NUMPY = NumpyOps(SimpleNamespace(xp=np, device=None))

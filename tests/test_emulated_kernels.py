@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from fcn.ops import cuda as fc
-from tests.emulation import checks, emulated, require_gxx
+
+try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
+    from emulation import checks, emulated, require_gxx
+except ImportError:
+    from .emulation import checks, emulated, require_gxx
 
 DTYPES = ["float32", "float64"]
 

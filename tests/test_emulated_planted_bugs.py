@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from fcn.ops import cuda
-from tests.emulation import checks, emulated, planted, require_gxx
+
+try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
+    from emulation import checks, emulated, planted, require_gxx
+except ImportError:
+    from .emulation import checks, emulated, planted, require_gxx
 
 # planted bug -> the check that must catch it
 CATCHES = {

@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 
 from fcn.ops import cuda
-from tests.emulation import build, planted, require_gxx
+
+try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
+    from emulation import build, planted, require_gxx
+except ImportError:
+    from .emulation import build, planted, require_gxx
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIMES = {"asan": "libasan.so", "tsan": "libtsan.so"}
