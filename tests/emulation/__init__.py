@@ -19,8 +19,12 @@ def require_gxx() -> None:
 
 
 @functools.cache
-def emulated(source: str | None = None, variant: str = "plain") -> EmulatedModule:
-    """The emulated kernels of ``source`` (default: fcn's fused.cu), built once per process."""
+def emulated(
+    source: str | None = None, variant: str = "plain", options: tuple[str, ...] | None = None
+) -> EmulatedModule:
+    """The emulated kernels of ``source`` (default: fcn's fused.cu) compiled with NVRTC's ``options`` (default:
+    fcn's), built once per process."""
     from fcn.ops import cuda
 
-    return EmulatedModule(cuda.kernel_source() if source is None else source, cuda.COMPILE_OPTIONS, variant)
+    source = cuda.kernel_source() if source is None else source
+    return EmulatedModule(source, cuda.COMPILE_OPTIONS if options is None else tuple(options), variant)

@@ -122,8 +122,8 @@ class RawKernel:
 class RawModule:
     def __init__(self, stand: Stand, code: str, options=()):
         self.stand = stand
-        self.module = emulated(code)
         self.options = tuple(options)
+        self.module = emulated(code, options=self.options)  # its -D options, as NVRTC would get them
 
     def get_function(self, name: str) -> RawKernel:
         if name not in self.module.params:
