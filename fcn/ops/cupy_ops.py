@@ -77,6 +77,16 @@ class CupyOps(Ops):
         return cupy.take(x, idx, axis=0, out=out)
 
 
+#: A null pointer kernel argument. Never pass None: CuPy 14 sends it as a null pointer, but CuPy 13 as a pointer to
+#: garbage, which a kernel that tests ``p != nullptr`` would then dereference.
+NULL = numpy.uint64(0)
+
+
+def _ptr(a: Any) -> Any:
+    """``a`` as a kernel argument: the array, or :data:`NULL` for None."""
+    return NULL if a is None else a
+
+
 def _name(dtype: Any) -> str:
     return numpy.dtype(dtype).name
 
@@ -212,7 +222,7 @@ class FusedCupyOps(CupyOps):
             grid,
             (BLOCK,),
             (x, numpy.int64(x.shape[0]), numpy.int32(c), numpy.int32(h), numpy.int32(w), idx, numpy.int64(n), x_out,
-             flip, shift, y_src, y_out, numpy.int32(y.itemsize)),
+             _ptr(flip), _ptr(shift), y_src, y_out, numpy.int32(y.itemsize)),
         )  # fmt: skip
         return x_out, y_out
 
@@ -232,8 +242,8 @@ class FusedCupyOps(CupyOps):
         get_kernel(gather_rows_kernel(word))(
             grid,
             (BLOCK,),
-            (x, numpy.int64(x.shape[0]), numpy.int64(units), idx, numpy.int64(n), out, labels, labels_out,
-             numpy.int32(lab_bytes)),
+            (x, numpy.int64(x.shape[0]), numpy.int64(units), idx, numpy.int64(n), out, _ptr(labels),
+             _ptr(labels_out), numpy.int32(lab_bytes)),
         )  # fmt: skip
 
     # -- elementwise ----------------------------------------------------------------------------------------
@@ -379,4 +389,4 @@ class FusedCupyOps(CupyOps):
         for i in range(0, len(params), MT_MAX):
             tl, blocks = tensor_list([group[i : i + MT_MAX] for group in everything])
             if blocks:
-                launch((blocks,), (BLOCK,), (tl, *scalars, device_hyper))
+                launch((blocks,), (BLOCK,), (tl, *scalars, _ptr(device_hyper)))
