@@ -80,7 +80,7 @@ def equivalent_mutants() -> dict[str, str]:
 
 def results(module: str) -> dict[str, str]:
     """``mutant name -> status`` of one module's last run (from mutmut's ``mutants/fcn/<module>.py.meta``)."""
-    meta = ROOT / "mutants" / "fcn" / f"{module}.py.meta"
+    meta = ROOT / "mutants" / f"{source_file(module)}.meta"
     if not meta.exists():
         return {}
     codes = json.loads(meta.read_text())["exit_code_by_key"]
