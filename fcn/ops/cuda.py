@@ -143,7 +143,7 @@ _functions: dict[tuple[int, str], Any] = {}
 def get_kernel(name: str) -> Any:
     """The compiled kernel ``name`` on the current device (the module is compiled on first use per device)."""
     if name not in _KERNEL_SET:
-        raise KeyError(f"{name!r} is not a kernel of fcn/kernels/fused.cu known to fcn.ops.cuda.KERNEL_NAMES")
+        raise KeyError(f"{name!r} is not a kernel of fcn/ops/kernels/fused.cu known to fcn.ops.cuda.KERNEL_NAMES")
     import cupy
 
     device = cupy.cuda.runtime.getDevice()

@@ -1,9 +1,9 @@
-// Fused CUDA kernels of fcn's CuPy backend (fcn.fused.FusedCupyOps). Opt-in; not yet verified on a GPU.
+// Fused CUDA kernels of fcn's CuPy backend (fcn.ops.FusedCupyOps). Opt-in; not yet verified on a GPU.
 //
-// Compiled at run time by NVRTC (cupy.RawModule), with the options in fcn.fused.COMPILE_OPTIONS, which
+// Compiled at run time by NVRTC (cupy.RawModule), with the options in fcn.ops.cuda.COMPILE_OPTIONS, which
 // define FCN_MT_MAX (tensors per multi-tensor launch) and FCN_CHUNK (elements per block in those launches).
 // Every kernel is `extern "C"`, so its entry name in the module is exactly the name Python launches
-// (fcn.fused.KERNEL_NAMES); each body is a template instantiated explicitly for float and double (and, for
+// (fcn.ops.cuda.KERNEL_NAMES); each body is a template instantiated explicitly for float and double (and, for
 // the label type, int and long long) by the wrappers at the end of each section.
 //
 // Conventions:
@@ -15,10 +15,10 @@
 // - No kernel reads the host or synchronises with it: results stay on the device.
 
 #ifndef FCN_MT_MAX
-#error "FCN_MT_MAX must be defined (fcn.fused.COMPILE_OPTIONS)"
+#error "FCN_MT_MAX must be defined (fcn.ops.cuda.COMPILE_OPTIONS)"
 #endif
 #ifndef FCN_CHUNK
-#error "FCN_CHUNK must be defined (fcn.fused.COMPILE_OPTIONS)"
+#error "FCN_CHUNK must be defined (fcn.ops.cuda.COMPILE_OPTIONS)"
 #endif
 
 typedef long long i64;
