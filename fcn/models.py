@@ -334,30 +334,74 @@ class FullyConnectedNet:
     def _decayed_names(self) -> list[str]:
         return [name for layer in self.layers for name in layer.decay]
 
-    def predict(self, X: Any, batch_size: int = 10_000) -> Any:
+    def predict(self, X: Any, batch_size: int = 10_000, *, raw: bool | None = None) -> Any:
         """Predicted class labels ``(N,)``, in the namespace (and on the device) of ``X``.
 
-        Host input gives a NumPy result even on a GPU model, so ``(net.predict(X) == y).mean()`` works with
-        NumPy ``y``. Scores are computed ``batch_size`` rows at a time to bound memory. Parameters that are
-        NaN or infinite (a training run that blew up) raise ``ValueError``: their "predictions" would be
-        class 0 for everything.
+        ``X`` is prepared by :meth:`prepare`: raw images as CIFAR-10 stores them (uint8, ``(N, 3, 32, 32)`` or
+        ``(N, 32, 32, 3)``) get the model's preprocessing; float input is taken as already preprocessed
+        (``raw=True`` preprocesses it too). Host input gives a NumPy result even on a GPU model, so
+        ``(net.predict(X) == y).mean()`` works with NumPy ``y``. Scores are computed ``batch_size`` rows at a
+        time to bound memory. Parameters that are NaN or infinite (a training run that blew up) raise
+        ``ValueError``: their "predictions" would be class 0 for everything.
         """
+        labels = self._in_batches(X, batch_size, raw, lambda scores: self.xp.argmax(scores, axis=1), self.xp.int64)
+        return to_host(labels) if is_host_array(X) and not self.backend.is_numpy else labels
+
+    def predict_proba(self, X: Any, batch_size: int = 10_000, *, raw: bool | None = None) -> Any:
+        """Class probabilities ``(N, C)`` (the softmax of the scores), prepared and placed as :meth:`predict`."""
+        xp = self.xp
+
+        def softmax(scores: Any) -> Any:
+            exp = xp.exp(scores - xp.max(scores, axis=1, keepdims=True))  # exp of at most 0: no overflow
+            return exp / xp.sum(exp, axis=1, keepdims=True)
+
+        proba = self._in_batches(X, batch_size, raw, softmax, self.dtype)
+        return to_host(proba) if is_host_array(X) and not self.backend.is_numpy else proba
+
+    def _in_batches(self, X: Any, batch_size: int, raw: bool | None, fn: Any, dtype: Any) -> Any:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         self.check_finite()
-        X_dev = self._inputs(X)
-        xp = self.xp
-        n = X_dev.shape[0]
+        X_dev = self._inputs(self.prepare(X, raw=raw))
+        xp, n = self.xp, X_dev.shape[0]
         with trusted_inputs():  # X_dev was checked just above; don't scan each chunk again
-            parts = [
-                xp.argmax(self.loss(X_dev[i : min(i + batch_size, n), ...]), axis=1) for i in range(0, n, batch_size)
-            ]
+            parts = [fn(self.loss(X_dev[i : min(i + batch_size, n), ...])) for i in range(0, n, batch_size)]
         if not parts:  # no samples
-            labels = xp.zeros(0, dtype=xp.int64, device=self.backend.device)
-        else:
-            labels = parts[0] if len(parts) == 1 else xp.concat(parts)
-        if is_host_array(X) and not self.backend.is_numpy:
-            return to_host(labels)
-        return labels
+            shape = (0,) if dtype is xp.int64 else (0, self.num_classes)
+            return xp.zeros(shape, dtype=dtype, device=self.backend.device)
+        return parts[0] if len(parts) == 1 else xp.concat(parts)
+
+    def _channels_last(self, shape: tuple[int, ...]) -> bool:
+        """Whether an image batch of ``shape`` is ``(N, H, W, C)``: told by the mean image's ``(C, H, W)`` where
+        the model has one, else by a last axis of 1, 3 or 4 channels after a first that cannot be one."""
+        if len(shape) != 4:
+            return False
+        mean_shape = None if self.mean_image is None else numpy.shape(self.mean_image)
+        if mean_shape is not None and len(mean_shape) == 3 and shape[1:] != mean_shape:
+            c, h, w = mean_shape
+            return shape[1:] == (h, w, c)
+        return shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+
+    def prepare(self, X: Any, *, raw: bool | None = None) -> Any:
+        """Images made ready for the model, on its backend: the preprocessing its training data had.
+
+        ``raw`` ``None``: integer input (``uint8`` pixels, as CIFAR-10 stores them) is raw, float input is
+        already preprocessed and passes unchanged. Raw images ``(N, C, H, W)`` or channels-last ``(N, H, W, C)``
+        become floats in the model's dtype, minus :attr:`mean_image` when the model has one (subtracted in
+        float64 and rounded once, as :func:`fcn.get_CIFAR10_data` does).
+        """
+        X_dev = to_backend(X, self.backend)
+        if not (raw if raw is not None else not self.xp.isdtype(X_dev.dtype, "real floating")):
+            return X_dev
+        xp = self.xp
+        if self._channels_last(tuple(X_dev.shape)):
+            X_dev = xp.permute_dims(X_dev, (0, 3, 1, 2))  # as image libraries give them
+        X_dev = xp.astype(X_dev, xp.float64)
+        if self.mean_image is not None:
+            mean = to_backend(numpy.asarray(self.mean_image, dtype=numpy.float64), self.backend)
+            if X_dev.ndim > 1 and mean.size == math.prod(X_dev.shape[1:]):
+                mean = xp.reshape(mean, X_dev.shape[1:])
+            X_dev = X_dev - mean
+        return xp.astype(X_dev, self.dtype)
 
     def check_finite(self) -> None:
         """Raise ``ValueError`` naming the parameters that hold NaN or infinite values (one reduction each)."""

@@ -224,3 +224,35 @@ def test_device_arrays_of_another_device_are_refused():
 def test_integer_images_are_cast_to_the_model_dtype(small_net):
     scores = small_net.loss(np.full((2, 6), 3, dtype=np.uint8))
     assert scores.dtype == small_net.dtype
+
+
+# -- a trained model carries its preprocessing -------------------------------------------------------------------
+
+
+def _model_with_mean(tmp_path):
+    from fixtures.make_fixtures import HERE
+
+    return fcn.load_model(HERE / "model-0.1.0.npz")
+
+
+def test_raw_uint8_images_get_the_models_preprocessing(tmp_path):
+    net = _model_with_mean(tmp_path)
+    net.mean_image = np.linspace(0, 255, 48).reshape(3, 4, 4)
+    raw = np.random.default_rng(0).integers(0, 256, size=(7, 3, 4, 4), dtype=np.uint8)
+    prepared = raw.astype(np.float64) - net.mean_image  # as fcn.get_CIFAR10_data prepares the training data
+    np.testing.assert_array_equal(net.predict(raw), net.predict(prepared))
+    np.testing.assert_array_equal(net.predict(np.moveaxis(raw, 1, -1)), net.predict(prepared))  # channels last
+    np.testing.assert_allclose(net.predict_proba(raw), net.predict_proba(prepared), rtol=1e-12)
+    # float pixels are taken as preprocessed unless said otherwise
+    np.testing.assert_array_equal(net.predict(raw.astype(np.float64), raw=True), net.predict(prepared))
+
+
+def test_predict_proba_is_the_softmax_of_the_scores(tmp_path):
+    net = _model_with_mean(tmp_path)
+    X = np.random.default_rng(1).normal(size=(5, 3, 4, 4))
+    scores = fcn.to_host(net.loss(X))
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    proba = net.predict_proba(X)
+    np.testing.assert_allclose(proba, expected, rtol=1e-12)
+    assert proba.shape == (5, 3) and net.predict_proba(X[:0]).shape == (0, 3)
