@@ -61,9 +61,11 @@ def refuse_without_gpu(command: str) -> None:
 
 
 def write(path: Path, result: dict[str, Any]) -> None:
+    """Write the result whole (a temporary file renamed): a part killed mid-write leaves the last complete one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, default=str))
-    print(f"wrote {path}")
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(result, indent=1, default=str))
+    partial.replace(path)
 
 
 # -- env ---------------------------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ def bench_command(args: argparse.Namespace) -> int:
                 except Exception as exc:  # one failing runner must not cost the others' numbers
                     result["errors"].append(f"{runner} {net} {dtype}: {type(exc).__name__}: {str(exc)[:300]}")
                     print(result["errors"][-1])
-        write(args.out, result)  # after each dtype: a later timeout keeps what is done
+                write(args.out, result)  # after each runner: a later timeout keeps what is done
     return 1 if result["errors"] else 0
 
 
@@ -314,34 +316,45 @@ def probe_variant(data: dict[str, Any], *, fused: bool, graph: bool, steps: int)
         solver.step()
     solver.read_losses()
     report, _ = host_waits(lambda: [solver.step() for _ in range(5)], timeout_s=5.0)
-    per_step = time_per_call(solver.step, sync, warmup=2, rounds=3, calls=steps)
-    solver.read_losses()
-    entry = {"host_waited_during_5_steps": report.waited, "host_queue_s_per_step": report.seconds / 5,
-             "step_s": statistics.median(per_step)}  # fmt: skip
-    try:  # the graph's own nodes; for an eager step, a fresh solver's step captured only to count its launches
-        counted = solver if graph else make_solver(data, NETS["shallow"], "float32", fused=fused, graph=False)
-        entry["launches"] = launches_per_step(counted)
-    except Exception as exc:  # counting by capture needs a capturable step: say why not
+    per_step = time_per_call(solver.step, sync, warmup=2, rounds=3, calls=steps, after_round=solver.read_losses)
+    entry: dict[str, Any] = {"host_waited_during_5_steps": report.waited, "host_queue_s_per_step": report.seconds / 5,
+                             "step_s": statistics.median(per_step)}  # fmt: skip
+    try:
+        if graph:  # the replayed graph's own nodes
+            entry["launches"] = launches_per_step(solver)
+    except Exception as exc:  # the timings above stay
         entry["launches_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     return entry
 
 
+VARIANTS = (("plain", False, False), ("fused", True, False), ("fused + graph", True, True))
+
+
 def step_command(args: argparse.Namespace) -> int:
+    """Probe each variant; then count the eager variants' launches (a failed capture cannot disturb timings)."""
     result: dict[str, Any] = {"data": DATA, "net": "3072-100-10", "batch": 500, "dtype": "float32",
                               "update_rule": "sgd", "variants": {}, "dry_run": args.dry_run}  # fmt: skip
     _, dev = device_data("float32") if not args.dry_run else ({}, {})
-    failed = False
-    for label, fused, graph in (("plain", False, False), ("fused", True, False), ("fused + graph", True, True)):
+    variants, failed = result["variants"], False
+    for label, fused, graph in VARIANTS:
         if args.dry_run:
             check_on_cpu(["fcn-graph" if graph else "fcn-plain"], NETS["shallow"], "float32")
-            result["variants"][label] = {"host_waited_during_5_steps": False, "host_queue_s_per_step": 1e-4,
-                                         "step_s": 1e-3, "launches": {"kernel": 1, "total": 1}}  # fmt: skip
+            variants[label] = {"host_waited_during_5_steps": False, "host_queue_s_per_step": 1e-4, "step_s": 1e-3,
+                               "launches": {"kernel": 1, "total": 1}}  # fmt: skip
             continue
         try:
-            result["variants"][label] = probe_variant(dev, fused=fused, graph=graph, steps=args.steps)
+            variants[label] = probe_variant(dev, fused=fused, graph=graph, steps=args.steps)
         except Exception as exc:  # the other variants still run
-            result["variants"][label], failed = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}, True
-        print(f"{label}: {result['variants'][label]}")
+            variants[label], failed = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}, True
+        print(f"{label}: {variants[label]}")
+        write(args.out, result)  # after each variant: a later timeout keeps what is done
+    for label, fused, _ in VARIANTS[:2] if not args.dry_run else ():
+        try:  # a fresh solver's whole Solver.step() captured only to count what it launches
+            variants[label]["launches"] = launches_per_step(
+                make_solver(dev, NETS["shallow"], "float32", fused=fused, graph=False)
+            )
+        except Exception as exc:  # counting by capture needs a capturable step: say why not
+            variants[label]["launches_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     write(args.out, result)
     return 1 if failed else 0
 

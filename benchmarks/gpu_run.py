@@ -126,7 +126,7 @@ def missing_pieces(cmd: Sequence[str]) -> tuple[list[str], list[str]]:
     if cmd[0] != sys.executable and not (shutil.which(cmd[0]) or Path(cmd[0]).is_file()):
         gpu_only.append(f"{Path(cmd[0]).name} (looked on PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)")
     for i, arg in enumerate(cmd):
-        if i and cmd[i - 1] == "-m" and cmd[i - 2] == sys.executable and importlib.util.find_spec(arg) is None:
+        if i >= 2 and cmd[i - 1] == "-m" and cmd[i - 2] == sys.executable and importlib.util.find_spec(arg) is None:
             broken.append(f"module {arg}")
         elif arg.endswith(".py") or arg.startswith("tests/"):
             if not (ROOT / arg).exists():
@@ -292,6 +292,7 @@ def run_part(spec: Spec, quick: bool, dry: bool, out: Path, log: Log) -> dict[st
 
 
 def fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    """A number for a table cell (scaled, rounded); "-" where the result has none."""
     return "-" if not isinstance(value, (int, float)) else f"{value * scale:.{digits}f}"
 
 
@@ -317,6 +318,7 @@ def header(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def timing_rows(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The benchmark parts' rows: ms per iteration, a full-CIFAR epoch, images per second; their errors."""
     lines = ["## Training step, per iteration (batch 500; epoch = 98 iterations)", "",
              "| runner | net | dtype | ms / iteration | epoch s | images / s | note |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -331,6 +333,7 @@ def timing_rows(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def step_rows(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The step probe: launches per step, host waits, host time to queue a step, time per step."""
     result = records.get("step", {}).get("result") or {}
     lines = ["## One training step (3072-100-10, batch 500, float32, sgd)", "",
              "| variant | kernels per step (graph nodes) | host waited in 5 steps | host ms to queue a step "
@@ -385,7 +388,12 @@ def no_gpu_reason() -> str | None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    listing = "\n".join(f"  {s.name:<14} {s.quick_s:>3} s / {s.full_s:>3} s  {s.what}" for s in PARTS)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"parts (limit with --quick / without):\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("outdir", type=Path, help="folder for the logs, results, JUnit files and summary.md")
     ap.add_argument("--quick", action="store_true", help="under 4 minutes on an H200 (limits add up to 230 s)")
     ap.add_argument("--only", help=f"comma-separated parts to (re)run: {', '.join(SPECS)}")
