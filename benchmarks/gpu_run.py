@@ -69,13 +69,13 @@ class Spec:
 PARTS = (
     Spec("env", "versions (Python, NumPy, CuPy, CUDA runtime and driver, PyTorch), nvidia-smi, imports", 12, 30, False),
     Spec("fcn-info", "`fcn info --json`: which backends work, the fused kernels' state", 13, 30, False),
-    Spec("tests", "pytest -m gpu (full: the whole suite), no -x, --durations=0, JUnit XML", 70, 480),
+    Spec("tests", "pytest -m gpu (full: the whole suite), no -x, --durations=0, JUnit XML", 68, 480),
     Spec("memcheck", "compute-sanitizer --tool memcheck over the fused-kernel tests (quick: small subset)", 30, 150),
     Spec("racecheck", "compute-sanitizer --tool racecheck over the same tests", 25, 150),
     Spec("bench-fcn", "fcn on CuPy: plain, fused, fused + CUDA graph; the GEMM floor (cuBLAS)", 20, 150),
     Spec("bench-torch", "the PyTorch peer, CUDA eager", 12, 60),
-    Spec("bench-compile", 'the PyTorch peer through torch.compile(mode="reduce-overhead")', 35, 150),
-    Spec("step", "one step: kernels launched (graph nodes), host waits over 5 steps, eager vs graph time", 13, 40),
+    Spec("bench-compile", 'the PyTorch peer through torch.compile(mode="reduce-overhead")', 35, 240),
+    Spec("step", "one step: kernels launched (graph nodes), host waits over 5 steps, eager vs graph time", 15, 40),
 )
 SPECS = {s.name: s for s in PARTS}
 
