@@ -138,6 +138,18 @@ def test_a_failing_part_is_recorded_and_the_run_goes_on(gpu_run, tmp_path, monke
     assert "| env | quick | failed |" in (tmp_path / "summary.md").read_text()
 
 
+def test_a_dry_run_fails_a_part_whose_command_names_a_missing_piece(gpu_run, tmp_path, monkeypatch, capsys):
+    broken = {"step": [sys.executable, "benchmarks/gone.py"], "fcn-info": [sys.executable, "-m", "fcn.gone"]}
+    monkeypatch.setattr(gpu_run, "command", lambda name, *a: broken[name])
+    assert gpu_run.main([str(tmp_path), "--quick", "--dry-run", "--only", "step,fcn-info"]) == 1
+    records = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in broken}
+    assert records["step"]["status"] == "failed" and records["step"]["reason"] == "missing: benchmarks/gone.py"
+    assert records["fcn-info"]["reason"] == "missing: module fcn.gone"
+    broken_here, gpu_only = gpu_run.missing_pieces(["compute-sanitizer-x", sys.executable, "tests/conftest.py"])
+    assert broken_here == [] and gpu_only[0].startswith("compute-sanitizer-x (looked on PATH")  # named, not failed
+    capsys.readouterr()
+
+
 def test_a_part_past_its_limit_is_killed_with_its_children(gpu_run, tmp_path):
     pid_file = tmp_path / "child.pid"
     start = time.perf_counter()
