@@ -1,59 +1,151 @@
 #!/usr/bin/env python
-"""Everything a GPU machine should check and measure, as one command: ``python benchmarks/gpu_run.py OUTDIR``.
+"""Every GPU check and measurement of fcn as one command: ``python benchmarks/gpu_run.py OUTDIR --quick``.
 
-Meant for an offline GPU machine with CuPy, PyTorch, NumPy and pytest installed and no CIFAR-10 copy
-(synthetic CIFAR-shaped data is used). In order, each part a subprocess with its own time limit, so a
-failing or hanging part never stops the next one:
+Meant for an offline GPU machine (CuPy, PyTorch, NumPy and pytest installed; no CIFAR-10 copy: the measurements
+use synthetic CIFAR-shaped data, and every result says so). Each part is a subprocess with its own time limit
+(:data:`PARTS`), killed with its children when it runs past it; a part that fails or times out is recorded and
+the next one runs. ``--quick`` keeps the whole run under 4 minutes on an H200 (the limits add up to 230 s):
+the chapter's net only, float32, fewer timing rounds, the sanitizers over the small kernel tests. Without it
+(the full mode) the deep net (3072-1024-512-10) and float64 are timed too, the whole test suite runs (its
+CuPy cases included) and the sanitizers cover every fused-kernel test.
 
-1. ``env``: GPU name, driver, CUDA runtime, CuPy version, NVRTC version, cuBLAS load (a float32 product),
-   ``nvidia-smi``, and whether ``ncu``/``nsys`` are installed;
-2. ``tests-gpu``: ``pytest -m gpu`` (every CuPy case of the suite, the fused-kernel tests included);
-3. ``tests-rest``: the rest of the suite (``pytest -m "not gpu and not slow"``: the notebook run is left out);
-4. ``bench-plain`` and ``bench-fused``: ``benchmarks/bench_train.py --backends numpy,cupy --dtypes
-   float32,float64 --nets shallow,deep --synthetic``, plain and with ``FCN_FUSED_KERNELS=1`` (with shorter timing
-   loops, ``--repeats 20 --rounds 2 --epoch-repeats 1 --eval-repeats 1``, where the script has those options);
-5. ``probe``: one training step of the chapter's net on CuPy, plain and fused: kernel launches per step
-   (the nodes of the step captured as a CUDA graph), whether the host waits for the GPU between two logging
-   points (:func:`fcn.ops.cuda.host_waits`), and the time per step eagerly and as a graph replay.
+OUTDIR gets, per part, ``PART.log`` (its output) and ``PART.json`` (status, seconds, limit, command, reason
+and its result: the probe's JSON, the JUnit counts, the sanitizer's error count), the JUnit XML files, and at
+the end ``summary.md`` / ``summary.json`` built from every ``PART.json`` there (so ``--only PART,...`` reruns
+some parts and keeps the others' results), plus ``gpu_run.log``. The exit code is 1 when a part run this
+time failed or timed out.
 
-Everything lands in OUTDIR: ``gpu_run.log`` (all output), ``summary.json`` and ``summary.md`` (each part's
-status, time and reason), the pytest JUnit XML files, the benchmark folders (JSON, markdown, PNG),
-``probe.json`` and ``probe.png``. The time limits add up to under 10 minutes.
-
-``--dry-run`` (runs anywhere, used by the CPU test suite) attempts every part without a GPU: ``env`` runs,
-the test parts only collect, the benchmark parts check that ``bench_train.py --help`` knows every flag used,
-and the GPU-only parts are skipped with the reason. Its exit code is 0; otherwise it is 1 when a part failed.
+``--dry-run`` walks the same path without a GPU (the CPU test suite runs it): the part selection, every
+command printed and its pieces checked (scripts and test files exist, ``python -m`` modules are found, the
+executables that only a GPU machine has are named where missing), ``env`` and ``fcn-info`` run for real, the
+test parts collect their selection (an empty one fails), the probes parse their arguments and write results
+of the real layout with made-up numbers, and the summary is written from them, marked as a dry run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_FLAGS = ["--backends", "numpy,cupy", "--dtypes", "float32,float64", "--nets", "shallow,deep", "--synthetic"]
-#: Shorter timing loops, passed where bench_train.py still has these options (they keep a run near a minute).
-BENCH_SPEED_FLAGS = {"--repeats": "20", "--rounds": "2", "--epoch-repeats": "1", "--eval-repeats": "1"}
-#: Seconds per part; their sum (8.5 minutes) stays under 10 minutes.
-LIMITS = {"env": 40, "tests-gpu": 120, "tests-rest": 100, "bench-plain": 100, "bench-fused": 100, "probe": 50}
+PROBE = "benchmarks/gpu_probe.py"
+KERNEL_TESTS = "tests/test_fused_gpu.py"
+#: What the sanitizers run in quick mode (pytest -k): every fused kernel, float32, at the tests' small sizes (no
+#: 9000-row softmax, no 37-tensor update), and one short fused training run (adam, float32); the 5-step host-wait
+#: check and the graph tests are left out (a sanitizer slows every launch; they are in ``tests``).
+SANITIZER_SELECTION = (
+    "(not float64 and not 9000 and not 37 and not training and not cuda_graph and not logging_points "
+    "and not handful) or (training_steps and adam-float32)"
+)
+SANITIZER_ERRORS = 99  # compute-sanitizer's exit code when it found errors (pytest's own codes stay below 6)
+DRY_LIMIT_S = 240  # a dry run on a slow CPU: env and fcn-info run for real, the whole suite is collected
 
 
-@dataclass
-class Part:
+@dataclass(frozen=True)
+class Spec:
+    """A part: its name, what it does (for the summary and the README), and its limits in seconds."""
+
     name: str
-    status: str = "pending"  # ok | failed | timeout | skipped
-    seconds: float = 0.0
-    reason: str = ""
-    command: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    what: str
+    quick_s: int
+    full_s: int
+    gpu: bool = True  # needs a GPU to do its work (a dry run only checks its command)
+
+
+PARTS = (
+    Spec("env", "versions (Python, NumPy, CuPy, CUDA runtime and driver, PyTorch), nvidia-smi, imports", 12, 30, False),
+    Spec("fcn-info", "`fcn info --json`: which backends work, the fused kernels' state", 13, 30, False),
+    Spec("tests", "pytest -m gpu (full: the whole suite), no -x, --durations=0, JUnit XML", 68, 480),
+    Spec("memcheck", "compute-sanitizer --tool memcheck over the fused-kernel tests (quick: small subset)", 30, 150),
+    Spec("racecheck", "compute-sanitizer --tool racecheck over the same tests", 25, 150),
+    Spec("bench-fcn", "fcn on CuPy: plain, fused, fused + CUDA graph; the GEMM floor (cuBLAS)", 20, 150),
+    Spec("bench-torch", "the PyTorch peer, CUDA eager", 12, 60),
+    Spec("bench-compile", 'the PyTorch peer through torch.compile(mode="reduce-overhead")', 35, 240),
+    Spec("step", "one step: kernels launched (graph nodes), host waits over 5 steps, eager vs graph time", 15, 40),
+)
+SPECS = {s.name: s for s in PARTS}
+
+
+def sanitizer() -> str | None:
+    """compute-sanitizer's path: on PATH, else in $CUDA_HOME/bin or /usr/local/cuda/bin."""
+    found = shutil.which("compute-sanitizer")
+    homes = [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"]
+    candidates = [Path(h) / "bin" / "compute-sanitizer" for h in homes if h]
+    return found or next((str(p) for p in candidates if p.is_file()), None)
+
+
+def command(name: str, quick: bool, out: Path) -> list[str]:
+    """The command line of part ``name`` (a sanitizer part without compute-sanitizer gets the bare name)."""
+    py = sys.executable
+    pytest = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", f"--junitxml={out / name}.xml"]
+    timing = ["--warmup", "5", "--rounds", "3", "--calls", "20"] if quick else ["--warmup", "10", "--rounds", "7"]
+    sizes = ["--nets", "shallow", "--dtypes", "float32"] if quick else ["--nets", "shallow,deep"]
+    sizes += [] if quick else ["--dtypes", "float32,float64", "--calls", "50"]
+    bench = [py, PROBE, "bench", *sizes, *timing, "--out", str(out / f"{name}.result.json"), "--runners"]
+    if name == "env":
+        return [py, PROBE, "env", "--out", str(out / "env.result.json")]
+    if name == "fcn-info":
+        return [py, "-m", "fcn.cli", "info", "--json"]
+    if name == "tests":
+        return [*pytest, "--durations=0", *(["-m", "gpu"] if quick else [])]
+    if name in ("memcheck", "racecheck"):
+        select = ["-k", SANITIZER_SELECTION] if quick else []
+        tool = [sanitizer() or "compute-sanitizer", "--tool", name, "--error-exitcode", str(SANITIZER_ERRORS)]
+        return [*tool, py, PROBE, "pytest-nopool", "--", *pytest[3:], KERNEL_TESTS, *select]
+    if name == "bench-fcn":
+        return [*bench, "fcn-plain,fcn-fused,fcn-graph,gemm-floor"]
+    if name == "bench-torch":
+        return [*bench, "torch-eager"]
+    if name == "bench-compile":
+        return [*bench, "torch-compiled"]
+    if name == "step":
+        return [py, PROBE, "step", "--steps", "50" if quick else "100", "--out", str(out / "step.result.json")]
+    raise KeyError(name)
+
+
+# -- dry run: the same commands, checked and turned into ones that need no GPU ---------------------------------
+
+
+def missing_pieces(cmd: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(pieces missing here that every machine needs, executables missing here that only a GPU machine has)."""
+    broken, gpu_only = [], []
+    if cmd[0] != sys.executable and not (shutil.which(cmd[0]) or Path(cmd[0]).is_file()):
+        gpu_only.append(f"{Path(cmd[0]).name} (looked on PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)")
+    for i, arg in enumerate(cmd):
+        if i >= 2 and cmd[i - 1] == "-m" and cmd[i - 2] == sys.executable and importlib.util.find_spec(arg) is None:
+            broken.append(f"module {arg}")
+        elif arg.endswith(".py") or arg.startswith("tests/"):
+            if not (ROOT / arg).exists():
+                broken.append(arg)
+    return broken, gpu_only
+
+
+def dry_command(spec: Spec, cmd: list[str]) -> list[str]:
+    """What a dry run executes instead: probes with --dry-run, pytest collecting only, sanitizers unwrapped."""
+    if not spec.gpu:
+        return cmd
+    cmd = cmd[cmd.index(sys.executable) :]  # without compute-sanitizer in front
+    if PROBE in cmd:
+        i = cmd.index(PROBE) + 1
+        return [*cmd[:i], "--dry-run", *cmd[i:]]
+    return [*cmd, "--collect-only"]
+
+
+# -- running a part --------------------------------------------------------------------------------------------
 
 
 class Log:
@@ -61,7 +153,6 @@ class Log:
 
     def __init__(self, path: Path):
         self.path = path
-        path.write_text("")
 
     def __call__(self, text: str) -> None:
         print(text, flush=True)
@@ -69,303 +160,267 @@ class Log:
             f.write(text + "\n")
 
 
-def run(part: Part, cmd: Sequence[str], log: Log, *, timeout: float, env: dict[str, str] | None = None) -> str:
-    """Run ``cmd`` (output to the log), record status and time in ``part``; returns the output."""
-    part.command = list(cmd)
-    log(f"\n== {part.name}: {' '.join(cmd)} (limit {timeout:.0f} s)")
+def execute(cmd: Sequence[str], logfile: Path, limit: float) -> tuple[str, str, float]:
+    """Run ``cmd`` in its own process group, output to ``logfile``; returns (status, reason, seconds).
+
+    Past ``limit`` the whole group is killed: a hung GPU process must not hold the device for the next part.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     start = time.perf_counter()
+    with logfile.open("w") as f:
+        f.write("$ " + shlex.join(cmd) + "\n")
+        f.flush()
+        try:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            return "failed", f"could not start: {exc}", 0.0
+        try:
+            rc = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return "timeout", f"ran past its limit of {limit:.0f} s", round(time.perf_counter() - start, 2)
+    seconds = round(time.perf_counter() - start, 2)
+    return ("ok", "", seconds) if rc == 0 else ("failed", f"exit code {rc}", seconds)
+
+
+def junit_counts(path: Path) -> dict[str, Any] | None:
+    """Tests, failures, errors, skipped; the failed tests' names and the 10 slowest tests, from a JUnit file."""
     try:
-        proc = subprocess.run(
-            list(cmd),
-            cwd=ROOT,
-            # this checkout first on the path, whatever is installed
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-            | (env or {}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        return None
+    counts: dict[str, Any] = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    cases = suite.findall("testcase")
+    bad = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    counts["failed_tests"] = [f"{c.get('classname')}::{c.get('name')}" for c in bad][:30]
+    slow = sorted(cases, key=lambda c: -float(c.get("time", 0)))[:10]
+    counts["slowest"] = [[f"{c.get('classname')}::{c.get('name')}", float(c.get("time", 0))] for c in slow]
+    return counts
+
+
+def sanitizer_findings(text: str) -> dict[str, Any]:
+    """compute-sanitizer's closing counts, and whether it refused the device."""
+    found: dict[str, Any] = {}
+    if m := re.search(r"ERROR SUMMARY: (\d+) error", text):
+        found["errors"] = int(m.group(1))
+    if m := re.search(r"RACECHECK SUMMARY: (\d+) hazard", text):
+        found["hazards"] = int(m.group(1))
+    if "Device not supported" in text:
+        found["unsupported"] = "compute-sanitizer does not support this device or runtime ('Device not supported')"
+    return found
+
+
+def part_result(name: str, out: Path, log_text: str) -> Any:
+    """What the part measured: the probe's JSON, fcn info's JSON, JUnit counts (and sanitizer counts)."""
+    result_file = out / f"{name}.result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    if name == "fcn-info" and "{" in log_text:
+        try:
+            return json.loads(log_text[log_text.index("{") : log_text.rindex("}") + 1])
+        except json.JSONDecodeError:
+            return None
+    if name in ("tests", "memcheck", "racecheck"):
+        collected = re.search(r"(\d+)(?:/\d+)? tests? collected", log_text)  # what a dry run's collection found
+        found = {"collected": int(collected.group(1))} if collected else {}
+        return {"junit": junit_counts(out / f"{name}.xml"), **found, **sanitizer_findings(log_text)}
+    return None
+
+
+def judge(record: dict[str, Any], dry: bool) -> None:
+    """Sharpen status and reason from the result: what failed inside a part, and a run that tested nothing."""
+    result = record["result"] if isinstance(record["result"], dict) else {}
+    junit = result.get("junit") or {}
+    if result.get("unsupported") and record["status"] == "failed":
+        record["status"], record["reason"] = "skipped", result["unsupported"]
+    elif result.get("errors") and isinstance(result["errors"], int):
+        record["reason"] = f"the sanitizer reported {result['errors']} error(s); " + record["reason"]
+    elif isinstance(result.get("errors"), list) and result["errors"]:
+        record["reason"] = "; ".join(result["errors"])[:500]
+    if junit and (junit["failures"] or junit["errors"]):
+        record["reason"] = f"{junit['failures']} failed, {junit['errors']} errors; " + record["reason"]
+    if not dry and junit and junit["tests"] and junit["skipped"] == junit["tests"] and record["status"] == "ok":
+        record["status"], record["reason"] = "failed", "every selected test was skipped (no GPU seen by the tests)"
+    if result.get("missing"):
+        record["reason"] = f"missing packages: {', '.join(result['missing'])}; " + record["reason"]
+
+
+def run_part(spec: Spec, quick: bool, dry: bool, out: Path, log: Log) -> dict[str, Any]:
+    """Run (or dry-run) one part and write OUTDIR/PART.json; returns that record."""
+    cmd = command(spec.name, quick, out)
+    limit = DRY_LIMIT_S if dry else (spec.quick_s if quick else spec.full_s)
+    (out / f"{spec.name}.result.json").unlink(missing_ok=True)  # a stale result must not pass for this run's
+    log(f"\n== {spec.name} (limit {limit} s): {shlex.join(cmd)}")
+    record: dict[str, Any] = {"name": spec.name, "mode": "quick" if quick else "full", "dry_run": dry,
+                              "command": cmd, "limit_s": limit, "notes": []}  # fmt: skip
+    broken, gpu_only = missing_pieces(cmd)
+    if gpu_only:
+        record["notes"].append("not here: " + ", ".join(gpu_only))
+    run_cmd = dry_command(spec, cmd) if dry else cmd
+    if broken:
+        record.update(status="failed", reason=f"missing: {', '.join(broken)}", seconds=0.0)
+    elif gpu_only and not dry:
+        record.update(status="skipped", reason=f"not found: {', '.join(gpu_only)}", seconds=0.0)
+    else:
+        if run_cmd != cmd:
+            log(f"   dry run executes: {shlex.join(run_cmd)}")
+        status, reason, seconds = execute(run_cmd, out / f"{spec.name}.log", limit)
+        record.update(status=status, reason=reason, seconds=seconds)
+    log_text = (out / f"{spec.name}.log").read_text(errors="replace") if (out / f"{spec.name}.log").is_file() else ""
+    record["result"] = part_result(spec.name, out, log_text)
+    judge(record, dry)
+    if dry and record["status"] == "ok":
+        record["status"] = "checked"  # never "ok": a dry run verifies the set-up, not the GPU
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (out / f"{spec.name}.json").write_text(json.dumps(record, indent=1, default=str))
+    tail = "\n".join(log_text.rstrip().splitlines()[-15:]) if record["status"] != "ok" else ""
+    log(
+        (tail + "\n" if tail else "")
+        + f"-- {spec.name}: {record['status']} in {record['seconds']} s {record['reason']}"
+    )
+    for note in record["notes"]:
+        log(f"   note: {note}")
+    return record
+
+
+# -- summary ---------------------------------------------------------------------------------------------------
+
+
+def fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    """A number for a table cell (scaled, rounded); "-" where the result has none."""
+    return "-" if not isinstance(value, (int, float)) else f"{value * scale:.{digits}f}"
+
+
+def header(records: dict[str, dict[str, Any]]) -> list[str]:
+    """Title, the dry-run warning, GPU, driver, CUDA, CuPy, PyTorch, NumPy, the date, the data."""
+    env = records.get("env", {}).get("result") or {}
+    versions = env.get("versions") or {}
+    dry = any(r.get("dry_run") for r in records.values())
+    lines = ["# fcn GPU run" + (" (DRY RUN)" if dry else ""), ""]
+    if dry:
+        lines += ["**Dry run on a machine without a GPU: nothing here ran on a GPU, and every timing is made up "
+                  "(it only checks the layout).**", ""]  # fmt: skip
+    lines += [
+        f"- GPU: {env.get('gpu') or 'none'}; driver {env.get('driver') or '-'}; "
+        f"CUDA runtime {env.get('cuda_runtime') or '-'}; CuPy {versions.get('cupy') or '-'}; "
+        f"PyTorch {versions.get('torch') or '-'} (CUDA {env.get('torch_cuda') or '-'}); "
+        f"NumPy {versions.get('numpy') or '-'}; Python {env.get('python', '-')}",
+        f"- date: {env.get('date') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "- data: synthetic CIFAR-shaped data (49000 training images 3x32x32, standard normal), not CIFAR-10",
+        "",
+    ]
+    return lines
+
+
+def timing_rows(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The benchmark parts' rows: ms per iteration, a full-CIFAR epoch, images per second; their errors."""
+    lines = ["## Training step, per iteration (batch 500; epoch = 98 iterations)", "",
+             "| runner | net | dtype | ms / iteration | epoch s | images / s | note |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in ("bench-fcn", "bench-torch", "bench-compile"):
+        result = records.get(name, {}).get("result") or {}
+        for r in result.get("rows", []):
+            cells = [r["runner"], r["dims"], r["dtype"], fmt(r["iteration_s"], 1e3), fmt(r["epoch_s"])]
+            cells += [fmt(r["images_per_s"], digits=0), r.get("note", "")]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [f"| {name}: error | | | | | | {e} |" for e in result.get("errors", [])]
+    return [*lines, ""]
+
+
+def step_rows(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The step probe: launches per step, host waits, host time to queue a step, time per step."""
+    result = records.get("step", {}).get("result") or {}
+    lines = ["## One training step (3072-100-10, batch 500, float32, sgd)", "",
+             "| variant | kernels per step (graph nodes) | host waited in 5 steps | host ms to queue a step "
+             "| ms / step |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for label, v in (result.get("variants") or {}).items():
+        launches = v.get("launches") or {}
+        kernels = (
+            f"{launches.get('kernel', '?')} of {launches.get('total', '?')}" if launches else v.get("launches_error")
         )
-        output = proc.stdout
-        part.status = "ok" if proc.returncode == 0 else "failed"
-        if proc.returncode:
-            part.reason = f"exit code {proc.returncode}"
-    except subprocess.TimeoutExpired as exc:
-        output = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(errors="replace")
-        part.status, part.reason = "timeout", f"ran past its limit of {timeout:.0f} s"
-    except OSError as exc:
-        output, part.status, part.reason = "", "failed", f"could not start: {exc}"
-    part.seconds = round(time.perf_counter() - start, 2)
-    log(output.rstrip())
-    log(f"-- {part.name}: {part.status} in {part.seconds} s {part.reason}".rstrip())
-    return output
+        lines.append(f"| {label} | {kernels or v.get('error', '-')} | {v.get('host_waited_during_5_steps', '-')} | "
+                     f"{fmt(v.get('host_queue_s_per_step'), 1e3)} | {fmt(v.get('step_s'), 1e3)} |")  # fmt: skip
+    return [*lines, ""]
 
 
-def skip(part: Part, reason: str, log: Log) -> None:
-    part.status, part.reason = "skipped", reason
-    log(f"\n== {part.name}: skipped ({reason})")
+def summary_markdown(records: dict[str, dict[str, Any]]) -> str:
+    """summary.md: header, one row per part, tests and sanitizer counts, the timings, the step probe."""
+    lines = header(records)
+    lines += ["## Parts", "", "| part | mode | status | seconds | limit s | tests (failed / skipped) | reason |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in records.items():
+        result = r.get("result") if isinstance(r.get("result"), dict) else {}
+        junit = result.get("junit") or {}
+        tests = f"{junit['tests']} ({junit['failures'] + junit['errors']} / {junit['skipped']})" if junit else ""
+        tests = f"collected {result['collected']}" if r.get("dry_run") and "collected" in result else tests
+        extra = "; ".join(f"{k} {result[k]}" for k in ("errors", "hazards") if isinstance(result.get(k), int))
+        reason = "; ".join(filter(None, [r.get("reason", ""), extra, *r.get("notes", [])]))
+        lines.append(f"| {name} | {r['mode']} | {r['status']} | {r['seconds']} | {r['limit_s']} | {tests} | {reason} |")
+    lines.append("")
+    return "\n".join(lines + timing_rows(records) + step_rows(records))
 
 
-def gpu_reason() -> str | None:
-    """Why there is no usable GPU here, or None."""
-    sys.path.insert(0, str(ROOT))
+def write_summary(out: Path, log: Log) -> None:
+    """summary.md and summary.json from every PART.json in OUTDIR (earlier runs' parts included)."""
+    records = {
+        s.name: json.loads((out / f"{s.name}.json").read_text()) for s in PARTS if (out / f"{s.name}.json").is_file()
+    }
+    (out / "summary.json").write_text(json.dumps(records, indent=1, default=str))
+    (out / "summary.md").write_text(summary_markdown(records))
+    log("\n" + (out / "summary.md").read_text())
+
+
+def no_gpu_reason() -> str | None:
+    """Why this machine cannot do a real run, or None."""
     try:
         import fcn
-    except Exception as exc:  # the package itself is broken: every part will say so
-        return f"fcn does not import ({exc})"
+    except Exception as exc:  # the package itself is broken: say so before any part runs
+        return f"fcn does not import ({type(exc).__name__}: {exc})"
     if not fcn.has_cupy():
         return "CuPy is not installed"
-    if not fcn.has_gpu():
-        return "CuPy is installed but no CUDA GPU is visible"
-    return None
+    return None if fcn.has_gpu() else "CuPy is installed but no CUDA GPU is visible"
 
 
-ENV_SCRIPT = r"""
-import json, platform, shutil, subprocess, sys
-info = {"python": sys.version.split()[0], "platform": platform.platform()}
-for tool in ("nvidia-smi", "ncu", "nsys"):
-    info[tool] = shutil.which(tool)
-try:
-    import numpy; info["numpy"] = numpy.__version__
-except Exception as e: info["numpy"] = f"unavailable: {e}"
-try:
-    import torch
-    info["torch"] = torch.__version__
-    info["torch_cuda"] = torch.version.cuda
-    info["torch_sees_gpu"] = torch.cuda.is_available()
-except Exception as e: info["torch"] = f"unavailable: {e}"
-try:
-    import cupy
-    info["cupy"] = cupy.__version__
-    rt = cupy.cuda.runtime
-    try:
-        info["cuda_runtime"] = rt.runtimeGetVersion()
-        info["driver"] = rt.driverGetVersion()
-    except Exception as e: info["cuda_runtime"] = f"error: {e}"
-    try:
-        from cupy_backends.cuda.libs import nvrtc
-        info["nvrtc"] = ".".join(map(str, nvrtc.getVersion()))
-    except Exception as e: info["nvrtc"] = f"error: {e}"
-    try:
-        n = rt.getDeviceCount()
-        info["devices"] = n
-        props = rt.getDeviceProperties(0)
-        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        info["compute_capability"] = f"{props['major']}.{props['minor']}"
-        info["memory_gib"] = round(props["totalGlobalMem"] / 2**30, 1)
-        a = cupy.ones((256, 256), dtype=cupy.float32)
-        info["cublas_float32_product_ok"] = bool(float((a @ a)[0, 0]) == 256.0)
-        info["cublas"] = cupy.cuda.cublas.getVersion(cupy.cuda.device.get_cublas_handle())
-    except Exception as e: info["gpu"] = f"none ({type(e).__name__}: {e})"
-except Exception as e: info["cupy"] = f"unavailable: {e}"
-if info.get("nvidia-smi"):
-    try:
-        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
-        print(out)
-    except Exception as e: info["nvidia-smi"] = f"error: {e}"
-print("ENV_JSON " + json.dumps(info))
-"""
-
-
-PROBE_SCRIPT = r"""
-import json, sys, time
-import numpy
-sys.path.insert(0, ROOT)
-import fcn
-from fcn.cuda_graph import CapturedStep
-from fcn.ops.cuda import graph_node_counts, host_waits
-import cupy
-
-rng = numpy.random.default_rng(0)
-n_train, batch = 4900, 500
-data = {"X_train": rng.standard_normal((n_train, 3, 32, 32)).astype(numpy.float32),
-        "y_train": rng.integers(0, 10, n_train), "X_val": rng.standard_normal((100, 3, 32, 32)).astype(numpy.float32),
-        "y_val": rng.integers(0, 10, 100)}
-result = {"net": "3072-100-10", "batch": batch, "dtype": "float32", "update_rule": "sgd"}
-
-def solver_for(fused, graph=False):
-    be = fcn.get_backend("cupy", fused=fused)
-    model = fcn.FullyConnectedNet(3072, [100], reg=0.6, weight_scale=1e-3, backend=be, dtype="float32", seed=0)
-    return fcn.Solver(model, data, update_rule="sgd", optim_config={"learning_rate": 1e-3}, batch_size=batch,
-                      num_iters=10**6, print_every=10**6, verbose=False, progress=False, seed=0, cuda_graph=graph)
-
-def per_step(solver, steps=50):
-    for _ in range(5): solver.step()
-    cupy.cuda.get_current_stream().synchronize(); solver._read_losses()
-    t0 = time.perf_counter()
-    for _ in range(steps): solver.step()
-    cupy.cuda.get_current_stream().synchronize()
-    return (time.perf_counter() - t0) / steps
-
-for label, fused in (("plain", False), ("fused", True)):
-    entry = {}
-    try:
-        s = solver_for(fused)
-        for _ in range(3): s.step()
-        s._read_losses()
-        report, _ = host_waits(lambda: [s.step() for _ in range(5)], timeout_s=10.0)
-        entry["host_waited_during_5_steps"] = report.waited
-        entry["host_seconds_for_5_steps"] = round(report.seconds, 5)
-        stream = cupy.cuda.Stream()
-        stream.wait_event(cupy.cuda.get_current_stream().record())
-        idx = s._order[:batch].copy()
-        with stream:
-            s._eager_step()
-            def device_step():
-                xb, yb = s._gather(idx)
-                loss, grads = s._loss_and_grads(xb, yb)
-                s._update(grads)
-                return loss
-            saved = dict(s.optim_config)
-            cap = CapturedStep(device_step, stream=stream)
-            s.optim_config.clear(); s.optim_config.update(saved)
-        stream.synchronize()
-        entry["graph_nodes_per_step"] = graph_node_counts(cap.graph)
-        entry["eager_step_s"] = per_step(solver_for(fused))
-    except Exception as e:
-        entry["error"] = f"{type(e).__name__}: {e}"
-    result[label] = entry
-try:
-    result["graph_replay_step_s"] = per_step(solver_for(True, graph=True))
-except Exception as e:
-    result["graph_replay_error"] = f"{type(e).__name__}: {e}"
-print("PROBE_JSON " + json.dumps(result))
-"""
-
-
-def tagged_json(output: str, tag: str) -> dict[str, Any] | None:
-    for line in reversed(output.splitlines()):
-        if line.startswith(tag + " "):
-            try:
-                return json.loads(line[len(tag) + 1 :])
-            except json.JSONDecodeError:
-                return None
-    return None
-
-
-def probe_chart(probe: dict[str, Any], path: Path) -> bool:
-    """Bar chart of the probe's time per step (plain, fused, graph replay); False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:
-        return False
-    bars = {
-        "plain": probe.get("plain", {}).get("eager_step_s"),
-        "fused": probe.get("fused", {}).get("eager_step_s"),
-        "fused + graph": probe.get("graph_replay_step_s"),
-    }
-    bars = {k: v * 1e3 for k, v in bars.items() if isinstance(v, (int, float))}
-    if not bars:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(list(bars), list(bars.values()), color=["#888888", "#1f77b4", "#2ca02c"][: len(bars)])
-    ax.set_ylabel("ms per training step")
-    ax.set_title(f"fcn CuPy step, {probe.get('net')}, batch {probe.get('batch')}, {probe.get('dtype')}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
-
-def summary_markdown(parts: list[Part], env: dict[str, Any] | None, probe: dict[str, Any] | None, dry: bool) -> str:
-    lines = ["# fcn GPU run" + (" (dry run)" if dry else ""), ""]
-    if env:
-        keys = ("gpu", "compute_capability", "memory_gib", "driver", "cuda_runtime", "cupy", "nvrtc", "cublas",
-                "cublas_float32_product_ok", "torch", "torch_cuda", "numpy", "python", "ncu", "nsys")  # fmt: skip
-        lines += ["| environment | |", "|---|---|", *(f"| {k} | {env.get(k)} |" for k in keys), ""]
-    lines += ["| part | status | seconds | reason |", "|---|---|---|---|"]
-    lines += [f"| {p.name} | {p.status} | {p.seconds} | {p.reason} |" for p in parts]
-    if probe:
-        lines += ["", "## One training step (3072-100-10, batch 500, float32, sgd, synthetic data)", ""]
-        lines += ["| kernels | host waited in 5 steps | kernel launches per step (graph nodes) | ms per step |"]
-        lines += ["|---|---|---|---|"]
-        for label in ("plain", "fused"):
-            e = probe.get(label, {})
-            step = e.get("eager_step_s")
-            lines.append(
-                f"| {label} | {e.get('host_waited_during_5_steps', e.get('error', '?'))} | "
-                f"{e.get('graph_nodes_per_step', '?')} | {'?' if step is None else round(step * 1e3, 3)} |"
-            )
-        replay = probe.get("graph_replay_step_s")
-        shown = probe.get("graph_replay_error", "?") if replay is None else round(replay * 1e3, 3)
-        lines.append(f"| fused + graph replay | | | {shown} |")
-    return "\n".join(lines) + "\n"
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    listing = "\n".join(f"  {s.name:<14} {s.quick_s:>3} s / {s.full_s:>3} s  {s.what}" for s in PARTS)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"parts (limit with --quick / without):\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("outdir", type=Path, help="folder for the logs, results, JUnit files and summary.md")
+    ap.add_argument("--quick", action="store_true", help="under 4 minutes on an H200 (limits add up to 230 s)")
+    ap.add_argument("--only", help=f"comma-separated parts to (re)run: {', '.join(SPECS)}")
+    ap.add_argument("--dry-run", action="store_true", help="walk the whole run without a GPU (nothing measured)")
+    args = ap.parse_args(argv)
+    args.parts = args.only.split(",") if args.only else list(SPECS)
+    unknown = [p for p in args.parts if p not in SPECS]
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(unknown)}; the parts are {', '.join(SPECS)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("outdir", type=Path, help="folder for the log, summary, test reports, benchmark results")
-    ap.add_argument("--dry-run", action="store_true", help="attempt every part without a GPU (for CPU CI)")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # this checkout's fcn, also for the dry run's module checks
+    if not args.dry_run and (reason := no_gpu_reason()):
+        print(f"gpu_run.py: no GPU here ({reason}); --dry-run checks the set-up without one", file=sys.stderr)
+        return 2
     out: Path = args.outdir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / "gpu_run.log")
-    py = sys.executable
-    no_gpu = gpu_reason()
-    dry = args.dry_run
-    log(f"fcn GPU run -> {out}" + (" (dry run)" if dry else "") + (f"; no GPU: {no_gpu}" if no_gpu else ""))
-    parts = {name: Part(name) for name in LIMITS}
-    gpu_skip = "dry run" if dry else no_gpu
-
-    output = run(parts["env"], [py, "-c", ENV_SCRIPT], log, timeout=LIMITS["env"])
-    env = tagged_json(output, "ENV_JSON")
-    parts["env"].details = env or {}
-
-    pytest = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"]
-    for name, marker in (("tests-gpu", "gpu"), ("tests-rest", "not gpu and not slow")):
-        junit = out / f"{name}.xml"
-        if dry:
-            run(parts[name], [*pytest, "-m", marker, "--collect-only"], log, timeout=LIMITS[name])
-            if parts[name].status == "ok":
-                parts[name].reason = "dry run: collected only"
-        elif name == "tests-gpu" and no_gpu:
-            skip(parts[name], no_gpu, log)
-        else:
-            run(parts[name], [*pytest, "-m", marker, f"--junitxml={junit}"], log, timeout=LIMITS[name])
-
-    help_text = ""
-    try:
-        help_text = subprocess.run(
-            [py, "benchmarks/bench_train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    speed = [x for flag, value in BENCH_SPEED_FLAGS.items() if flag in help_text for x in (flag, value)]
-    bench = [py, "benchmarks/bench_train.py", *BENCH_FLAGS, *speed]
-    for name, fused in (("bench-plain", "0"), ("bench-fused", "1")):
-        if dry or no_gpu:
-            text = run(parts[name], [py, "benchmarks/bench_train.py", "--help"], log, timeout=LIMITS[name])
-            missing = [f for f in [*BENCH_FLAGS[::2], "--out"] if f not in text]
-            if missing:
-                parts[name].status, parts[name].reason = "failed", f"bench_train.py lacks {', '.join(missing)}"
-            elif parts[name].status == "ok":
-                parts[name].status, parts[name].reason = "skipped", f"{gpu_skip}: checked the flags only"
-        else:
-            cmd = [*bench, "--out", str(out / name)]
-            run(parts[name], cmd, log, timeout=LIMITS[name], env={"FCN_FUSED_KERNELS": fused})
-
-    probe = None
-    if gpu_skip:
-        skip(parts["probe"], gpu_skip, log)
-    else:
-        script = f"ROOT = {str(ROOT)!r}\n" + PROBE_SCRIPT
-        output = run(parts["probe"], [py, "-c", script], log, timeout=LIMITS["probe"])
-        probe = tagged_json(output, "PROBE_JSON")
-        if probe is not None:
-            (out / "probe.json").write_text(json.dumps(probe, indent=2))
-            probe_chart(probe, out / "probe.png")
-
-    summary = {"dry_run": dry, "no_gpu_reason": no_gpu, "env": env, "probe": probe,
-               "parts": [asdict(p) for p in parts.values()]}  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "summary.md").write_text(summary_markdown(list(parts.values()), env, probe, dry))
-    log("\n" + (out / "summary.md").read_text())
-    failed = [p.name for p in parts.values() if p.status in ("failed", "timeout")]
-    if dry:
-        return 0
+    mode = "quick" if args.quick else "full"
+    log(f"fcn GPU run ({mode}{', dry run' if args.dry_run else ''}) -> {out}; parts: {', '.join(args.parts)}")
+    done = [run_part(SPECS[name], args.quick, args.dry_run, out, log) for name in args.parts]
+    write_summary(out, log)
+    failed = [r["name"] for r in done if r["status"] in ("failed", "timeout")]
+    log(f"failed or timed out: {', '.join(failed)}" if failed else "every part run finished (see the statuses above)")
     return 1 if failed else 0
 
 
