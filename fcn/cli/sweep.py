@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..factory import CHAPTER_DEFAULTS, MODELS
+from ..factory import CHAPTER_DEFAULTS, ModelConfig, model_fields
 from ..sweep import DEFAULT_SPACE, PARAMETERS, SweepError, SweepResult, load_space, parse_spec, run_sweep
 from ..sweep.results import describe
 from . import common
 from .common import EXIT_INTERRUPTED, add_data_arguments, flags, nonnegative_int, positive_float, positive_int
-from .train import option_help
+from .train import add_option, option_help
 
 __all__ = ["DESCRIPTION", "add_sweep_arguments", "sweep_command"]
 
@@ -64,10 +64,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     for name in PARAMETERS:
         space.add_argument(*flags(name), dest=name, metavar="SPEC", default=None, help=_spec_help(name))
 
-    trials = parser.add_argument_group("trials")
-    trials.add_argument("--model", choices=list(MODELS), default="shallow", help="the network every trial trains")
-    trials.add_argument("--backend", default="numpy", help="numpy, or cupy (one trial per GPU)")
-    trials.add_argument("--dtype", choices=["float32", "float64"], default=CHAPTER_DEFAULTS["dtype"], help="float type")
+    trials = parser.add_argument_group("trials", "What every trial shares (cupy trials take one GPU each).")
+    library_model = ModelConfig()
+    for f in model_fields():
+        if not f.metadata["search"]:  # the model options a sweep does not draw: the same as fcn train's
+            add_option(trials, f, CHAPTER_DEFAULTS.get(f.name, getattr(library_model, f.name)))
     trials.add_argument(
         "--seed", type=int, default=CHAPTER_DEFAULTS["seed"], help="seed of every trial's weights and batch order"
     )

@@ -41,7 +41,15 @@ from .common import (
     positive_int,
 )
 
-__all__ = ["DESCRIPTION", "add_train_arguments", "option_help", "model_config", "train_config", "train_command"]
+__all__ = [
+    "DESCRIPTION",
+    "add_train_arguments",
+    "add_option",
+    "option_help",
+    "model_config",
+    "train_config",
+    "train_command",
+]
 
 DESCRIPTION = f"""\
 Train a network on CIFAR-10; write its history (history.json), curves.png, weights.png, a checkpoint to
@@ -144,7 +152,8 @@ def _kind(f: dataclasses.Field) -> dict[str, Any]:
     return {}
 
 
-def _add(group: Any, f: dataclasses.Field, default: Any) -> None:
+def add_option(group: Any, f: dataclasses.Field, default: Any) -> None:
+    """Add setting ``f``'s option to ``group``: its flags, ``default``, help text and parser."""
     default = "none" if default is None and f.metadata.get("choices") else default
     group.add_argument(
         *flags(f.name), dest=f.name, default=default, help=option_help(f.name, f.metadata["help"]), **_kind(f)
@@ -160,7 +169,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fcn train``: the model's, training's, the data's and the output's."""
     model, library_model = parser.add_argument_group("model"), ModelConfig()
     for f in model_fields():
-        _add(model, f, CHAPTER_DEFAULTS.get(f.name, getattr(library_model, f.name)))
+        add_option(model, f, CHAPTER_DEFAULTS.get(f.name, getattr(library_model, f.name)))
     training = parser.add_argument_group("training")
     for name, text in HYPERPARAMETERS.items():
         rules = rules_taking(name)
@@ -172,9 +181,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     length = training.add_mutually_exclusive_group()
     for f in setting_fields():
         if f.name in ("num_iters", "num_epochs"):  # either; neither: CHAPTER_DEFAULTS["num_iters"]
-            _add(length, f, None)
+            add_option(length, f, None)
         elif f.name not in NOT_OPTIONS:
-            _add(training, f, CHAPTER_DEFAULTS.get(f.name, f.default))
+            add_option(training, f, CHAPTER_DEFAULTS.get(f.name, f.default))
 
     add_data_arguments(parser)
     out = parser.add_argument_group("output")
