@@ -1,4 +1,4 @@
-"""Using a trained model: ``fcn evaluate`` on the CIFAR-10 test set, ``fcn predict`` on image files.
+"""Using a trained model: evaluation on the CIFAR-10 test set, predictions for image files.
 
 Both start from a model file written by ``fcn train`` (``model.npz``) or :func:`fcn.save_model`. New images are
 prepared the way the training images were: converted to RGB, resized to 32x32 (the whole picture, aspect ratio
@@ -15,7 +15,6 @@ not kept), laid out as ``(3, 32, 32)`` like CIFAR-10's rows, converted to the mo
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,10 +33,6 @@ __all__ = [
     "predict_files",
     "confusion_matrix",
     "evaluate",
-    "add_evaluate_arguments",
-    "add_predict_arguments",
-    "evaluate_command",
-    "predict_command",
 ]
 
 #: The layout a CIFAR-10 model takes: channels (R, G, B), height, width.
@@ -212,78 +207,3 @@ def evaluate(
         "confusion": confusion,
         "data_file": str(path),
     }
-
-
-# -- the commands -------------------------------------------------------------------------------------------------
-
-EVALUATE_DESCRIPTION = """\
-Evaluate a trained model on the CIFAR-10 test batch: prints the test accuracy and the accuracy of each class,
-and writes the confusion matrix as a PNG (its path is printed). MODEL is a model file written by fcn train
-(model.npz in its output folder) or by fcn.save_model.
-"""
-
-PREDICT_DESCRIPTION = """\
-Classify image files with a trained model: prints the most likely classes of each image with their
-probabilities. Images (PNG, JPEG, ...) of any size are converted to RGB and resized to 32x32 (the whole
-picture; crop to the object first for best results), then prepared like the training data (the model's mean
-image subtracted).
-"""
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``fcn evaluate``."""
-    parser.add_argument("model", metavar="MODEL", help="model file (model.npz from fcn train, or fcn.save_model)")
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir", default=None, help="folder with cifar-10-batches-py (default: $FCN_DATA_DIR, else the user cache)"
-    )
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10")
-    data.add_argument("--num-test", type=int, default=None, help="evaluate on the first N test images (default: all)")
-    parser.add_argument("--backend", default="numpy", help="numpy, cupy, torch or array_api_strict")
-    parser.add_argument(
-        "--out", default=None, help="where to write the confusion matrix PNG (default: <model>-confusion.png)"
-    )
-
-
-def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``fcn predict``."""
-    parser.add_argument("model", metavar="MODEL", help="model file (model.npz from fcn train, or fcn.save_model)")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
-    parser.add_argument("--backend", default="numpy", help="numpy, cupy, torch or array_api_strict")
-
-
-def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
-    """Run ``fcn evaluate``; returns :func:`evaluate`'s result plus ``figure`` (the PNG's path)."""
-    from .plotting import plot_confusion_matrix
-    from .serialization import load_model
-
-    model_path = Path(args.model)
-    out = Path(args.out) if args.out else model_path.with_name(f"{model_path.stem}-confusion.png")
-    net = load_model(model_path, backend=args.backend)
-    result = evaluate(net, args.data_dir, num_test=args.num_test, download=not args.no_download)
-    print(f"model: {net!r} from {model_path}")
-    if net.mean_image is None:
-        print("note: the model carries no mean image, so the test images are used without mean subtraction")
-    print(f"test accuracy: {result['accuracy']:.4f} ({result['correct']} of {result['num_images']} images)")
-    print("per-class accuracy:")
-    width = max(len(n) for n in result["class_names"])
-    totals = result["confusion"].sum(axis=1)
-    for name, acc, total in zip(result["class_names"], result["per_class_accuracy"], totals, strict=True):
-        shown = "  n/a" if total == 0 else f"{acc:.3f}"
-        print(f"  {name:<{width}}  {shown}  ({total} images)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plot_confusion_matrix(result["confusion"], result["class_names"], out)
-    print(f"confusion matrix: {out}")
-    return {**result, "figure": str(out)}
-
-
-def predict_command(args: argparse.Namespace) -> list[list[tuple[str, float]]]:
-    """Run ``fcn predict``; returns :func:`predict_files`' result."""
-    from .serialization import load_model
-
-    net = load_model(args.model, backend=args.backend)
-    results = predict_files(net, args.images, top=args.top)
-    for path, ranked in zip(args.images, results, strict=True):
-        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
-    return results

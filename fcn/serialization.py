@@ -207,6 +207,31 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
     return meta, arrays
 
 
+def _place(
+    path: Path, cls: type, arrays: dict[str, numpy.ndarray], group: str, target: dict[str, Any], names: Any, be: Any
+) -> None:
+    """Check the file's ``group`` ("params" or "buffers") against the model's and put each array in place."""
+    saved = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{group}/")}
+    if set(saved) != set(target) or (names is not None and set(names) != set(saved)):
+        raise ModelFileError(f"{path} holds {group} {sorted(saved)}, but {cls.__name__} has {sorted(target)}")
+    for name, value in saved.items():
+        like = target[name]
+        if tuple(value.shape) != tuple(like.shape):
+            raise ModelFileError(
+                f"{path}: {_SINGULAR[group]} {name} has shape {value.shape}, the model's is {tuple(like.shape)}"
+            )
+        if value.dtype.kind not in "fiub":
+            raise ModelFileError(f"{path}: {_SINGULAR[group]} {name} has dtype {value.dtype}, expected numbers")
+        if value.dtype.kind == "f" and not numpy.isfinite(value).all():
+            raise ModelFileError(
+                f"{path}: {_SINGULAR[group]} {name} holds NaN or infinite values (saved from a run that "
+                "diverged?): its predictions would be meaningless"
+            )
+        if group == "buffers" and name.startswith("running_var") and (value < 0).any():
+            raise ModelFileError(f"{path}: buffer {name} holds negative variances: the file is corrupt")
+        target[name] = to_backend(value, be, dtype=like.dtype)
+
+
 def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any = None) -> Any:
     """Rebuild the model saved in ``path`` by :func:`save_model`, with its arrays on ``backend`` / ``device``.
 
@@ -236,30 +261,9 @@ def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{path}: cannot rebuild {cls.__name__} from {config} ({exc})") from exc
 
-    def place(group: str, target: dict[str, Any], names: Any) -> None:
-        saved = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{group}/")}
-        if set(saved) != set(target) or (names is not None and set(names) != set(saved)):
-            raise ModelFileError(f"{path} holds {group} {sorted(saved)}, but {cls.__name__} has {sorted(target)}")
-        for name, value in saved.items():
-            like = target[name]
-            if tuple(value.shape) != tuple(like.shape):
-                raise ModelFileError(
-                    f"{path}: {_SINGULAR[group]} {name} has shape {value.shape}, the model's is {tuple(like.shape)}"
-                )
-            if value.dtype.kind not in "fiub":
-                raise ModelFileError(f"{path}: {_SINGULAR[group]} {name} has dtype {value.dtype}, expected numbers")
-            if value.dtype.kind == "f" and not numpy.isfinite(value).all():
-                raise ModelFileError(
-                    f"{path}: {_SINGULAR[group]} {name} holds NaN or infinite values (saved from a run that "
-                    "diverged?): its predictions would be meaningless"
-                )
-            if group == "buffers" and name.startswith("running_var") and (value < 0).any():
-                raise ModelFileError(f"{path}: buffer {name} holds negative variances: the file is corrupt")
-            target[name] = to_backend(value, be, dtype=like.dtype)
-
-    place("params", net.params, meta.get("params"))
+    _place(path, cls, arrays, "params", net.params, meta.get("params"), be)
     buffers = getattr(net, "buffers", None)
-    place("buffers", buffers if buffers is not None else {}, meta.get("buffers") or None)
+    _place(path, cls, arrays, "buffers", buffers if buffers is not None else {}, meta.get("buffers") or None, be)
 
     mean = arrays.get("mean_image")
     if mean is not None and (

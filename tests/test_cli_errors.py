@@ -201,7 +201,7 @@ def test_shallow_with_two_hidden_sizes_is_a_usage_error(tiny_cifar, tmp_path):
 
 
 def test_default_folders_of_runs_in_the_same_second_differ(tiny_cifar, tmp_path):
-    clock = "cli._timestamp = lambda: '20260101T000000Z'"
+    clock = "cli.common.timestamp = lambda: '20260101T000000Z'"
     first = train(tiny_cifar, tmp_path, "--num-iters", "2", prelude=clock)
     second = train(tiny_cifar, tmp_path, "--num-iters", "3", prelude=clock)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr

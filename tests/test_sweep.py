@@ -86,6 +86,16 @@ def no_ray(monkeypatch):
         ("hidden", "50..400", {"lograndint": [50, 400]}),
         ("batch_size", "uniform:100..500", {"randint": [100, 500]}),
         ("update_rule", "sgd,adam", {"choice": ["sgd", "adam"]}),
+        ("update_rule", "grid:sgd,adamw", {"grid": ["sgd", "adamw"]}),
+        ("weight_decay", "1e-4..1e-1", {"loguniform": [1e-4, 0.1]}),
+        ("lr_schedule", "step,cosine", {"choice": ["step", "cosine"]}),
+        ("warmup_epochs", "0..2", {"uniform": [0.0, 2.0]}),
+        ("augment", "none,flip,flip+crop", {"choice": [None, "flip", "flip,crop"]}),
+        ("augment", ["flip,crop"], "flip,crop"),
+        ("clip_grad_norm", "1..10", {"loguniform": [1.0, 10.0]}),
+        ("clip_grad_norm", "none", None),
+        ("dropout_keep", "0.5..1", {"uniform": [0.5, 1.0]}),
+        ("normalization", "none,batchnorm,layernorm", {"choice": [None, "batchnorm", "layernorm"]}),
     ],
 )
 def test_parse_spec(name, spec, expected):
@@ -106,6 +116,9 @@ def test_parse_spec(name, spec, expected):
         ("reg", {"normal": [0, 1]}, "unknown search kind"),
         ("reg", "grid:1..2", "comma-separated"),
         ("reg", "log:1e-3", "range lo..hi"),
+        ("lr_schedule", "exponential", "expected one of step, cosine, linear"),
+        ("augment", "rotate", r"expected one of none, flip, crop, flip\+crop"),
+        ("normalization", "batchnorm..layernorm", "range"),
     ],
 )
 def test_parse_spec_rejects(name, spec, match):
@@ -122,6 +135,28 @@ def test_resolve_space_fills_train_defaults_and_checks_the_model():
         resolve_space({"hidden_dims": "100,512x256"}, model="shallow")
     with pytest.raises(SweepError, match="given twice"):
         resolve_space({"lr": 0.1, "learning_rate": 0.2})
+    with pytest.raises(SweepError, match="normalization need model 'fc'"):
+        resolve_space({"normalization": "batchnorm,layernorm"}, model="shallow")
+    every = resolve_space({}, model="fc")  # every searchable setting, at fcn train's value
+    assert every["lr_schedule"] == "step" and every["augment"] is None and every["warmup_epochs"] == 0.0
+    assert every["update_rule"] == "sgd" and every["clip_grad_norm"] is None and every["weight_decay"] is None
+    assert every["dropout_keep_ratio"] == 1.0 and every["normalization"] is None and every["lr_decay"] == 0.95
+
+
+def test_train_trial_builds_the_trainconfig_from_the_drawn_values(data):
+    config = {**resolve_space({}, model="fc"), "hidden_dims": [16], "weight_scale": 1e-2, "batch_size": 50}
+    config.update(update_rule="adamw", weight_decay=1e-3, lr_schedule="cosine", warmup_epochs=0.5,
+                  clip_grad_norm=5.0, normalization="layernorm", dropout_keep_ratio=0.9)  # fmt: skip
+    outcome, solver = train_trial(config, data, TrialSettings(model="fc", num_iters=16))
+    assert outcome["status"] == "completed"
+    settings = solver.config
+    assert (settings.update_rule, settings.lr_schedule, settings.warmup_epochs) == ("adamw", "cosine", 0.5)
+    assert settings.optim_config["weight_decay"] == 1e-3 and settings.optim_config["learning_rate"] == 1e-3
+    assert settings.clip_grad_norm == 5.0 and settings.batch_size == 50 and settings.num_iters == 16
+    assert "layernorm" in repr(solver.model) and "dropout_keep_ratio=0.9" in repr(solver.model)
+    # a rule without a weight decay ignores the one drawn for adamw
+    _, solver = train_trial({**config, "update_rule": "adam"}, data, TrialSettings(model="fc", num_iters=8))
+    assert "weight_decay" not in solver.config.optim_config
 
 
 def test_specs_become_tunes_own_search_spaces():
@@ -381,6 +416,27 @@ def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     assert (out / "best_checkpoint.npz").exists() and (out / "trials.csv").exists()
 
 
+def test_ray_cli_searches_the_schedule_and_augmentation(ray_session, tmp_path):
+    """Two trials, a grid over the schedule and a draw of the augmentation: each trains with what it drew."""
+    out = tmp_path / "run"
+    args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8", "--lr", "1e-3", "--reg", "0.01"]
+    args += ["--lr-schedule", "grid:step,cosine", "--augment", "none,flip", "--search-seed", "3"]
+    assert main(["sweep", *args, "--num-samples", "1", "--scheduler", "fifo", "--quiet"]) == 0
+    rows = json.loads((out / "trials.json").read_text())
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"completed"}
+    assert sorted(r["lr_schedule"] for r in rows) == ["cosine", "step"]
+    assert sorted(str(r["augment"]) for r in rows) == ["None", "flip"]  # this search seed draws both
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["space"]["lr_schedule"] == {"grid": ["step", "cosine"]}
+    assert summary["space"]["augment"] == {"choice": [None, "flip"]}
+    # the retrained best run's checkpoint records the settings its Solver trained with: the best trial's
+    with np.load(out / "best_checkpoint.npz", allow_pickle=False) as ck:
+        meta = json.loads(str(ck["meta"]))
+    best = summary["best"]["config"]
+    saved = meta["settings"]
+    assert (saved["lr_schedule"], saved["augment"]) == (best["lr_schedule"], best["augment"])
+
+
 @pytest.mark.parametrize("how", ["during the trials", "while loading"])
 def test_cli_ctrl_c_exits_130(how, monkeypatch, tmp_path, capsys):
     row = {"trial": "a", "status": "interrupted", "best_val_acc": float("nan"), "iterations": 3, "config": {}}
@@ -390,7 +446,7 @@ def test_cli_ctrl_c_exits_130(how, monkeypatch, tmp_path, capsys):
             raise KeyboardInterrupt
         return sweep.SweepResult([row], None, None, tmp_path, 1.0, interrupted=True)
 
-    monkeypatch.setattr(sweep.cli, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(fcn.cli.sweep, "run_sweep", fake_run_sweep)
     with pytest.raises(SystemExit) as info:
         main(["sweep", "--out", str(tmp_path)])
     assert info.value.code == 130 and "fcn sweep: interrupted" in capsys.readouterr().err

@@ -11,8 +11,11 @@
   ``sweep.png``, and the best configuration retrained on the full training split (``best_checkpoint.npz``).
   Ctrl-C stops the sweep: the table lists what finished, the rest as ``interrupted``; nothing is retrained.
 
-**Search spaces** map a parameter (``learning_rate``, ``reg``, ``hidden_dims``, ``lr_decay``,
-``batch_size``, ``weight_scale``, ``update_rule``) to a spec. In a JSON or TOML file, or a dict::
+**Search spaces** map a parameter to a spec: any of :data:`PARAMETERS` -- the learning rate and AdamW's
+``weight_decay``, the model's ``hidden_dims``, ``weight_scale``, ``reg``, ``normalization``,
+``dropout_keep_ratio``, and every searchable training setting of :class:`fcn.training.config.TrainConfig`
+(``update_rule``, ``lr_decay``, ``lr_schedule``, ``warmup_epochs``, ``batch_size``, ``clip_grad_norm``,
+``augment``). In a JSON or TOML file, or a dict::
 
     {"learning_rate": {"loguniform": [1e-4, 1e-2]},   # log-uniform between the bounds
      "reg": "1e-3..1",                                 # a range: log-uniform for learning_rate/reg/weight_scale
@@ -26,14 +29,13 @@ On the command line the same specs are strings: ``--lr 1e-4..1e-2``, ``--hidden-
 option replaces one parameter's spec; parameters outside the space keep ``fcn train``'s defaults.
 """
 
-from .cli import add_sweep_arguments, sweep_command
 from .results import SweepResult, plot_sweep
 from .run import RAY_MISSING_MESSAGE, MissingRayError, run_sweep, trial_row
-from .space import DEFAULT_SPACE, PARAMETERS, SweepError, load_space, parse_spec, resolve_space, to_tune
+from .space import DEFAULT_SPACE, PARAMETERS, Parameter, SweepError, load_space, parse_spec, resolve_space, to_tune
 from .trial import TrialSettings, retrain_full, train_trial
 
 __all__ = [
     "RAY_MISSING_MESSAGE", "PARAMETERS", "DEFAULT_SPACE", "SweepError", "MissingRayError", "TrialSettings",
     "SweepResult", "parse_spec", "load_space", "resolve_space", "to_tune", "train_trial", "retrain_full",
-    "trial_row", "run_sweep", "plot_sweep", "add_sweep_arguments", "sweep_command",
+    "trial_row", "run_sweep", "plot_sweep", "Parameter",
 ]  # fmt: skip

@@ -12,26 +12,55 @@ import math
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..factory import CHAPTER_DEFAULTS, HYPERPARAMETERS, MODELS, ModelConfig, model_fields
+from ..training.config import TrainConfig, setting_fields
 
 
 class SweepError(RuntimeError):
     """A sweep could not run: a bad search space or setting, no usable trial, or a missing dependency."""
 
 
-#: The tunable parameters: (type of value, whether a plain range lo..hi is log-scaled, ``fcn train``'s default).
-PARAMETERS: dict[str, tuple[Any, bool, Any]] = {
-    "learning_rate": (float, True, 1e-3),
-    "reg": (float, True, 0.6),
-    "hidden_dims": ("hidden", True, [100]),
-    "lr_decay": (float, False, 0.95),
-    "batch_size": (int, False, 500),
-    "weight_scale": (float, True, None),  # None: the model's default (1e-3 shallow, 1e-2 fc), as fcn train
-    "update_rule": (str, False, "sgd"),
+@dataclass(frozen=True)
+class Parameter:
+    """A searchable setting. ``kind``: how its values are read and a plain range ``lo..hi`` is drawn --
+    ``"log"`` (numbers, log-uniform), ``"linear"`` (numbers, uniform), ``"int"`` (positive integers),
+    ``"hidden"`` (lists of layer sizes; a range is one layer, log-uniform), ``"choice"`` (one of ``choices``,
+    no range); ``default``: ``fcn train``'s value, given to a trial when the space leaves the parameter out."""
+
+    kind: str
+    default: Any
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+
+def _parameters() -> dict[str, Parameter]:
+    """The optimiser's hyperparameters, then the searchable fields of ModelConfig and of TrainConfig."""
+    params = {name: Parameter("log", CHAPTER_DEFAULTS.get(name), help=text) for name, text in HYPERPARAMETERS.items()}
+    model = ModelConfig()
+    for fields, defaults in ((model_fields(), model), (setting_fields(), TrainConfig())):
+        for f in fields:
+            if f.metadata["search"]:
+                default = CHAPTER_DEFAULTS.get(f.name, getattr(defaults, f.name))
+                choices = tuple(f.metadata.get("choices", ()))
+                params[f.name] = Parameter(f.metadata["search"], default, choices, f.metadata["help"])
+    return params
+
+
+#: The tunable parameters by name: every searchable setting of the model and of training (see
+#: :func:`fcn.training.config.setting_fields`), plus the learning rate and AdamW's weight decay. The weight
+#: decay is used by the rules that take it (adamw) and ignored by the others.
+PARAMETERS: dict[str, Parameter] = _parameters()
+_ALIASES = {
+    "lr": "learning_rate",
+    "hidden_dim": "hidden_dims",
+    "hidden": "hidden_dims",
+    "decay": "lr_decay",
+    "dropout_keep": "dropout_keep_ratio",
 }
-_ALIASES = {"lr": "learning_rate", "hidden_dim": "hidden_dims", "hidden": "hidden_dims", "decay": "lr_decay"}
-_UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 
 #: What ``fcn sweep`` searches when given no space: the chapter's three knobs around its defaults.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -54,24 +83,35 @@ def canonical_name(name: str) -> str:
     return key
 
 
+def _choice(param: Parameter, raw: Any) -> Any:
+    """One of ``param.choices``; ``"none"`` is ``None`` and ``+`` joins names (``flip+crop``: the
+    augmentation ``"flip,crop"``, since a comma separates the choices on the command line)."""
+    value = raw.strip().lower().replace("+", ",") if isinstance(raw, str) else raw
+    value = None if value == "none" else value
+    if value not in param.choices:
+        shown = ", ".join("none" if c is None else str(c).replace(",", "+") for c in param.choices)
+        raise ValueError(f"expected one of {shown}")
+    return value
+
+
 def parse_value(name: str, raw: Any) -> Any:
     """One value of parameter ``name`` (from text or JSON), type-checked: hidden sizes become a list of ints."""
-    kind = PARAMETERS[name][0]
+    param = PARAMETERS[name]
     try:
-        if kind == "hidden":  # 100, "100", "512x256", [512, 256]
+        if param.kind == "hidden":  # 100, "100", "512x256", [512, 256]
             parts = raw.lower().split("x") if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
             dims = [int(p) for p in parts]
             if not dims or any(d <= 0 or float(p) != d for p, d in zip(parts, dims, strict=True)):
                 raise ValueError("sizes must be positive integers")
             return dims
-        if kind is str:
-            if raw not in _UPDATE_RULES:
-                raise ValueError(f"expected one of {', '.join(_UPDATE_RULES)}")
-            return raw
+        if param.kind == "choice":
+            return _choice(param, raw)
+        if param.default is None and (raw is None or str(raw).strip().lower() == "none"):
+            return None  # off (no clipping, no weight decay) or the model's own default weight scale
         if isinstance(raw, bool):
             raise ValueError("not a number")
         number = float(raw)
-        if kind is int:
+        if param.kind == "int":
             if not number.is_integer() or number <= 0:
                 raise ValueError("must be a positive integer")
             return int(number)
@@ -109,7 +149,7 @@ def parse_spec(name: str, spec: Any) -> Any:
             if kind in ("grid", "choice"):
                 raise SweepError(f"{name}: {kind} takes a comma-separated list, not a range ({spec!r})")
             raw = [p.strip() for p in text.split("..", 1)]
-            kind = kind or ("loguniform" if PARAMETERS[name][1] else "uniform")
+            kind = kind or ("loguniform" if PARAMETERS[name].kind in ("log", "hidden") else "uniform")
         else:
             raw = [p.strip() for p in text.split(",") if p.strip()]
             if kind in _RANGES:
@@ -124,13 +164,13 @@ def parse_spec(name: str, spec: Any) -> Any:
     if kind not in _RANGES:
         return {kind: [parse_value(name, v) for v in raw]}
 
-    typ = PARAMETERS[name][0]
-    if typ is str:
+    typ = PARAMETERS[name].kind
+    if typ == "choice":
         raise SweepError(f"{name} cannot be drawn from a range; give a list of values")
     if len(raw) != 2:
         raise SweepError(f"{name}: a range needs two bounds, got {raw}")
     lo, hi = (parse_value(name, v) for v in raw)
-    if typ is not float:  # integers: a hidden-size range is one hidden layer of that size
+    if typ in ("int", "hidden"):  # integers: a hidden-size range is one hidden layer of that size
         lo, hi = (b[0] if isinstance(b, list) and len(b) == 1 else b for b in (lo, hi))
         if not (isinstance(lo, int) and isinstance(hi, int)):
             raise SweepError(f"{name}: a range needs two integers, got {raw}")
@@ -183,10 +223,14 @@ def resolve_space(space: Mapping[str, Any] | str | os.PathLike[str] | None, mode
                 raise SweepError(f"parameter {key} given twice (as {k!r})")
             given[key] = parse_spec(key, v)
     full = {}
-    for name, (_, _, default) in PARAMETERS.items():
+    for name, param in PARAMETERS.items():
+        default = param.default
         if name == "weight_scale" and default is None:
-            default = 1e-3 if model == "shallow" else 1e-2
+            default = MODELS[model][1]  # the model's own default (1e-3 shallow, 1e-2 fc), as fcn train
         full[name] = given.get(name, default)
+    fc_only = [k for k in ("normalization", "dropout_keep_ratio") if full[k] != PARAMETERS[k].default]
+    if model == "shallow" and fc_only:
+        raise SweepError(f"{' and '.join(fc_only)} need model 'fc' (model 'shallow' has neither)")
     hidden = full["hidden_dims"]
     nets = next(iter(hidden.values())) if isinstance(hidden, dict) else [hidden]
     multi = [v for v in nets if isinstance(v, list) and len(v) != 1]

@@ -12,8 +12,13 @@ from typing import Any
 import numpy
 
 from ..backend import to_backend
-from ..factory import build_model
+from ..factory import HYPERPARAMETERS, ModelConfig, model_fields
+from ..optim import RULES
 from ..solver import Solver, TrainingDiverged
+from ..training.config import TrainConfig, setting_fields
+
+_MODEL_SETTINGS = {f.name for f in model_fields()}
+_TRAIN_SETTINGS = {f.name for f in setting_fields()}
 
 
 @dataclass
@@ -30,6 +35,25 @@ class TrialSettings:
     seed: int = 0
     trial_num_train: int | None = None
     num_classes: int | None = None
+
+    def model_config(self, config: Mapping[str, Any]) -> ModelConfig:
+        """The network of a trial: this sweep's model, backend and dtype, the trial's sizes, scale, reg, ..."""
+        values = {k: v for k, v in config.items() if k in _MODEL_SETTINGS}
+        return ModelConfig(**values, model=self.model, backend=self.backend, dtype=self.dtype)
+
+    def train_config(self, config: Mapping[str, Any]) -> TrainConfig:
+        """The training settings of a trial: this sweep's length and seed, with the trial's values replaced in.
+
+        The optimiser hyperparameters go into ``optim_config``, each only for a rule that takes it (a trial
+        drawing ``sgd`` ignores a weight decay drawn for ``adamw``)."""
+        base = TrainConfig(
+            num_iters=self.num_iters if self.epochs is None else None, num_epochs=self.epochs or 0,
+            verbose=False, progress=False, seed=self.seed,
+        )  # fmt: skip
+        values = {k: v for k, v in config.items() if k in _TRAIN_SETTINGS}
+        rule = RULES.get(str(values.get("update_rule", base.update_rule)))
+        optim = {k: config[k] for k in HYPERPARAMETERS if config.get(k) is not None and rule and k in rule.defaults}
+        return base.replace(**values, optim_config=optim)
 
 
 def _metrics(s: Solver, **extra: Any) -> dict[str, Any]:
@@ -68,20 +92,17 @@ def train_trial(
     X, y = data["X_train"], data["y_train"]
     if settings.trial_num_train and not full_data:  # views into the shared read-only arrays: no copy per trial
         X, y = X[: settings.trial_num_train], y[: settings.trial_num_train]
-    net = build_model(
-        settings.model, config["hidden_dims"], weight_scale=config["weight_scale"], reg=float(config["reg"]),
+    net = settings.model_config(config).build(
         input_dim=int(numpy.prod(X.shape[1:])),
         num_classes=settings.num_classes or int(max(numpy.max(y), numpy.max(data["y_val"]))) + 1,
-        backend=settings.backend, dtype=settings.dtype, seed=settings.seed,
-    )  # fmt: skip
+        seed=settings.seed,
+    )
     solver = Solver(
-        net, {"X_train": X, "y_train": y, "X_val": data["X_val"], "y_val": data["y_val"]},
-        update_rule=str(config["update_rule"]), optim_config={"learning_rate": float(config["learning_rate"])},
-        lr_decay=float(config["lr_decay"]), batch_size=int(config["batch_size"]),
-        num_iters=settings.num_iters if settings.epochs is None else None, num_epochs=settings.epochs or 0,
-        verbose=False, progress=False, seed=settings.seed,
+        net,
+        {"X_train": X, "y_train": y, "X_val": data["X_val"], "y_val": data["y_val"]},
+        settings.train_config(config),
         on_epoch_end=None if report is None else lambda s: report(_metrics(s)),
-    )  # fmt: skip
+    )
     t0 = time.perf_counter()
     status, error = "completed", ""
     try:
