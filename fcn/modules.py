@@ -50,12 +50,12 @@ class Layer:
         """``x (N, D_in)`` -> ``(out (N, D_out), cache)``; may update ``buffers`` when ``train``."""
         return x, None
 
-    def backward(self, ops: Any, dout: Any, cache: Any, reg: float = 0.0) -> tuple[Any, dict[str, Any]]:
+    def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
         """``dout (N, D_out)`` -> ``(dx (N, D_in) or None, {param name: gradient})``.
 
-        ``reg`` is the model's L2 strength: a layer with ``decay`` adds ``reg * p`` to the gradient of each
-        parameter ``p`` named there (the model passes it only to such layers), so the kernel can fold it into
-        the gradient's own product.
+        A layer with ``decay`` also takes ``reg=``, the model's L2 strength, and adds ``reg * p`` to the gradient
+        of each parameter ``p`` named there (so the kernel can fold it into the gradient's own product); the
+        model passes ``reg`` to such layers only, when it is nonzero.
         """
         return dout, {}
 
