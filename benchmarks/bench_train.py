@@ -10,7 +10,12 @@ the runners of a group interleaved in rounds so that drift in a shared machine's
 - ``gather+gemm-floor``: the same on a freshly gathered batch (the floor of any step drawing random batches);
 - ``torch``: the same step in PyTorch eager (``torch_peer.py``), on the CPU beside NumPy and on CUDA beside
   CuPy, where it also runs through ``torch.compile(mode="reduce-overhead")`` (skipped, with the reason,
-  where that fails).
+  where that fails);
+- ``jax``: the same step as one ``jax.jit`` function (``jax_peer.py``), on the CPU beside NumPy, where JAX is
+  installed (plain nets only).
+
+Every record names the BLAS library (and the kernel, from threadpoolctl) its matrix products run on; a
+warning is printed and recorded when ``OPENBLAS_CORETYPE`` forces kernels older than the CPU supports.
 
 The ``tiny`` net (32-16-10 at batch 8) makes the matrix products free: fcn / torch there is the per-step
 Python overhead. ``FCN_FUSED_KERNELS`` (fused GPU kernels, opt-in) is recorded with every run, so a GPU
@@ -40,10 +45,11 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 
+from jax_peer import make_jax_peer  # noqa: E402
 from torch_peer import make_peer  # noqa: E402
 
 import fcn  # noqa: E402
-from fcn.sysinfo import machine_info  # noqa: E402
+from fcn.sysinfo import cpu_vector_level, machine_info, openblas_coretype_warning  # noqa: E402
 
 #: The nets: ``fcn.build_model`` arguments, plus the benchmark's own ``input_dim`` and ``batch_size`` where a net
 #: has its own (otherwise CIFAR-10's 3072 features and ``--batch-size``). One line adds a net.
@@ -54,10 +60,14 @@ NETS: dict[str, dict[str, Any]] = {
     "bn-dropout": {"model": "fc", "hidden_dims": [1024, 512], "normalization": "batchnorm", "dropout_keep_ratio": 0.7},
 }
 REG, LEARNING_RATE = 0.6, 1e-4  # the chapter's reg; a rate small enough never to diverge (NaNs change timings)
-#: Targets, checked where the run has the rows: (net, runner, ratio, bound, what).
+#: Targets, checked for every dtype the run has the rows of: (net, runner, ratio, bound, what).
 TARGETS = [
-    ("shallow", "fcn[numpy]", "ratio_to_floor", 1.10, "fcn / GEMM floor, NumPy float32"),
-    ("shallow", "fcn[numpy]", "ratio_to_torch", 1 / 1.5, "fcn / PyTorch CPU, NumPy float32 (1.5x faster)"),
+    ("shallow", "fcn[numpy]", "ratio_to_gather_floor", 1.05, "fcn / gather + GEMM floor, shallow net"),
+    ("deep", "fcn[numpy]", "ratio_to_gather_floor", 1.10, "fcn / gather + all-GEMM floor, deep net"),
+    ("shallow", "fcn[numpy]", "ratio_to_jax", 1.0, "fcn / JAX jit (CPU), shallow net"),
+    ("deep", "fcn[numpy]", "ratio_to_jax", 1.0, "fcn / JAX jit (CPU), deep net"),
+    ("shallow", "fcn[numpy]", "ratio_to_torch", 1 / 1.8, "fcn / PyTorch CPU eager (1.8x faster), shallow net"),
+    ("deep", "fcn[numpy]", "ratio_to_torch", 1 / 1.8, "fcn / PyTorch CPU eager (1.8x faster), deep net"),
     ("tiny", "fcn[numpy]", "ratio_to_torch", 0.40, "per-step Python overhead: fcn / PyTorch CPU eager, tiny net"),
 ]
 OUT = Path(__file__).resolve().parent / "results"
@@ -100,8 +110,9 @@ def time_once(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
 
 def gemm_floor(make: Callable[[tuple[int, ...]], Any], dims: Sequence[int], batch: int) -> Callable[..., None]:
     """Only the matrix products of one step, on operands ``make(shape)``: per layer the forward product and
-    the weight gradient, and from the second layer on the input gradient. ``run(x)`` uses ``x`` (a freshly
-    gathered batch) as the first layer's input instead of a fixed operand hot in cache."""
+    the weight gradient, and from the second layer on the input gradient (every GEMM of a deep net's step).
+    ``run(x)`` uses ``x`` (a freshly gathered batch) as the first layer's input instead of a fixed operand hot in
+    cache."""
     layers = [(make((batch, a)), make((a, b)), make((batch, b))) for a, b in itertools.pairwise(dims)]
 
     def run(x: Any = None) -> None:
@@ -201,7 +212,39 @@ def torch_runners(torch: Any, device: str, spec: dict, dtype: str, data: dict, p
     return runners
 
 
-def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dict, torch: Any, args: Any):
+def jax_runners(jax: Any, spec: dict, dtype: str, data: dict, params: dict, args: Any) -> tuple[list[dict], str | None]:
+    """The JAX peer on the CPU: ``([runner], None)``, or ``([], note)`` for a net it does not run."""
+    try:
+        step = make_jax_peer(
+            jax, dtype, data, params, batch=spec["batch_size"], seed=args.seed, reg=REG, lr=LEARNING_RATE,
+            dropout_keep_ratio=spec.get("dropout_keep_ratio"),
+        )  # fmt: skip
+        step()  # compile now: the timing loop's warm-up then sees only compiled steps
+    except NotImplementedError as exc:
+        return [], str(exc)
+    return [{"runner": "jax[cpu]", "kind": "jax", "fn": step, "sync": lambda: None, "inner": 1}], None
+
+
+def blas_used(kind: str, ops: Any, blas: list[dict[str, Any]], torch: Any = None) -> list[str]:
+    """The libraries (``name version, kernel``) a runner's matrix products run on, from threadpoolctl's list."""
+    if kind == "jax":
+        return ["XLA:CPU's own dot kernels (Eigen/oneDNN), no BLAS library"]
+    if kind.startswith("torch") and torch is not None:  # MKL is linked into torch: threadpoolctl does not see it
+        config = torch.__config__.show()
+        info = next((w.split("=")[1].rstrip(",") for w in config.split() if w.startswith("BLAS_INFO=")), "?")
+        isa = next((line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), "?")
+        return [f"{info} (in torch {torch.__version__}), CPU capability {isa}"]
+    owners = ["numpy", "scipy"] if kind == "fcn" and getattr(ops, "blas", None) else ["numpy"]
+    found = [
+        f"{b['internal_api']} {b['version']} ({owner}), kernel {b.get('architecture')}, {b.get('num_threads')} threads"
+        for owner in owners
+        for b in blas
+        if b.get("user_api") == "blas" and f"/{owner}" in str(b.get("filepath", ""))
+    ]
+    return found or [f"not known ({', '.join(owners)}: threadpoolctl lists none)"]
+
+
+def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dict, peers: dict, args: Any):
     """Time one net/dtype/device group; return ``(records, None)``, or ``([], note)`` when fcn cannot build the net."""
     spec = {"input_dim": 3072, **NETS[net]}
     batch = spec.pop("batch_size", args.batch_size)
@@ -216,8 +259,13 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
     model = runners[0]["model"]
     dims, device = model_dims(model), "cpu" if be.is_numpy else "gpu"
     print(f"\n== {net} {dtype} {be.name}: {'-'.join(map(str, dims))}, batch {batch} ==", flush=True)
+    torch, jax, params = peers.get("torch"), peers.get("jax"), {k: fcn.to_host(v) for k, v in model.params.items()}
+    notes = []
+    if jax is not None and be.is_numpy:
+        jax_rows, note = jax_runners(jax, spec | {"batch_size": batch}, dtype, data, params, args)
+        runners += jax_rows
+        notes += [f"{net} jax[cpu]: {note}"] if note else []
     if torch is not None and tdev is not None:
-        params = {k: fcn.to_host(v) for k, v in model.params.items()}  # the same initial weights
         sync = {"sync": torch.cuda.synchronize if tdev == "cuda" else lambda: None, "inner": runners[0]["inner"]}
         runners += [
             r | sync for r in torch_runners(torch, tdev, spec | {"batch_size": batch}, dtype, data, params, args)
@@ -225,7 +273,7 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
     for r in runners:
         r["samples"] = []
     time_runners(runners, args)
-    records = []
+    records, blas = [], blas_libraries()
     for r in runners:
         if hasattr(r["fn"], "check"):
             r["fn"].check()
@@ -240,6 +288,7 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
                 "kind": r["kind"],
                 "calls_per_sample": r["inner"],
                 "fused_kernels": os.environ.get("FCN_FUSED_KERNELS", "0"),
+                "blas": blas_used(r["kind"], be.ops if r["kind"] == "fcn" else None, blas, torch),
                 "iteration": summarize(r["samples"]),
                 **(r["long"]() if "long" in r else {}),
                 **({"profile": profile(r["fn"], args.profile)} if "model" in r and args.profile else {}),
@@ -248,15 +297,17 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
     med = {r["kind"]: r["iteration"]["median_s"] for r in records}
     for r in records:
         m = r["iteration"]["median_s"]
-        for key, kind in (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch")):
+        for key, kind in (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch"), ("jax", "jax")):
             r[f"ratio_to_{key}"] = m / med[kind] if kind in med else None
         print(
             f"  {r['runner']:<24} {m * 1e3:9.3f} ms/step"
             + "".join(
-                f"  vs {k} {r[f'ratio_to_{k}']:.2f}x" for k in ("floor", "torch") if r[f"ratio_to_{k}"] is not None
+                f"  vs {k} {r[f'ratio_to_{k}']:.2f}x"
+                for k in ("gather_floor", "torch", "jax")
+                if r[f"ratio_to_{k}"] is not None
             )
         )
-    return records, None
+    return records, "; ".join(notes) or None
 
 
 def profile(step: Callable[[], Any], calls: int) -> list[dict[str, Any]]:
@@ -296,6 +347,15 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return {k: d[k] for k in ("X_train", "y_train", "X_val", "y_val")}, f"cifar10 (from {where})"
 
 
+def blas_libraries() -> list[dict[str, Any]]:
+    """threadpoolctl's list of the loaded BLAS and OpenMP libraries (empty where it is not installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return threadpool_info()
+
+
 def environment(torch: Any) -> dict[str, Any]:
     """The machine, the library versions, the BLAS in use and the code's commit, for the results."""
     versions = {}
@@ -304,14 +364,8 @@ def environment(torch: Any) -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [
-            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for p in threadpool_info()
-        ]
-    except ImportError:
-        blas = "threadpoolctl not installed (pip install threadpoolctl)"
+    blas = [{k: b.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for b in blas_libraries()]
+    warning = openblas_coretype_warning()
     git = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
     )
@@ -320,21 +374,33 @@ def environment(torch: Any) -> dict[str, Any]:
         | {"torch_gpu": torch.cuda.get_device_name() if torch and torch.cuda.is_available() else None},
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,  # at the start
         "versions": versions,
-        "blas": blas,
-        "env": {k: os.environ.get(k) for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE")},
+        "blas": blas or "threadpoolctl not installed (pip install threadpoolctl)",
+        "cpu_vector_level": cpu_vector_level(),
+        "warnings": [warning] if warning else [],
+        "env": {
+            k: os.environ.get(k)
+            for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        },
         "commit": git.stdout.strip() or None,
     }
 
 
 def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The :data:`TARGETS` this run can check (float32 rows), each met or not."""
+    """The :data:`TARGETS` this run can check (CPU rows, per dtype), each met or not."""
     out = []
-    for net, runner, key, bound, what in TARGETS:
-        rec = next((r for r in records if (r["net"], r["runner"], r["dtype"]) == (net, runner, "float32")), None)
-        if rec is not None and rec[key] is not None:
-            out.append(
-                {"what": what, "measured": round(rec[key], 3), "target": f"<= {bound:.2f}", "met": rec[key] <= bound}
-            )
+    for dtype in dict.fromkeys(r["dtype"] for r in records):
+        for net, runner, key, bound, what in TARGETS:
+            rec = next((r for r in records if (r["net"], r["runner"], r["dtype"]) == (net, runner, dtype)), None)
+            if rec is not None and rec[key] is not None:
+                measured = round(rec[key], 3)
+                out.append(
+                    {
+                        "what": f"{what}, {dtype}",
+                        "measured": measured,
+                        "target": f"<= {bound:.2f}",
+                        "met": measured <= bound,
+                    }
+                )
     return out
 
 
@@ -348,19 +414,23 @@ def markdown(payload: dict[str, Any]) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or m['torch_gpu'] or 'none'}; "
         f"load average at the start {env['load_average_1min']}",
         f"- data: {payload['data']}; versions: {versions}",
-        f"- BLAS: {env['blas']}\n",
+        f"- BLAS: {env['blas']}; CPU vector level: {env.get('cpu_vector_level')}",
+        *[f"- WARNING: {w}" for w in env.get("warnings", [])],
+        "",
         "Median time per training step over interleaved rounds. Ratios: time / GEMM floor and / gather + GEMM "
-        "floor of the same library, / PyTorch eager on the same device (below 1: faster than PyTorch).\n",
-        "| net | dims | batch | dtype | runner | median ms | IQR ms | vs floor | vs gather+floor | vs torch "
-        "| epoch s | eval s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "floor of the same library, / PyTorch eager on the same device, / JAX jit on the CPU (below 1: faster than "
+        "the peer). BLAS: what each runner's matrix products run on.\n",
+        "| net | dims | batch | dtype | runner | median ms | IQR ms | vs floor | vs gather+floor | vs torch | vs jax "
+        "| epoch s | eval s | BLAS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["results"]:
         cells = [r["net"], "-".join(map(str, r["dims"])), r["batch_size"], r["dtype"], r["runner"]]
         cells += [f"{r['iteration'][k] * 1e3:.3f}" for k in ("median_s", "iqr_s")]
         cells += ["-" if r[k] is None else f"{r[k]:.2f}x" for k in ("ratio_to_floor", "ratio_to_gather_floor")]
-        cells += ["-" if r["ratio_to_torch"] is None else f"{r['ratio_to_torch']:.2f}x"]
+        cells += ["-" if r.get(k) is None else f"{r[k]:.2f}x" for k in ("ratio_to_torch", "ratio_to_jax")]
         cells += [f"{r[k]['median_s']:.3f}" if k in r else "" for k in ("epoch", "eval")]
+        cells += ["; ".join(r.get("blas", []))]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines.append("")
     for t in payload["targets"]:
@@ -414,6 +484,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--dtypes", default="float32,float64")
     add("--nets", default="shallow,deep,tiny", help=f"any of {', '.join(NETS)}")
     add("--no-torch", action="store_true", help="skip the PyTorch peer even where torch is installed")
+    add("--no-jax", action="store_true", help="skip the JAX peer even where jax is installed")
     add("--repeats", type=int, help="timed samples per runner (default 60; --quick 2)")
     add("--rounds", type=int, help="interleaved rounds the samples are spread over (default 4; --quick 1)")
     add("--warmup", type=int, help="untimed calls before each block (default 3; --quick 1)")
@@ -452,6 +523,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
             import torch
         except ImportError:
             print("PyTorch peer: skipped (torch is not installed; pip install torch==2.13.0 adds the CPU build)")
+    peers = {"torch": torch}
+    if not args.no_jax:
+        try:
+            import jax
+
+            peers["jax"] = jax
+        except ImportError:
+            print("JAX peer: skipped (jax is not installed; pip install jax adds the CPU build)")
+    warning = openblas_coretype_warning()
+    if warning:
+        print(f"WARNING: {warning}")
     base, kind = load_data(args)
     groups = []  # (fcn backend, torch device or None): NumPy beside torch on the CPU, CuPy beside torch on CUDA
     backends = args.backends.split(",")
@@ -464,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
             print("fcn[cupy]: skipped (" + ("no CUDA GPU visible" if fcn.has_cupy() else "CuPy is not installed") + ")")
     records, skipped = [], []
     for dtype, net, (be, tdev) in itertools.product(args.dtypes.split(","), args.nets.split(","), groups):
-        recs, note = run_group(net, dtype, be, tdev, base, torch, args)
+        recs, note = run_group(net, dtype, be, tdev, base, peers, args)
         records += recs
         if note and note not in skipped:
             skipped.append(note)

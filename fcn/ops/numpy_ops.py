@@ -10,6 +10,10 @@ work into the matrix products, which NumPy's ``matmul`` cannot (it always comput
   L2 term needs no pass over ``dw`` after the product, and no ``reg * w`` temporary;
 - ``sgd`` / ``sgd_momentum``: ``?axpy`` (``w += a * dw``) with no ``lr * dw`` temporary.
 
+The other products of a step (``dx``, the L2 term's dot products) go through the same library, so that one
+BLAS thread pool serves the whole step: NumPy and SciPy each load their own OpenBLAS, whose threads spin for a
+while after each call, and two pools taking turns on the same cores slow each other down.
+
 C-ordered arrays are handed to the Fortran BLAS as their transposes (a C-ordered ``(N, M)`` array is an
 F-ordered ``(M, N)`` one), so nothing is copied. Without SciPy (or with ``NumpyOps(backend, blas=False)``)
 the same kernels run in NumPy alone; both give the reference's results to rounding.
@@ -32,12 +36,12 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = ["NumpyOps", "scipy_blas"]
 
-#: The BLAS routines per dtype: (gemm, axpy, scal). Other dtypes (float16, ...) take the NumPy path.
+#: The BLAS routines per dtype: (gemm, axpy, scal, dot). Other dtypes (float16, ...) take the NumPy path.
 _BLAS = {}
 if scipy_blas is not None:
     _BLAS = {
-        numpy.dtype(numpy.float32): (scipy_blas.sgemm, scipy_blas.saxpy, scipy_blas.sscal),
-        numpy.dtype(numpy.float64): (scipy_blas.dgemm, scipy_blas.daxpy, scipy_blas.dscal),
+        numpy.dtype(numpy.float32): (scipy_blas.sgemm, scipy_blas.saxpy, scipy_blas.sscal, scipy_blas.sdot),
+        numpy.dtype(numpy.float64): (scipy_blas.dgemm, scipy_blas.daxpy, scipy_blas.dscal, scipy_blas.ddot),
     }
 
 
@@ -56,8 +60,8 @@ class NumpyOps(Ops):
         self.blas = dict(_BLAS) if blas else {}
         self._local = threading.local()  # per-thread scratch: one table may serve several training threads
 
-    def _routines(self, *arrays: Any) -> tuple[Any, Any, Any] | None:
-        """``(gemm, axpy, scal)`` when every array is C-contiguous of one BLAS dtype, else ``None`` (NumPy path)."""
+    def _routines(self, *arrays: Any) -> tuple[Any, Any, Any, Any] | None:
+        """``(gemm, axpy, scal, dot)`` when every array is C-contiguous of one BLAS dtype, else ``None``."""
         if not self.blas:
             return None
         dtype = arrays[0].dtype
@@ -96,18 +100,21 @@ class NumpyOps(Ops):
         self, dout: Any, x: Any, w: Any, need_dx: bool = True, reg: float = 0.0
     ) -> tuple[Any, Any, Any]:
         routines = self._routines(dout, x, w)
+        db = dout.sum(axis=0)
         if routines is None:
             dw = x.T @ dout
             if reg:
                 dw += reg * w
-        elif reg:
-            # dw (D, M) starts as reg * w; gemm adds x.T @ dout onto it (as dw.T = dout.T @ x, F-ordered)
+            return (dout @ w.T if need_dx else None), dw, db
+        gemm = routines[0]
+        # dw (D, M) starts as reg * w (or is made by gemm); gemm adds x.T @ dout (as dw.T = dout.T @ x, F-ordered)
+        if reg:
             dw = numpy.multiply(w, reg)
-            routines[0](1.0, dout.T, x.T, beta=1.0, c=dw.T, trans_b=1, overwrite_c=1)
+            gemm(1.0, dout.T, x.T, beta=1.0, c=dw.T, trans_b=1, overwrite_c=1)
         else:
-            dw = x.T @ dout
-        db = dout.sum(axis=0)
-        dx = dout @ w.T if need_dx else None
+            dw = gemm(1.0, dout.T, x.T, trans_b=1).T
+        # dx (N, D) = dout @ w.T, made F-ordered as dx.T = w @ dout.T (w.T is w, F-ordered)
+        dx = gemm(1.0, w.T, dout.T, trans_a=1).T if need_dx else None
         return dx, dw, db
 
     def bias_relu(self, h: Any, b: Any) -> Any:
@@ -144,7 +151,8 @@ class NumpyOps(Ops):
         total = 0.0
         for a in arrays:
             flat = a.reshape(-1)
-            total += numpy.dot(flat, flat)  # BLAS dot: no temporary
+            routines = self._routines(flat)
+            total += numpy.dot(flat, flat) if routines is None else routines[3](flat, flat)  # no temporary
         dtype = arrays[0].dtype if len(arrays) else numpy.float64
         return numpy.asarray(total, dtype=dtype)
 
@@ -168,7 +176,7 @@ class NumpyOps(Ops):
         if routines is None:
             super().sgd_momentum(w, dw, velocity, learning_rate=learning_rate, momentum=momentum)
             return
-        _, axpy, scal = routines
+        _, axpy, scal, _ = routines
         v = velocity.reshape(-1)
         scal(momentum, v)  # v *= mu
         axpy(dw.reshape(-1), v, a=-learning_rate)  # v -= lr * dw
