@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a fol
 
 from jax_peer import make_jax_peer  # noqa: E402
 from torch_peer import make_peer  # noqa: E402
+from train_report import bar_chart, markdown, targets  # noqa: E402
 
 import fcn  # noqa: E402
 from fcn.sysinfo import cpu_vector_level, machine_info, openblas_coretype_warning  # noqa: E402
@@ -60,16 +61,6 @@ NETS: dict[str, dict[str, Any]] = {
     "bn-dropout": {"model": "fc", "hidden_dims": [1024, 512], "normalization": "batchnorm", "dropout_keep_ratio": 0.7},
 }
 REG, LEARNING_RATE = 0.6, 1e-4  # the chapter's reg; a rate small enough never to diverge (NaNs change timings)
-#: Targets, checked for every dtype the run has the rows of: (net, runner, ratio, bound, what).
-TARGETS = [
-    ("shallow", "fcn[numpy]", "ratio_to_gather_floor", 1.05, "fcn / gather + GEMM floor, shallow net"),
-    ("deep", "fcn[numpy]", "ratio_to_gather_floor", 1.10, "fcn / gather + all-GEMM floor, deep net"),
-    ("shallow", "fcn[numpy]", "ratio_to_jax", 1.0, "fcn / JAX jit (CPU), shallow net"),
-    ("deep", "fcn[numpy]", "ratio_to_jax", 1.0, "fcn / JAX jit (CPU), deep net"),
-    ("shallow", "fcn[numpy]", "ratio_to_torch", 1 / 1.8, "fcn / PyTorch CPU eager (1.8x faster), shallow net"),
-    ("deep", "fcn[numpy]", "ratio_to_torch", 1 / 1.8, "fcn / PyTorch CPU eager (1.8x faster), deep net"),
-    ("tiny", "fcn[numpy]", "ratio_to_torch", 0.40, "per-step Python overhead: fcn / PyTorch CPU eager, tiny net"),
-]
 OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -294,20 +285,26 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
                 **({"profile": profile(r["fn"], args.profile)} if "model" in r and args.profile else {}),
             }
         )
-    med = {r["kind"]: r["iteration"]["median_s"] for r in records}
-    for r in records:
-        m = r["iteration"]["median_s"]
-        for key, kind in (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch"), ("jax", "jax")):
-            r[f"ratio_to_{key}"] = m / med[kind] if kind in med else None
-        print(
-            f"  {r['runner']:<24} {m * 1e3:9.3f} ms/step"
-            + "".join(
-                f"  vs {k} {r[f'ratio_to_{k}']:.2f}x"
-                for k in ("gather_floor", "torch", "jax")
-                if r[f"ratio_to_{k}"] is not None
-            )
-        )
+    add_ratios(records)
     return records, "; ".join(notes) or None
+
+
+#: The ratios every record gets: (key, runner kind it is measured against).
+RATIOS = (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch"), ("jax", "jax"))
+
+
+def add_ratios(records: list[dict[str, Any]]) -> None:
+    """``ratio_to_<key>``: median / the median of that kind in the group; ``p10_ratio_to_<key>``: the same of the
+    10th percentiles (less sensitive to other processes' bursts on a shared machine). Printed as they come."""
+    for stat, prefix in (("median_s", "ratio_to_"), ("p10_s", "p10_ratio_to_")):
+        ref = {r["kind"]: r["iteration"][stat] for r in records}
+        for r in records:
+            for key, kind in RATIOS:
+                r[prefix + key] = r["iteration"][stat] / ref[kind] if kind in ref else None
+    for r in records:
+        shown = [f"  vs {k} {r['ratio_to_' + k]:.2f}x (p10 {r['p10_ratio_to_' + k]:.2f}x)" for k, _ in RATIOS[1:]
+                 if r["ratio_to_" + k] is not None]  # fmt: skip
+        print(f"  {r['runner']:<24} {r['iteration']['median_s'] * 1e3:9.3f} ms/step" + "".join(shown))
 
 
 def profile(step: Callable[[], Any], calls: int) -> list[dict[str, Any]]:
@@ -385,94 +382,6 @@ def environment(torch: Any) -> dict[str, Any]:
     }
 
 
-def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The :data:`TARGETS` this run can check (CPU rows, per dtype), each met or not."""
-    out = []
-    for dtype in dict.fromkeys(r["dtype"] for r in records):
-        for net, runner, key, bound, what in TARGETS:
-            rec = next((r for r in records if (r["net"], r["runner"], r["dtype"]) == (net, runner, dtype)), None)
-            if rec is not None and rec[key] is not None:
-                measured = round(rec[key], 3)
-                out.append(
-                    {
-                        "what": f"{what}, {dtype}",
-                        "measured": measured,
-                        "target": f"<= {bound:.2f}",
-                        "met": measured <= bound,
-                    }
-                )
-    return out
-
-
-def markdown(payload: dict[str, Any]) -> str:
-    """The results as markdown: where and what ran, one table row per runner, the targets."""
-    env, m = payload["environment"], payload["environment"]["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
-    lines = [
-        "# fcn training step benchmark\n",
-        f"- date (UTC): {payload['date']}; commit {env['commit']}; FCN_FUSED_KERNELS={payload['fused_kernels']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or m['torch_gpu'] or 'none'}; "
-        f"load average at the start {env['load_average_1min']}",
-        f"- data: {payload['data']}; versions: {versions}",
-        f"- BLAS: {env['blas']}; CPU vector level: {env.get('cpu_vector_level')}",
-        *[f"- WARNING: {w}" for w in env.get("warnings", [])],
-        "",
-        "Median time per training step over interleaved rounds. Ratios: time / GEMM floor and / gather + GEMM "
-        "floor of the same library, / PyTorch eager on the same device, / JAX jit on the CPU (below 1: faster than "
-        "the peer). BLAS: what each runner's matrix products run on.\n",
-        "| net | dims | batch | dtype | runner | median ms | IQR ms | vs floor | vs gather+floor | vs torch | vs jax "
-        "| epoch s | eval s | BLAS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in payload["results"]:
-        cells = [r["net"], "-".join(map(str, r["dims"])), r["batch_size"], r["dtype"], r["runner"]]
-        cells += [f"{r['iteration'][k] * 1e3:.3f}" for k in ("median_s", "iqr_s")]
-        cells += ["-" if r[k] is None else f"{r[k]:.2f}x" for k in ("ratio_to_floor", "ratio_to_gather_floor")]
-        cells += ["-" if r.get(k) is None else f"{r[k]:.2f}x" for k in ("ratio_to_torch", "ratio_to_jax")]
-        cells += [f"{r[k]['median_s']:.3f}" if k in r else "" for k in ("epoch", "eval")]
-        cells += ["; ".join(r.get("blas", []))]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines.append("")
-    for t in payload["targets"]:
-        lines.append(f"- {t['what']}: {t['measured']:.2f}x (target {t['target']}x): {'met' if t['met'] else 'NOT met'}")
-    lines += [f"- skipped: {note}" for note in payload["skipped"]]
-    for r in (r for r in payload["results"] if "profile" in r):
-        lines += [
-            f"\ncProfile of `Solver.step()`, {r['net']} {r['dtype']} {r['runner']} (per step; cProfile inflates "
-            "small calls):\n",
-            "| function | calls | own us | cumulative us |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| `{f['function']}` | {f['calls']:.0f} | {f['own_us']:.1f} | {f['cumulative_us']:.1f} |"
-            for f in r["profile"]
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def bar_chart(path: Path, records: list[dict[str, Any]], title: str) -> None:
-    """One panel per net: median per runner with quartile whiskers (log axis when
-    the bars span more than 20x); fcn blue, PyTorch orange, floors grey."""
-    from matplotlib.figure import Figure
-
-    panels: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        panels.setdefault(f"{r['net']} ({'-'.join(map(str, r['dims']))}, batch {r['batch_size']})", []).append(r)
-    fig = Figure(figsize=(9, sum(0.3 * len(v) + 0.9 for v in panels.values()) + 0.5), layout="constrained")
-    for ax, (name, rows) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels.items(), strict=True):
-        med, lo, hi = (numpy.array([r["iteration"][k] * 1e3 for r in rows]) for k in ("median_s", "q1_s", "q3_s"))
-        colors = ["#9e9e9e" if "floor" in r["kind"] else "#ee6a2f" if "torch" in r["kind"] else "#2f6fee" for r in rows]
-        ax.barh(range(len(rows)), med, xerr=[med - lo, hi - med], color=colors, capsize=3)
-        ax.set_yticks(range(len(rows)), [f"{r['dtype']} {r['runner']}" for r in rows], fontsize=8)
-        ax.invert_yaxis()
-        if med.max() > 20 * med.min():  # floors of microseconds beside steps of milliseconds
-            ax.set_xscale("log")
-        ax.set_title(name, fontsize=10)
-    fig.axes[-1].set_xlabel("ms per training step (median; whiskers: quartiles)")
-    fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=110)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = ap.add_argument
@@ -513,6 +422,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def import_jax() -> Any:
+    """The ``jax`` module, or ``None`` (with a note) where it is not installed."""
+    try:
+        import jax
+    except ImportError:
+        print("JAX peer: skipped (jax is not installed; pip install jax adds the CPU build)")
+        return None
+    return jax
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     """Run the benchmark; return the paths of the JSON, markdown and PNG written."""
     args = parse_args(argv)
@@ -523,14 +442,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
             import torch
         except ImportError:
             print("PyTorch peer: skipped (torch is not installed; pip install torch==2.13.0 adds the CPU build)")
-    peers = {"torch": torch}
-    if not args.no_jax:
-        try:
-            import jax
-
-            peers["jax"] = jax
-        except ImportError:
-            print("JAX peer: skipped (jax is not installed; pip install jax adds the CPU build)")
+    peers = {"torch": torch, "jax": None if args.no_jax else import_jax()}
     warning = openblas_coretype_warning()
     if warning:
         print(f"WARNING: {warning}")
