@@ -112,3 +112,22 @@ def test_script_runs_as_a_file_from_anywhere() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--quick" in result.stdout and "bn-dropout" in result.stdout
+
+
+def test_kernel_benchmark_checks_every_table(tmp_path: Path) -> None:
+    """bench_kernels.py: every kernel on every table here, each checked against the float64 reference."""
+    spec = importlib.util.spec_from_file_location("bench_kernels", BENCH / "bench_kernels.py")
+    assert spec is not None and spec.loader is not None
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    paths = kernels.main(["--quick", "--out", str(tmp_path)])
+    payload = json.loads(paths["json"].read_text())
+    names = {"reference", "numpy"} | ({"numpy+blas"} if importlib.util.find_spec("scipy") else set())
+    records = payload["results"]
+    assert {r["table"] for r in records} >= names
+    assert {r["kernel"] for r in records} == set(kernels.kernel_cases(kernels.SIZES["quick"]))
+    assert {"affine_backward", "affine_relu_forward", "softmax_cross_entropy", "adam"} <= {r["kernel"] for r in records}
+    bad = [(r["kernel"], r["dtype"], r["table"], r["max_rel_error"]) for r in records if not r["ok"]]
+    assert not bad
+    assert all(r["median_s"] > 0 for r in records)
+    assert "| affine_backward | float64 | numpy |" in paths["md"].read_text()

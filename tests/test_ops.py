@@ -149,7 +149,7 @@ def close(got, want, rtol=1e-12):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.abs(want).max(initial=1e-300)))
 
 
-def dense_case(rng, dtype, n=37, d=53, m=29):
+def dense_case(rng, dtype, n=37, d=53, m=41):  # 80k multiply-adds: above NumpyOps' small-product cutoff
     x, w, b = rng.standard_normal((n, d)), rng.standard_normal((d, m)), rng.standard_normal(m)
     return [a.astype(dtype) for a in (x, w, b, rng.standard_normal((n, m)))]
 
@@ -184,12 +184,12 @@ def test_affine_backward_equals_reference(numpy_table, rng, dtype, rtol, reg):
 def test_fast_path_takes_what_blas_cannot(numpy_table, rng):
     """Non-contiguous, mixed-dtype and empty operands give the reference's results (the NumPy path)."""
     fast, ref = numpy_table
-    x, w, b, dout = dense_case(rng, "float64", n=6, d=8, m=5)
+    x, w, b, dout = dense_case(rng, "float64")
     xt = np.asfortranarray(x)  # F-ordered: not C-contiguous
     close(fast.affine_forward(xt, w, b), ref.affine_forward(xt, w, b))
     close(fast.affine_backward(dout, xt, w, reg=0.3)[1], ref.affine_backward(dout, xt, w, reg=0.3)[1])
     close(fast.affine_forward(x, w, b.astype("float32")), ref.affine_forward(x, w, b.astype("float32")))
-    assert fast.affine_forward(x[:0], w, b).shape == (0, 5)
+    assert fast.affine_forward(x[:0], w, b).shape == (0, w.shape[1])
 
 
 def test_relu_and_softmax_kernels_equal_reference(numpy_table, rng):
@@ -219,17 +219,33 @@ def test_sgd_kernels_equal_reference(numpy_table, rng, dtype):
     close(w, w2, 1e-12 if dtype == "float64" else 1e-6)
 
 
-@pytest.mark.parametrize("hidden_dims", [[10], [12, 9]])
+def count_gemm_calls(table):
+    """Wrap ``table``'s BLAS gemm routines with a counter (a one-item list) so a test sees the fast path ran."""
+    calls = [0]
+
+    def counted(gemm):
+        def wrapper(*args, **kwargs):
+            calls[0] += 1
+            return gemm(*args, **kwargs)
+
+        return wrapper
+
+    table.blas = {dtype: (counted(r[0]), *r[1:]) for dtype, r in table.blas.items()}
+    return calls
+
+
+@pytest.mark.parametrize("hidden_dims", [[40], [40, 30]])
 def test_model_step_on_numpy_tables_equals_reference_table(numpy_table, rng, hidden_dims):
     """Loss and every gradient of a regularised net, and two SGD steps, on NumPy's table and on the reference;
     the fast path is deterministic (bit-identical on a rerun)."""
     fast, ref = numpy_table
-    X, y = rng.standard_normal((23, 17)), rng.integers(5, size=23)
+    calls = count_gemm_calls(fast)
+    X, y = rng.standard_normal((60, 170)), rng.integers(5, size=60)
 
     def run(table):
         backend = fcn.Backend(np, None)
         backend.__dict__["ops"] = table  # this backend object's cached table (Backend.ops is a cached property)
-        net = fcn.FullyConnectedNet(17, hidden_dims, 5, reg=0.7, weight_scale=0.3, backend=backend, seed=3)
+        net = fcn.FullyConnectedNet(170, hidden_dims, 5, reg=0.7, weight_scale=0.1, backend=backend, seed=3)
         out, sgd = [], {"learning_rate": 0.1}
         for _ in range(2):
             loss, grads = net.loss_and_grads(X, y)
@@ -246,6 +262,7 @@ def test_model_step_on_numpy_tables_equals_reference_table(numpy_table, rng, hid
             close(grads[name], ref_grads[name])
     for name in params:
         close(params[name], ref_params[name])
+    assert (calls[0] > 0) == bool(fast.blas)  # the products big enough went through BLAS
     again, again_params = run(fast)
     for name in params:
         np.testing.assert_array_equal(again_params[name], params[name])

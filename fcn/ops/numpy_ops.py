@@ -36,6 +36,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = ["NumpyOps", "scipy_blas"]
 
+#: Matrix products of fewer multiply-adds than this take NumPy's ``matmul``: its call costs less than SciPy's
+#: argument checks, and a product this small runs on one thread, so no second thread pool wakes up.
+SMALL_PRODUCT = 1 << 16
+
 #: The BLAS routines per dtype: (gemm, axpy, scal, dot). Other dtypes (float16, ...) take the NumPy path.
 _BLAS = {}
 if scipy_blas is not None:
@@ -60,9 +64,12 @@ class NumpyOps(Ops):
         self.blas = dict(_BLAS) if blas else {}
         self._local = threading.local()  # per-thread scratch: one table may serve several training threads
 
-    def _routines(self, *arrays: Any) -> tuple[Any, Any, Any, Any] | None:
-        """``(gemm, axpy, scal, dot)`` when every array is C-contiguous of one BLAS dtype, else ``None``."""
-        if not self.blas:
+    def _routines(self, *arrays: Any, work: int = SMALL_PRODUCT) -> tuple[Any, Any, Any, Any] | None:
+        """``(gemm, axpy, scal, dot)`` when every array is C-contiguous of one BLAS dtype, else ``None``.
+
+        ``work``: the multiply-adds of the product about to be made (``None`` below :data:`SMALL_PRODUCT`).
+        """
+        if not self.blas or work < SMALL_PRODUCT:
             return None
         dtype = arrays[0].dtype
         if any(a.dtype != dtype or not a.flags.c_contiguous or not a.size for a in arrays):
@@ -82,7 +89,7 @@ class NumpyOps(Ops):
     # -- dense layers -----------------------------------------------------------------------------------
 
     def affine_forward(self, x: Any, w: Any, b: Any) -> Any:
-        routines = self._routines(x, w, b)
+        routines = self._routines(x, w, b, work=x.shape[0] * x.shape[1] * w.shape[1])
         if routines is None:
             out = x @ w
             out += b
@@ -99,7 +106,7 @@ class NumpyOps(Ops):
     def affine_backward(
         self, dout: Any, x: Any, w: Any, need_dx: bool = True, reg: float = 0.0
     ) -> tuple[Any, Any, Any]:
-        routines = self._routines(dout, x, w)
+        routines = self._routines(dout, x, w, work=x.size * dout.shape[1])
         db = dout.sum(axis=0)
         if routines is None:
             dw = x.T @ dout
