@@ -281,7 +281,7 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
                 "fused_kernels": os.environ.get("FCN_FUSED_KERNELS", "0"),
                 "blas": blas_used(r["kind"], be.ops if r["kind"] == "fcn" else None, blas, torch),
                 "iteration": summarize(r["samples"]),
-                **(r["long"]() if "long" in r else {}),
+                **(r["long"]() if "long" in r and args.long_repeats else {}),
                 **({"profile": profile(r["fn"], args.profile)} if "model" in r and args.profile else {}),
             }
         )
@@ -402,6 +402,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--n-val", type=int, help="validation samples (default 1000; --quick 100)")
     add("--batch-size", type=int, help="batch of the CIFAR nets (default 500; --quick 100)")
     add("--profile", type=int, default=0, metavar="N", help="cProfile N steps of each fcn runner (0: off)")
+    add("--long-repeats", type=int, help="epochs and evaluations timed per fcn runner (default 3; --quick 1; 0: none)")
     add("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     defaults = {
@@ -415,7 +416,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
-    args.long_repeats = 1 if args.quick else 3
+    if args.long_repeats is None:
+        args.long_repeats = 1 if args.quick else 3
     unknown = [n for n in args.nets.split(",") if n not in NETS]
     if unknown:
         ap.error(f"unknown net(s) {', '.join(unknown)}; expected some of {', '.join(NETS)}")
