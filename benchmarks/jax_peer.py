@@ -8,6 +8,22 @@ from typing import Any
 import numpy
 
 
+def plain_net_loss(jax: Any, num_layers: int, reg: float) -> Any:
+    """``loss(params, x (N, D), y (N,))``: ``{affine - relu} x (L - 1) - affine``, softmax cross-entropy + L2."""
+    jnp = jax.numpy
+
+    def loss_fn(p: dict[str, Any], xb: Any, yb: Any) -> Any:
+        h = xb
+        for i in range(1, num_layers):
+            h = jax.nn.relu(h @ p[f"W{i}"] + p[f"b{i}"])
+        scores = h @ p[f"W{num_layers}"] + p[f"b{num_layers}"]
+        logp = jax.nn.log_softmax(scores, axis=1)
+        data_loss = -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+        return data_loss + 0.5 * reg * sum(jnp.sum(p[f"W{i}"] ** 2) for i in range(1, num_layers + 1))
+
+    return loss_fn
+
+
 def make_jax_peer(
     jax: Any,
     dtype: str,
@@ -38,14 +54,7 @@ def make_jax_peer(
     y = jax.device_put(numpy.asarray(data["y_train"], numpy.int32), cpu)
     p = {k: jax.device_put(numpy.asarray(v, dtype), cpu) for k, v in params.items()}
 
-    def loss_fn(p: dict[str, Any], xb: Any, yb: Any) -> Any:
-        h = xb
-        for i in range(1, num_layers):
-            h = jax.nn.relu(h @ p[f"W{i}"] + p[f"b{i}"])
-        scores = h @ p[f"W{num_layers}"] + p[f"b{num_layers}"]
-        logp = jax.nn.log_softmax(scores, axis=1)
-        data_loss = -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
-        return data_loss + 0.5 * reg * sum(jnp.sum(p[f"W{i}"] ** 2) for i in range(1, num_layers + 1))
+    loss_fn = plain_net_loss(jax, num_layers, reg)
 
     def train_step(p: dict[str, Any], X: Any, y: Any, order: Any, k: Any) -> tuple[dict[str, Any], Any]:
         idx = jax.lax.dynamic_slice_in_dim(order, k * batch, batch)
