@@ -10,7 +10,12 @@ the runners of a group interleaved in rounds so that drift in a shared machine's
 - ``gather+gemm-floor``: the same on a freshly gathered batch (the floor of any step drawing random batches);
 - ``torch``: the same step in PyTorch eager (``torch_peer.py``), on the CPU beside NumPy and on CUDA beside
   CuPy, where it also runs through ``torch.compile(mode="reduce-overhead")`` (skipped, with the reason,
-  where that fails).
+  where that fails);
+- ``jax``: the same step as one ``jax.jit`` function (``jax_peer.py``), on the CPU beside NumPy, where JAX is
+  installed (plain nets only).
+
+Every record names the BLAS library (and the kernel, from threadpoolctl) its matrix products run on; a
+warning is printed and recorded when ``OPENBLAS_CORETYPE`` forces kernels older than the CPU supports.
 
 The ``tiny`` net (32-16-10 at batch 8) makes the matrix products free: fcn / torch there is the per-step
 Python overhead. ``FCN_FUSED_KERNELS`` (fused GPU kernels, opt-in) is recorded with every run, so a GPU
@@ -40,10 +45,12 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 
+from jax_peer import make_jax_peer  # noqa: E402
 from torch_peer import make_peer  # noqa: E402
+from train_report import bar_chart, markdown, targets  # noqa: E402
 
 import fcn  # noqa: E402
-from fcn.sysinfo import machine_info  # noqa: E402
+from fcn.sysinfo import cpu_vector_level, machine_info, openblas_coretype_warning  # noqa: E402
 
 #: The nets: ``fcn.build_model`` arguments, plus the benchmark's own ``input_dim`` and ``batch_size`` where a net
 #: has its own (otherwise CIFAR-10's 3072 features and ``--batch-size``). One line adds a net.
@@ -54,12 +61,6 @@ NETS: dict[str, dict[str, Any]] = {
     "bn-dropout": {"model": "fc", "hidden_dims": [1024, 512], "normalization": "batchnorm", "dropout_keep_ratio": 0.7},
 }
 REG, LEARNING_RATE = 0.6, 1e-4  # the chapter's reg; a rate small enough never to diverge (NaNs change timings)
-#: Targets, checked where the run has the rows: (net, runner, ratio, bound, what).
-TARGETS = [
-    ("shallow", "fcn[numpy]", "ratio_to_floor", 1.10, "fcn / GEMM floor, NumPy float32"),
-    ("shallow", "fcn[numpy]", "ratio_to_torch", 1 / 1.5, "fcn / PyTorch CPU, NumPy float32 (1.5x faster)"),
-    ("tiny", "fcn[numpy]", "ratio_to_torch", 0.40, "per-step Python overhead: fcn / PyTorch CPU eager, tiny net"),
-]
 OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -100,8 +101,9 @@ def time_once(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
 
 def gemm_floor(make: Callable[[tuple[int, ...]], Any], dims: Sequence[int], batch: int) -> Callable[..., None]:
     """Only the matrix products of one step, on operands ``make(shape)``: per layer the forward product and
-    the weight gradient, and from the second layer on the input gradient. ``run(x)`` uses ``x`` (a freshly
-    gathered batch) as the first layer's input instead of a fixed operand hot in cache."""
+    the weight gradient, and from the second layer on the input gradient (every GEMM of a deep net's step).
+    ``run(x)`` uses ``x`` (a freshly gathered batch) as the first layer's input instead of a fixed operand hot in
+    cache."""
     layers = [(make((batch, a)), make((a, b)), make((batch, b))) for a, b in itertools.pairwise(dims)]
 
     def run(x: Any = None) -> None:
@@ -201,7 +203,39 @@ def torch_runners(torch: Any, device: str, spec: dict, dtype: str, data: dict, p
     return runners
 
 
-def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dict, torch: Any, args: Any):
+def jax_runners(jax: Any, spec: dict, dtype: str, data: dict, params: dict, args: Any) -> tuple[list[dict], str | None]:
+    """The JAX peer on the CPU: ``([runner], None)``, or ``([], note)`` for a net it does not run."""
+    try:
+        step = make_jax_peer(
+            jax, dtype, data, params, batch=spec["batch_size"], seed=args.seed, reg=REG, lr=LEARNING_RATE,
+            dropout_keep_ratio=spec.get("dropout_keep_ratio"),
+        )  # fmt: skip
+        step()  # compile now: the timing loop's warm-up then sees only compiled steps
+    except NotImplementedError as exc:
+        return [], str(exc)
+    return [{"runner": "jax[cpu]", "kind": "jax", "fn": step, "sync": lambda: None, "inner": 1}], None
+
+
+def blas_used(kind: str, ops: Any, blas: list[dict[str, Any]], torch: Any = None) -> list[str]:
+    """The libraries (``name version, kernel``) a runner's matrix products run on, from threadpoolctl's list."""
+    if kind == "jax":
+        return ["XLA:CPU's own dot kernels (Eigen/oneDNN), no BLAS library"]
+    if kind.startswith("torch") and torch is not None:  # MKL is linked into torch: threadpoolctl does not see it
+        config = torch.__config__.show()
+        info = next((w.split("=")[1].rstrip(",") for w in config.split() if w.startswith("BLAS_INFO=")), "?")
+        isa = next((line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), "?")
+        return [f"{info} (in torch {torch.__version__}), CPU capability {isa}"]
+    owners = ["numpy", "scipy"] if kind == "fcn" and getattr(ops, "blas", None) else ["numpy"]
+    found = [
+        f"{b['internal_api']} {b['version']} ({owner}), kernel {b.get('architecture')}, {b.get('num_threads')} threads"
+        for owner in owners
+        for b in blas
+        if b.get("user_api") == "blas" and f"/{owner}" in str(b.get("filepath", ""))
+    ]
+    return found or [f"not known ({', '.join(owners)}: threadpoolctl lists none)"]
+
+
+def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dict, peers: dict, args: Any):
     """Time one net/dtype/device group; return ``(records, None)``, or ``([], note)`` when fcn cannot build the net."""
     spec = {"input_dim": 3072, **NETS[net]}
     batch = spec.pop("batch_size", args.batch_size)
@@ -216,8 +250,13 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
     model = runners[0]["model"]
     dims, device = model_dims(model), "cpu" if be.is_numpy else "gpu"
     print(f"\n== {net} {dtype} {be.name}: {'-'.join(map(str, dims))}, batch {batch} ==", flush=True)
+    torch, jax, params = peers.get("torch"), peers.get("jax"), {k: fcn.to_host(v) for k, v in model.params.items()}
+    notes = []
+    if jax is not None and be.is_numpy:
+        jax_rows, note = jax_runners(jax, spec | {"batch_size": batch}, dtype, data, params, args)
+        runners += jax_rows
+        notes += [f"{net} jax[cpu]: {note}"] if note else []
     if torch is not None and tdev is not None:
-        params = {k: fcn.to_host(v) for k, v in model.params.items()}  # the same initial weights
         sync = {"sync": torch.cuda.synchronize if tdev == "cuda" else lambda: None, "inner": runners[0]["inner"]}
         runners += [
             r | sync for r in torch_runners(torch, tdev, spec | {"batch_size": batch}, dtype, data, params, args)
@@ -225,7 +264,7 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
     for r in runners:
         r["samples"] = []
     time_runners(runners, args)
-    records = []
+    records, blas = [], blas_libraries()
     for r in runners:
         if hasattr(r["fn"], "check"):
             r["fn"].check()
@@ -240,23 +279,32 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
                 "kind": r["kind"],
                 "calls_per_sample": r["inner"],
                 "fused_kernels": os.environ.get("FCN_FUSED_KERNELS", "0"),
+                "blas": blas_used(r["kind"], be.ops if r["kind"] == "fcn" else None, blas, torch),
                 "iteration": summarize(r["samples"]),
-                **(r["long"]() if "long" in r else {}),
+                **(r["long"]() if "long" in r and args.long_repeats else {}),
                 **({"profile": profile(r["fn"], args.profile)} if "model" in r and args.profile else {}),
             }
         )
-    med = {r["kind"]: r["iteration"]["median_s"] for r in records}
+    add_ratios(records)
+    return records, "; ".join(notes) or None
+
+
+#: The ratios every record gets: (key, runner kind it is measured against).
+RATIOS = (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch"), ("jax", "jax"))
+
+
+def add_ratios(records: list[dict[str, Any]]) -> None:
+    """``ratio_to_<key>``: median / the median of that kind in the group; ``p10_ratio_to_<key>``: the same of the
+    10th percentiles (less sensitive to other processes' bursts on a shared machine). Printed as they come."""
+    for stat, prefix in (("median_s", "ratio_to_"), ("p10_s", "p10_ratio_to_")):
+        ref = {r["kind"]: r["iteration"][stat] for r in records}
+        for r in records:
+            for key, kind in RATIOS:
+                r[prefix + key] = r["iteration"][stat] / ref[kind] if kind in ref else None
     for r in records:
-        m = r["iteration"]["median_s"]
-        for key, kind in (("floor", "floor"), ("gather_floor", "gather-floor"), ("torch", "torch")):
-            r[f"ratio_to_{key}"] = m / med[kind] if kind in med else None
-        print(
-            f"  {r['runner']:<24} {m * 1e3:9.3f} ms/step"
-            + "".join(
-                f"  vs {k} {r[f'ratio_to_{k}']:.2f}x" for k in ("floor", "torch") if r[f"ratio_to_{k}"] is not None
-            )
-        )
-    return records, None
+        shown = [f"  vs {k} {r['ratio_to_' + k]:.2f}x (p10 {r['p10_ratio_to_' + k]:.2f}x)" for k, _ in RATIOS[1:]
+                 if r["ratio_to_" + k] is not None]  # fmt: skip
+        print(f"  {r['runner']:<24} {r['iteration']['median_s'] * 1e3:9.3f} ms/step" + "".join(shown))
 
 
 def profile(step: Callable[[], Any], calls: int) -> list[dict[str, Any]]:
@@ -296,6 +344,15 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return {k: d[k] for k in ("X_train", "y_train", "X_val", "y_val")}, f"cifar10 (from {where})"
 
 
+def blas_libraries() -> list[dict[str, Any]]:
+    """threadpoolctl's list of the loaded BLAS and OpenMP libraries (empty where it is not installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return threadpool_info()
+
+
 def environment(torch: Any) -> dict[str, Any]:
     """The machine, the library versions, the BLAS in use and the code's commit, for the results."""
     versions = {}
@@ -304,14 +361,8 @@ def environment(torch: Any) -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [
-            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for p in threadpool_info()
-        ]
-    except ImportError:
-        blas = "threadpoolctl not installed (pip install threadpoolctl)"
+    blas = [{k: b.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for b in blas_libraries()]
+    warning = openblas_coretype_warning()
     git = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
     )
@@ -320,87 +371,15 @@ def environment(torch: Any) -> dict[str, Any]:
         | {"torch_gpu": torch.cuda.get_device_name() if torch and torch.cuda.is_available() else None},
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,  # at the start
         "versions": versions,
-        "blas": blas,
-        "env": {k: os.environ.get(k) for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE")},
+        "blas": blas or "threadpoolctl not installed (pip install threadpoolctl)",
+        "cpu_vector_level": cpu_vector_level(),
+        "warnings": [warning] if warning else [],
+        "env": {
+            k: os.environ.get(k)
+            for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        },
         "commit": git.stdout.strip() or None,
     }
-
-
-def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The :data:`TARGETS` this run can check (float32 rows), each met or not."""
-    out = []
-    for net, runner, key, bound, what in TARGETS:
-        rec = next((r for r in records if (r["net"], r["runner"], r["dtype"]) == (net, runner, "float32")), None)
-        if rec is not None and rec[key] is not None:
-            out.append(
-                {"what": what, "measured": round(rec[key], 3), "target": f"<= {bound:.2f}", "met": rec[key] <= bound}
-            )
-    return out
-
-
-def markdown(payload: dict[str, Any]) -> str:
-    """The results as markdown: where and what ran, one table row per runner, the targets."""
-    env, m = payload["environment"], payload["environment"]["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
-    lines = [
-        "# fcn training step benchmark\n",
-        f"- date (UTC): {payload['date']}; commit {env['commit']}; FCN_FUSED_KERNELS={payload['fused_kernels']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or m['torch_gpu'] or 'none'}; "
-        f"load average at the start {env['load_average_1min']}",
-        f"- data: {payload['data']}; versions: {versions}",
-        f"- BLAS: {env['blas']}\n",
-        "Median time per training step over interleaved rounds. Ratios: time / GEMM floor and / gather + GEMM "
-        "floor of the same library, / PyTorch eager on the same device (below 1: faster than PyTorch).\n",
-        "| net | dims | batch | dtype | runner | median ms | IQR ms | vs floor | vs gather+floor | vs torch "
-        "| epoch s | eval s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in payload["results"]:
-        cells = [r["net"], "-".join(map(str, r["dims"])), r["batch_size"], r["dtype"], r["runner"]]
-        cells += [f"{r['iteration'][k] * 1e3:.3f}" for k in ("median_s", "iqr_s")]
-        cells += ["-" if r[k] is None else f"{r[k]:.2f}x" for k in ("ratio_to_floor", "ratio_to_gather_floor")]
-        cells += ["-" if r["ratio_to_torch"] is None else f"{r['ratio_to_torch']:.2f}x"]
-        cells += [f"{r[k]['median_s']:.3f}" if k in r else "" for k in ("epoch", "eval")]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines.append("")
-    for t in payload["targets"]:
-        lines.append(f"- {t['what']}: {t['measured']:.2f}x (target {t['target']}x): {'met' if t['met'] else 'NOT met'}")
-    lines += [f"- skipped: {note}" for note in payload["skipped"]]
-    for r in (r for r in payload["results"] if "profile" in r):
-        lines += [
-            f"\ncProfile of `Solver.step()`, {r['net']} {r['dtype']} {r['runner']} (per step; cProfile inflates "
-            "small calls):\n",
-            "| function | calls | own us | cumulative us |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| `{f['function']}` | {f['calls']:.0f} | {f['own_us']:.1f} | {f['cumulative_us']:.1f} |"
-            for f in r["profile"]
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def bar_chart(path: Path, records: list[dict[str, Any]], title: str) -> None:
-    """One panel per net: median per runner with quartile whiskers (log axis when
-    the bars span more than 20x); fcn blue, PyTorch orange, floors grey."""
-    from matplotlib.figure import Figure
-
-    panels: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        panels.setdefault(f"{r['net']} ({'-'.join(map(str, r['dims']))}, batch {r['batch_size']})", []).append(r)
-    fig = Figure(figsize=(9, sum(0.3 * len(v) + 0.9 for v in panels.values()) + 0.5), layout="constrained")
-    for ax, (name, rows) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels.items(), strict=True):
-        med, lo, hi = (numpy.array([r["iteration"][k] * 1e3 for r in rows]) for k in ("median_s", "q1_s", "q3_s"))
-        colors = ["#9e9e9e" if "floor" in r["kind"] else "#ee6a2f" if "torch" in r["kind"] else "#2f6fee" for r in rows]
-        ax.barh(range(len(rows)), med, xerr=[med - lo, hi - med], color=colors, capsize=3)
-        ax.set_yticks(range(len(rows)), [f"{r['dtype']} {r['runner']}" for r in rows], fontsize=8)
-        ax.invert_yaxis()
-        if med.max() > 20 * med.min():  # floors of microseconds beside steps of milliseconds
-            ax.set_xscale("log")
-        ax.set_title(name, fontsize=10)
-    fig.axes[-1].set_xlabel("ms per training step (median; whiskers: quartiles)")
-    fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=110)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -414,6 +393,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--dtypes", default="float32,float64")
     add("--nets", default="shallow,deep,tiny", help=f"any of {', '.join(NETS)}")
     add("--no-torch", action="store_true", help="skip the PyTorch peer even where torch is installed")
+    add("--no-jax", action="store_true", help="skip the JAX peer even where jax is installed")
     add("--repeats", type=int, help="timed samples per runner (default 60; --quick 2)")
     add("--rounds", type=int, help="interleaved rounds the samples are spread over (default 4; --quick 1)")
     add("--warmup", type=int, help="untimed calls before each block (default 3; --quick 1)")
@@ -422,6 +402,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--n-val", type=int, help="validation samples (default 1000; --quick 100)")
     add("--batch-size", type=int, help="batch of the CIFAR nets (default 500; --quick 100)")
     add("--profile", type=int, default=0, metavar="N", help="cProfile N steps of each fcn runner (0: off)")
+    add("--long-repeats", type=int, help="epochs and evaluations timed per fcn runner (default 3; --quick 1; 0: none)")
     add("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     defaults = {
@@ -435,11 +416,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
-    args.long_repeats = 1 if args.quick else 3
+    if args.long_repeats is None:
+        args.long_repeats = 1 if args.quick else 3
     unknown = [n for n in args.nets.split(",") if n not in NETS]
     if unknown:
         ap.error(f"unknown net(s) {', '.join(unknown)}; expected some of {', '.join(NETS)}")
     return args
+
+
+def import_jax() -> Any:
+    """The ``jax`` module, or ``None`` (with a note) where it is not installed."""
+    try:
+        import jax
+    except ImportError:
+        print("JAX peer: skipped (jax is not installed; pip install jax adds the CPU build)")
+        return None
+    return jax
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
@@ -452,6 +444,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
             import torch
         except ImportError:
             print("PyTorch peer: skipped (torch is not installed; pip install torch==2.13.0 adds the CPU build)")
+    peers = {"torch": torch, "jax": None if args.no_jax else import_jax()}
+    warning = openblas_coretype_warning()
+    if warning:
+        print(f"WARNING: {warning}")
     base, kind = load_data(args)
     groups = []  # (fcn backend, torch device or None): NumPy beside torch on the CPU, CuPy beside torch on CUDA
     backends = args.backends.split(",")
@@ -464,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
             print("fcn[cupy]: skipped (" + ("no CUDA GPU visible" if fcn.has_cupy() else "CuPy is not installed") + ")")
     records, skipped = [], []
     for dtype, net, (be, tdev) in itertools.product(args.dtypes.split(","), args.nets.split(","), groups):
-        recs, note = run_group(net, dtype, be, tdev, base, torch, args)
+        recs, note = run_group(net, dtype, be, tdev, base, peers, args)
         records += recs
         if note and note not in skipped:
             skipped.append(note)

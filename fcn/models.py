@@ -320,16 +320,14 @@ class FullyConnectedNet:
         data_loss, dout = ops.softmax_cross_entropy(scores, y)
         grads: dict[str, Any] = {}
         for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
-            dout, layer_grads = layer.backward(ops, dout, cache)
+            # the L2 term's gradient reg * W is added by the layer, inside the product that makes dW
+            extra = {"reg": self.reg} if layer.decay and self.reg else {}
+            dout, layer_grads = layer.backward(ops, dout, cache, **extra)
             grads.update(layer_grads)
-        decayed = self._decayed_names()
         if not self.reg:
             return data_loss, grads
-        weights = [params[name] for name in decayed]
-        loss = data_loss + (0.5 * self.reg) * ops.sum_of_squares(weights)
-        for name, w in zip(decayed, weights, strict=True):
-            grads[name] += self.reg * w
-        return loss, grads
+        weights = [params[name] for name in self._decayed_names()]
+        return data_loss + (0.5 * self.reg) * ops.sum_of_squares(weights), grads
 
     def _decayed_names(self) -> list[str]:
         return [name for layer in self.layers for name in layer.decay]

@@ -51,7 +51,12 @@ class Layer:
         return x, None
 
     def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
-        """``dout (N, D_out)`` -> ``(dx (N, D_in) or None, {param name: gradient})``."""
+        """``dout (N, D_out)`` -> ``(dx (N, D_in) or None, {param name: gradient})``.
+
+        A layer with ``decay`` also takes ``reg=``, the model's L2 strength, and adds ``reg * p`` to the gradient
+        of each parameter ``p`` named there (so the kernel can fold it into the gradient's own product); the
+        model passes ``reg`` to such layers only, when it is nonzero.
+        """
         return dout, {}
 
     def __repr__(self) -> str:
@@ -82,9 +87,9 @@ class Affine(Layer):
         w = params[self.w]
         return ops.affine_forward(x, w, params[self.b]), (x, w)
 
-    def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+    def backward(self, ops: Any, dout: Any, cache: Any, reg: float = 0.0) -> tuple[Any, dict[str, Any]]:
         x, w = cache
-        dx, dw, db = ops.affine_backward(dout, x, w, need_dx=self.need_dx)
+        dx, dw, db = ops.affine_backward(dout, x, w, need_dx=self.need_dx, reg=reg)
         return dx, {self.w: dw, self.b: db}
 
 
@@ -108,13 +113,13 @@ class AffineReLU(Affine):
 
     def forward(self, ops: Any, x: Any, params: dict, buffers: dict, train: bool) -> tuple[Any, Any]:
         w = params[self.w]
-        out = ops.bias_relu(x @ w, params[self.b])
+        out = ops.affine_relu_forward(x, w, params[self.b])
         return out, (x, w, out)
 
-    def backward(self, ops: Any, dout: Any, cache: Any) -> tuple[Any, dict[str, Any]]:
+    def backward(self, ops: Any, dout: Any, cache: Any, reg: float = 0.0) -> tuple[Any, dict[str, Any]]:
         x, w, out = cache
         da = ops.relu_backward(dout, out)
-        dx, dw, db = ops.affine_backward(da, x, w, need_dx=self.need_dx)
+        dx, dw, db = ops.affine_backward(da, x, w, need_dx=self.need_dx, reg=reg)
         return dx, {self.w: dw, self.b: db}
 
 

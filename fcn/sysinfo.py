@@ -18,7 +18,7 @@ from typing import Any
 
 from .backend import BACKENDS, gpu_problem, has_cupy, has_gpu
 
-__all__ = ["machine_info", "collect_env", "format_env"]
+__all__ = ["machine_info", "collect_env", "format_env", "cpu_vector_level", "openblas_coretype_warning"]
 
 
 def _cpu_model() -> str:
@@ -49,6 +49,64 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "gpu": _gpu_name(),
     }
+
+
+# -- OpenBLAS kernel forced by the environment ------------------------------------------------------------
+
+#: Vector instruction levels, oldest first, and the CPU flags (``/proc/cpuinfo``) each needs.
+VECTOR_LEVELS = [
+    ("SSE", ()),
+    ("AVX", ("avx",)),
+    ("AVX2", ("avx2", "fma")),
+    ("AVX-512", ("avx512f", "avx512bw", "avx512vl")),
+]
+#: The level each OpenBLAS x86-64 core type's kernels use (``OPENBLAS_CORETYPE`` names, case-insensitive).
+OPENBLAS_CORE_LEVELS = {
+    **dict.fromkeys(("katmai", "coppermine", "northwood", "prescott", "banias", "core2", "penryn"), "SSE"),
+    **dict.fromkeys(("dunnington", "nehalem", "atom", "opteron", "barcelona", "bobcat", "nano"), "SSE"),
+    **dict.fromkeys(("sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"), "AVX"),
+    **dict.fromkeys(("haswell", "zen", "atomc3000"), "AVX2"),
+    **dict.fromkeys(("skylakex", "cooperlake", "sapphirerapids"), "AVX-512"),
+}
+
+
+def cpu_vector_level(cpuinfo: str | None = None) -> str | None:
+    """The newest of :data:`VECTOR_LEVELS` the CPU supports, from ``/proc/cpuinfo`` (``None`` where unreadable)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux
+            return None
+    line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    if line is None:
+        return None
+    flags = set(line.split(":", 1)[1].split())
+    return [name for name, needs in VECTOR_LEVELS if flags.issuperset(needs)][-1]
+
+
+def openblas_coretype_warning(environ: Any = None, cpuinfo: str | None = None) -> str | None:
+    """A warning when ``OPENBLAS_CORETYPE`` makes OpenBLAS run kernels other than the CPU's best, else ``None``.
+
+    Older kernels than the CPU supports (e.g. ``Haswell``'s AVX2 on an AVX-512 CPU) make matrix products slower,
+    up to about 2x; newer ones than it has crash with an illegal instruction.
+    """
+    environ = os.environ if environ is None else environ
+    forced = environ.get("OPENBLAS_CORETYPE")
+    cpu = cpu_vector_level(cpuinfo)
+    if not forced or cpu is None:
+        return None
+    kernel = OPENBLAS_CORE_LEVELS.get(forced.strip().lower())
+    if kernel is None:
+        return f"OPENBLAS_CORETYPE={forced} is not a core type this check knows (the CPU supports {cpu})"
+    order = [name for name, _ in VECTOR_LEVELS]
+    if order.index(kernel) < order.index(cpu):
+        return (
+            f"OPENBLAS_CORETYPE={forced} forces OpenBLAS's {kernel} kernels on a CPU with {cpu}: matrix products "
+            "run slower than this CPU allows; unset it unless this OpenBLAS build misbehaves without it"
+        )
+    if order.index(kernel) > order.index(cpu):
+        return f"OPENBLAS_CORETYPE={forced} asks for {kernel} kernels, which this CPU ({cpu}) cannot run"
+    return None
 
 
 # -- fcn info ---------------------------------------------------------------------------------------------------
@@ -219,12 +277,17 @@ def collect_env() -> dict[str, Any]:
         "cpu": f"{_cpu_model()} ({os.cpu_count()} logical cores)",
         "numpy": _version("numpy"),
         "blas": _blas(),  # before the backends import torch, whose own BLAS would show up too
+        "cpu_vector_level": cpu_vector_level(),
         "array-api-compat": _version("array-api-compat"),
         "array-api-strict": _version("array-api-strict"),
         "torch": _version("torch"),
+        "scipy": _version("scipy"),  # optional: NumPy's table calls its BLAS routines directly
         "threadpoolctl": _version("threadpoolctl"),
         "ray": _version("ray"),
     }
+    warning = openblas_coretype_warning()
+    if warning:
+        env["blas"]["warning"] = warning
     env["cuda"] = _cuda()
     env["backends"] = {name: _try_backend(name) for name in BACKENDS}
     env["fused_cuda_kernels"] = _fused()

@@ -67,6 +67,18 @@ def test_quick_run_with_every_net(bench: ModuleType, tmp_path: Path, monkeypatch
     assert tiny["dims"] == [32, 16, 10] and tiny["batch_size"] == 8
     assert {"epoch", "eval", "profile"} <= set(tiny) and tiny["profile"][0]["calls"] > 0
     assert tiny["ratio_to_floor"] > 0 and tiny["ratio_to_gather_floor"] > 0
+    assert isinstance(payload["environment"]["warnings"], list) and "cpu_vector_level" in payload["environment"]
+    for r in recs:  # every record names the library its matrix products run on
+        assert r["blas"] and all(isinstance(b, str) and b for b in r["blas"])
+        assert r["p10_ratio_to_gather_floor"] > 0
+    floor = next(r for r in recs if (r["net"], r["runner"]) == ("shallow", "gemm-floor[numpy]"))
+    assert floor["blas"][0].startswith("openblas") or floor["blas"][0].startswith("not known")
+    if importlib.util.find_spec("jax") is not None:
+        assert ("tiny", "jax[cpu]") in runners and tiny["ratio_to_jax"] > 0
+        assert any(t["what"].startswith("fcn / JAX jit") for t in payload["targets"])
+        assert not any(r["net"] == "bn-dropout" for r in recs) or any(
+            "jax[cpu]: the JAX peer runs plain nets only" in n for n in payload["skipped"]
+        )
     if payload["environment"]["versions"]["torch"] is not None:
         assert ("tiny", "torch[cpu]") in runners and tiny["ratio_to_torch"] > 0
         assert any(t["what"].startswith("per-step Python overhead") for t in payload["targets"])
@@ -79,15 +91,18 @@ def test_without_torch_and_with_real_data(bench: ModuleType, tmp_path: Path, mon
                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """torch stays optional; --data-dir reads CIFAR-10 with fcn.data (here a tiny copy in the real format)."""
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails, as where it is not installed
+    monkeypatch.setitem(sys.modules, "jax", None)  # and import jax
     monkeypatch.delenv("FCN_FUSED_KERNELS", raising=False)
     folder = write_cifar10(tmp_path / "data", n_per_train_batch=20, n_test=10)
     paths = bench.main(["--quick", "--data-dir", str(folder), "--n-train", "80", "--n-val", "10", "--batch-size", "20"]
                        + ["--dtypes", "float64", "--nets", "shallow", "--out", str(tmp_path / "out")])  # fmt: skip
     payload, md = read_outputs(paths)
-    assert "PyTorch peer: skipped" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "PyTorch peer: skipped" in printed and "JAX peer: skipped" in printed
     assert payload["data"] == "cifar10 (from --data-dir)" and payload["fused_kernels"] == "0"
     assert str(tmp_path) not in paths["json"].read_text() + md  # no local paths in results meant to be shared
     assert all("torch" not in r["runner"] and r["ratio_to_torch"] is None for r in payload["results"])
+    assert all("jax" not in r["runner"] and r["ratio_to_jax"] is None for r in payload["results"])
     assert {r["dtype"] for r in payload["results"]} == {"float64"}
 
 
@@ -97,3 +112,22 @@ def test_script_runs_as_a_file_from_anywhere() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--quick" in result.stdout and "bn-dropout" in result.stdout
+
+
+def test_kernel_benchmark_checks_every_table(tmp_path: Path) -> None:
+    """bench_kernels.py: every kernel on every table here, each checked against the float64 reference."""
+    spec = importlib.util.spec_from_file_location("bench_kernels", BENCH / "bench_kernels.py")
+    assert spec is not None and spec.loader is not None
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    paths = kernels.main(["--quick", "--out", str(tmp_path)])
+    payload = json.loads(paths["json"].read_text())
+    names = {"reference", "numpy"} | ({"numpy+blas"} if importlib.util.find_spec("scipy") else set())
+    records = payload["results"]
+    assert {r["table"] for r in records} >= names
+    assert {r["kernel"] for r in records} == set(kernels.kernel_cases(kernels.SIZES["quick"]))
+    assert {"affine_backward", "affine_relu_forward", "softmax_cross_entropy", "adam"} <= {r["kernel"] for r in records}
+    bad = [(r["kernel"], r["dtype"], r["table"], r["max_rel_error"]) for r in records if not r["ok"]]
+    assert not bad
+    assert all(r["median_s"] > 0 for r in records)
+    assert "| affine_backward | float64 | numpy |" in paths["md"].read_text()

@@ -90,3 +90,42 @@ def test_fused_kernels_that_do_not_compile_are_reported(monkeypatch):
     monkeypatch.setattr(sysinfo, "has_gpu", lambda: False)
     report = sysinfo._fused()
     assert report.startswith("do not compile") and "error" in report
+
+
+AVX512_CPU = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512vl\n"
+AVX2_CPU = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+
+
+def test_cpu_vector_level_reads_the_flags():
+    assert sysinfo.cpu_vector_level(AVX512_CPU) == "AVX-512"
+    assert sysinfo.cpu_vector_level(AVX2_CPU) == "AVX2"
+    assert sysinfo.cpu_vector_level("flags\t: fpu sse2 avx\n") == "AVX"
+    assert sysinfo.cpu_vector_level("flags\t: fpu avx512f\n") == "SSE"  # AVX-512 without AVX2 is not a real CPU
+    assert sysinfo.cpu_vector_level("no flags line") is None
+
+
+@pytest.mark.parametrize(
+    "coretype, cpuinfo, expected",
+    [
+        ("Haswell", AVX512_CPU, "forces OpenBLAS's AVX2 kernels on a CPU with AVX-512"),
+        ("SANDYBRIDGE", AVX2_CPU, "forces OpenBLAS's AVX kernels on a CPU with AVX2"),
+        ("SkylakeX", AVX2_CPU, "asks for AVX-512 kernels, which this CPU (AVX2) cannot run"),
+        ("Frobnicator", AVX2_CPU, "not a core type this check knows"),
+        ("Haswell", AVX2_CPU, None),  # the CPU's own level: nothing to say
+        ("Zen", AVX2_CPU, None),
+        (None, AVX512_CPU, None),
+    ],
+)
+def test_openblas_coretype_warning(coretype, cpuinfo, expected):
+    environ = {} if coretype is None else {"OPENBLAS_CORETYPE": coretype}
+    warning = sysinfo.openblas_coretype_warning(environ, cpuinfo)
+    assert warning is None if expected is None else expected in warning
+
+
+def test_info_shows_the_coretype_warning(monkeypatch):
+    """``fcn info`` puts the warning under blas (the variable itself is left alone: tests never change it)."""
+    monkeypatch.setattr(sysinfo, "openblas_coretype_warning", lambda: "OPENBLAS_CORETYPE=X forces old kernels")
+    env = sysinfo.collect_env()
+    assert env["blas"]["warning"] == "OPENBLAS_CORETYPE=X forces old kernels"
+    assert "  warning: OPENBLAS_CORETYPE=X forces old kernels" in sysinfo.format_env(env).splitlines()
+    assert env["cpu_vector_level"] == sysinfo.cpu_vector_level()

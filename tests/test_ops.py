@@ -124,3 +124,164 @@ def test_adamw_decays_the_weights_apart_from_the_gradient(backend):
 def test_unknown_optim_config_key_is_named():
     with pytest.raises(ValueError, match="unknown optim_config key.*'lr'.*learning_rate"):
         fcn.optim.sgd(np.zeros(2), np.zeros(2), {"lr": 0.1})
+
+
+# -- NumPy's tables against the reference, kernel by kernel --------------------------------------------------
+
+#: NumPy's tables: NumPy alone, and with SciPy's BLAS (the fast path; skipped where SciPy is missing).
+NUMPY_TABLES = [
+    pytest.param(False, id="numpy"),
+    pytest.param(True, id="numpy+blas", marks=pytest.mark.skipif(not fcn.ops.numpy_ops._BLAS, reason="no SciPy")),
+]
+
+
+@pytest.fixture(params=NUMPY_TABLES)
+def numpy_table(request):
+    backend = fcn.get_backend("numpy")
+    table = NumpyOps(backend, blas=request.param)
+    assert bool(table.blas) == request.param
+    return table, Ops(backend)
+
+
+def close(got, want, rtol=1e-12):
+    """Elementwise relative agreement, with an absolute floor scaled by the largest value (sums of mixed sign)."""
+    want = np.asarray(want)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.abs(want).max(initial=1e-300)))
+
+
+def dense_case(rng, dtype, n=37, d=53, m=41):  # 80k multiply-adds: above NumpyOps' small-product cutoff
+    x, w, b = rng.standard_normal((n, d)), rng.standard_normal((d, m)), rng.standard_normal(m)
+    return [a.astype(dtype) for a in (x, w, b, rng.standard_normal((n, m)))]
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_dense_forward_kernels_equal_reference(numpy_table, rng, dtype, rtol):
+    fast, ref = numpy_table
+    x, w, b, _ = dense_case(rng, dtype)
+    for kernel in ("affine_forward", "affine_relu_forward"):
+        got = getattr(fast, kernel)(x, w, b)
+        assert got.dtype == x.dtype and got.shape == (x.shape[0], w.shape[1])
+        close(got, getattr(ref, kernel)(x, w, b), rtol)
+    assert (fast.affine_relu_forward(x, w, b) >= 0).all()
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.6])
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_affine_backward_equals_reference(numpy_table, rng, dtype, rtol, reg):
+    """``dw = x.T @ dout + reg * w`` (the L2 term folded into the product on the fast path), ``dx``, ``db``."""
+    fast, ref = numpy_table
+    x, w, _, dout = dense_case(rng, dtype)
+    w_before = w.copy()
+    got, want = fast.affine_backward(dout, x, w, reg=reg), ref.affine_backward(dout, x, w, reg=reg)
+    for g, r in zip(got, want, strict=True):
+        assert g.dtype == r.dtype and g.shape == r.shape
+        close(g, r, rtol)
+    close(got[1], x.astype("float64").T @ dout + reg * w.astype("float64"), max(rtol, 1e-12))
+    np.testing.assert_array_equal(w, w_before)  # the weights are read, never written
+    assert fast.affine_backward(dout, x, w, need_dx=False, reg=reg)[0] is None
+
+
+def test_fast_path_takes_what_blas_cannot(numpy_table, rng):
+    """Non-contiguous, mixed-dtype and empty operands give the reference's results (the NumPy path)."""
+    fast, ref = numpy_table
+    x, w, b, dout = dense_case(rng, "float64")
+    xt = np.asfortranarray(x)  # F-ordered: not C-contiguous
+    close(fast.affine_forward(xt, w, b), ref.affine_forward(xt, w, b))
+    close(fast.affine_backward(dout, xt, w, reg=0.3)[1], ref.affine_backward(dout, xt, w, reg=0.3)[1])
+    close(fast.affine_forward(x, w, b.astype("float32")), ref.affine_forward(x, w, b.astype("float32")))
+    assert fast.affine_forward(x[:0], w, b).shape == (0, w.shape[1])
+
+
+def test_relu_and_softmax_kernels_equal_reference(numpy_table, rng):
+    fast, ref = numpy_table
+    h, b, dout = rng.standard_normal((9, 6)), rng.standard_normal(6), rng.standard_normal((9, 6))
+    y = ref.bias_relu(h.copy(), b)
+    np.testing.assert_array_equal(fast.bias_relu(h.copy(), b), y)
+    for _ in range(2):  # the second call reuses the mask buffer
+        np.testing.assert_array_equal(fast.relu_backward(dout.copy(), y), ref.relu_backward(dout.copy(), y))
+    scores, labels = rng.standard_normal((9, 4)) * 5, rng.integers(4, size=9)
+    (loss, d), (ref_loss, ref_d) = fast.softmax_cross_entropy(scores, labels), ref.softmax_cross_entropy(scores, labels)
+    close(loss, ref_loss)
+    close(d, ref_d)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sgd_kernels_equal_reference(numpy_table, rng, dtype):
+    fast, ref = numpy_table
+    w, dw, v = (rng.standard_normal((7, 3)).astype(dtype) for _ in range(3))
+    w2, v2 = w.copy(), v.copy()
+    fast.sgd(w, dw, learning_rate=0.1)
+    ref.sgd(w2, dw, learning_rate=0.1)
+    close(w, w2, 1e-12 if dtype == "float64" else 1e-6)
+    fast.sgd_momentum(w, dw, v, learning_rate=0.1, momentum=0.9)
+    ref.sgd_momentum(w2, dw, v2, learning_rate=0.1, momentum=0.9)
+    close(v, v2, 1e-12 if dtype == "float64" else 1e-6)
+    close(w, w2, 1e-12 if dtype == "float64" else 1e-6)
+
+
+def count_gemm_calls(table):
+    """Wrap ``table``'s BLAS gemm routines with a counter (a one-item list) so a test sees the fast path ran."""
+    calls = [0]
+
+    def counted(gemm):
+        def wrapper(*args, **kwargs):
+            calls[0] += 1
+            return gemm(*args, **kwargs)
+
+        return wrapper
+
+    table.blas = {dtype: (counted(r[0]), *r[1:]) for dtype, r in table.blas.items()}
+    return calls
+
+
+@pytest.mark.parametrize("hidden_dims", [[40], [40, 30]])
+def test_model_step_on_numpy_tables_equals_reference_table(numpy_table, rng, hidden_dims):
+    """Loss and every gradient of a regularised net, and two SGD steps, on NumPy's table and on the reference;
+    the fast path is deterministic (bit-identical on a rerun)."""
+    fast, ref = numpy_table
+    calls = count_gemm_calls(fast)
+    X, y = rng.standard_normal((60, 170)), rng.integers(5, size=60)
+
+    def run(table):
+        backend = fcn.Backend(np, None)
+        backend.__dict__["ops"] = table  # this backend object's cached table (Backend.ops is a cached property)
+        net = fcn.FullyConnectedNet(170, hidden_dims, 5, reg=0.7, weight_scale=0.1, backend=backend, seed=3)
+        out, sgd = [], {"learning_rate": 0.1}
+        for _ in range(2):
+            loss, grads = net.loss_and_grads(X, y)
+            out.append((float(loss), {k: g.copy() for k, g in grads.items()}))
+            names = list(net.params)
+            table.update_all("sgd", [net.params[k] for k in names], [grads[k] for k in names], [()] * len(names), sgd)
+        return out, {k: v.copy() for k, v in net.params.items()}
+
+    (steps, params), (ref_steps, ref_params) = run(fast), run(ref)
+    for (loss, grads), (ref_loss, ref_grads) in zip(steps, ref_steps, strict=True):
+        close(loss, ref_loss)
+        assert grads.keys() == ref_grads.keys()
+        for name in grads:
+            close(grads[name], ref_grads[name])
+    for name in params:
+        close(params[name], ref_params[name])
+    assert (calls[0] > 0) == bool(fast.blas)  # the products big enough went through BLAS
+    again, again_params = run(fast)
+    for name in params:
+        np.testing.assert_array_equal(again_params[name], params[name])
+
+
+def test_numpy_table_works_without_scipy():
+    """SciPy is optional: where it does not import, NumPy's table has no BLAS routines and still trains."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['scipy'] = None\n"  # makes `import scipy...` raise ImportError
+        "import numpy as np, fcn\n"
+        "ops = fcn.get_backend('numpy').ops\n"
+        "assert ops.blas == {} and fcn.ops.numpy_ops.scipy_blas is None\n"
+        "net = fcn.FullyConnectedNet(6, [4], 3, reg=0.5, seed=0)\n"
+        "rng = np.random.default_rng(0)\n"
+        "loss, grads = net.loss(rng.standard_normal((5, 6)), rng.integers(3, size=5))\n"
+        "print(sorted(grads), np.isfinite(float(loss)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['W1', 'W2', 'b1', 'b2'] True"

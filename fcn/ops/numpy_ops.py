@@ -1,7 +1,27 @@
-"""NumPy's kernel table: the reference arithmetic with ``out=`` and in-place forms, no Array-API wrappers."""
+"""NumPy's kernel table: the reference arithmetic with ``out=`` and in-place forms, no Array-API wrappers.
+
+Where SciPy is installed, the dense kernels call BLAS directly (``scipy.linalg.blas``) to fold elementwise
+work into the matrix products, which NumPy's ``matmul`` cannot (it always computes ``C = A @ B``):
+
+- ``affine_forward`` / ``affine_relu_forward``: the output starts as the broadcast bias and ``?gemm`` adds
+  ``x @ w`` onto it (``beta = 1``): the bias costs no pass of its own (the pass that would zero the output
+  writes the bias instead);
+- ``affine_backward`` with ``reg > 0``: ``dw`` starts as ``reg * w`` and ``?gemm`` adds ``x.T @ dout``: the
+  L2 term needs no pass over ``dw`` after the product, and no ``reg * w`` temporary;
+- ``sgd`` / ``sgd_momentum``: ``?axpy`` (``w += a * dw``) with no ``lr * dw`` temporary.
+
+The other products of a step (``dx``, the L2 term's dot products) go through the same library, so that one
+BLAS thread pool serves the whole step: NumPy and SciPy each load their own OpenBLAS, whose threads spin for a
+while after each call, and two pools taking turns on the same cores slow each other down.
+
+C-ordered arrays are handed to the Fortran BLAS as their transposes (a C-ordered ``(N, M)`` array is an
+F-ordered ``(M, N)`` one), so nothing is copied. Without SciPy (or with ``NumpyOps(backend, blas=False)``)
+the same kernels run in NumPy alone; both give the reference's results to rounding.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,25 +29,99 @@ import numpy
 
 from .reference import Ops
 
-__all__ = ["NumpyOps"]
+try:  # optional: the fcn-cifar[fast] extra
+    from scipy.linalg import blas as scipy_blas
+except ImportError:  # pragma: no cover - depends on the environment
+    scipy_blas = None
+
+__all__ = ["NumpyOps", "scipy_blas"]
+
+#: Matrix products of fewer multiply-adds than this take NumPy's ``matmul``: its call costs less than SciPy's
+#: argument checks, and a product this small runs on one thread, so no second thread pool wakes up.
+SMALL_PRODUCT = 1 << 16
+
+#: The BLAS routines per dtype: (gemm, axpy, scal, dot). Other dtypes (float16, ...) take the NumPy path.
+_BLAS = {}
+if scipy_blas is not None:
+    _BLAS = {
+        numpy.dtype(numpy.float32): (scipy_blas.sgemm, scipy_blas.saxpy, scipy_blas.sscal, scipy_blas.sdot),
+        numpy.dtype(numpy.float64): (scipy_blas.dgemm, scipy_blas.daxpy, scipy_blas.dscal, scipy_blas.ddot),
+    }
 
 
 class NumpyOps(Ops):
     """NumPy overrides: the same arithmetic with ``out=`` and in-place forms, and no Array-API wrappers.
 
     On small arrays the wrappers' per-call cost dominates; on large ones the saved temporaries do.
+    ``blas=True`` (default) uses SciPy's BLAS bindings where SciPy is installed; ``blas=False`` never does.
     """
 
     name = "numpy"
 
-    def __init__(self, backend: Any):
+    def __init__(self, backend: Any, *, blas: bool = True):
         super().__init__(backend)
         self._aranges: dict[int, numpy.ndarray] = {}
+        self.blas = dict(_BLAS) if blas else {}
+        self._local = threading.local()  # per-thread scratch: one table may serve several training threads
 
-    def affine_backward(self, dout: Any, x: Any, w: Any, need_dx: bool = True) -> tuple[Any, Any, Any]:
-        dw = x.T @ dout
+    def _routines(self, *arrays: Any, work: int = SMALL_PRODUCT) -> tuple[Any, Any, Any, Any] | None:
+        """``(gemm, axpy, scal, dot)`` when every array is C-contiguous of one BLAS dtype, else ``None``.
+
+        ``work``: the multiply-adds of the product about to be made (``None`` below :data:`SMALL_PRODUCT`).
+        """
+        if not self.blas or work < SMALL_PRODUCT:
+            return None
+        dtype = arrays[0].dtype
+        if any(a.dtype != dtype or not a.flags.c_contiguous or not a.size for a in arrays):
+            return None
+        return self.blas.get(dtype)
+
+    def _mask(self, shape: tuple[int, ...]) -> numpy.ndarray:
+        """A boolean scratch array of ``shape``, reused by this thread (no per-call allocation)."""
+        masks = getattr(self._local, "masks", None)
+        if masks is None:
+            masks = self._local.masks = {}
+        mask = masks.get(shape)
+        if mask is None:
+            mask = masks[shape] = numpy.empty(shape, dtype=bool)
+        return mask
+
+    # -- dense layers -----------------------------------------------------------------------------------
+
+    def affine_forward(self, x: Any, w: Any, b: Any) -> Any:
+        routines = self._routines(x, w, b, work=x.shape[0] * x.shape[1] * w.shape[1])
+        if routines is None:
+            out = x @ w
+            out += b
+            return out
+        # out (N, M) starts as the bias; gemm adds x @ w in its own pass (as out.T = w.T @ x.T, F-ordered)
+        out = numpy.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+        out[...] = b
+        routines[0](1.0, w.T, x.T, beta=1.0, c=out.T, overwrite_c=1)
+        return out
+
+    def affine_relu_forward(self, x: Any, w: Any, b: Any) -> Any:
+        return numpy.maximum(h := self.affine_forward(x, w, b), 0, out=h)
+
+    def affine_backward(
+        self, dout: Any, x: Any, w: Any, need_dx: bool = True, reg: float = 0.0
+    ) -> tuple[Any, Any, Any]:
+        routines = self._routines(dout, x, w, work=x.size * dout.shape[1])
         db = dout.sum(axis=0)
-        dx = dout @ w.T if need_dx else None
+        if routines is None:
+            dw = x.T @ dout
+            if reg:
+                dw += reg * w
+            return (dout @ w.T if need_dx else None), dw, db
+        gemm = routines[0]
+        # dw (D, M) starts as reg * w (or is made by gemm); gemm adds x.T @ dout (as dw.T = dout.T @ x, F-ordered)
+        if reg:
+            dw = numpy.multiply(w, reg)
+            gemm(1.0, dout.T, x.T, beta=1.0, c=dw.T, trans_b=1, overwrite_c=1)
+        else:
+            dw = gemm(1.0, dout.T, x.T, trans_b=1).T
+        # dx (N, D) = dout @ w.T, made F-ordered as dx.T = w @ dout.T (w.T is w, F-ordered)
+        dx = gemm(1.0, w.T, dout.T, trans_a=1).T if need_dx else None
         return dx, dw, db
 
     def bias_relu(self, h: Any, b: Any) -> Any:
@@ -38,7 +132,9 @@ class NumpyOps(Ops):
         return numpy.maximum(x, 0)
 
     def relu_backward(self, dout: Any, y: Any) -> Any:
-        return numpy.multiply(dout, y > 0, out=dout)
+        mask = self._mask(dout.shape)
+        numpy.greater(y, 0, out=mask)
+        return numpy.multiply(dout, mask, out=dout)
 
     def softmax_cross_entropy(self, scores: Any, y: Any) -> tuple[Any, Any]:
         n = scores.shape[0]
@@ -62,7 +158,8 @@ class NumpyOps(Ops):
         total = 0.0
         for a in arrays:
             flat = a.reshape(-1)
-            total += numpy.dot(flat, flat)  # BLAS dot: no temporary
+            routines = self._routines(flat)
+            total += numpy.dot(flat, flat) if routines is None else routines[3](flat, flat)  # no temporary
         dtype = arrays[0].dtype if len(arrays) else numpy.float64
         return numpy.asarray(total, dtype=dtype)
 
@@ -71,6 +168,26 @@ class NumpyOps(Ops):
             return x.take(idx, axis=0)
         # mode="clip" lets NumPy write straight into out (mode="raise" buffers); idx is a permutation slice
         return numpy.take(x, idx, axis=0, out=out, mode="clip")
+
+    # -- update rules (in place) ------------------------------------------------------------------------
+
+    def sgd(self, w: Any, dw: Any, *, learning_rate: float) -> None:
+        routines = self._routines(w, dw)
+        if routines is None:
+            w -= learning_rate * dw
+        else:  # w += (-lr) * dw, one pass (axpy writes into w: same dtype, contiguous)
+            routines[1](dw.reshape(-1), w.reshape(-1), a=-learning_rate)
+
+    def sgd_momentum(self, w: Any, dw: Any, velocity: Any, *, learning_rate: float, momentum: float) -> None:
+        routines = self._routines(w, dw, velocity)
+        if routines is None:
+            super().sgd_momentum(w, dw, velocity, learning_rate=learning_rate, momentum=momentum)
+            return
+        _, axpy, scal, _ = routines
+        v = velocity.reshape(-1)
+        scal(momentum, v)  # v *= mu
+        axpy(dw.reshape(-1), v, a=-learning_rate)  # v -= lr * dw
+        axpy(v, w.reshape(-1), a=1.0)  # w += v
 
     def rmsprop(self, w: Any, dw: Any, cache: Any, *, learning_rate: float, decay_rate: float, epsilon: float) -> None:
         cache *= decay_rate

@@ -50,10 +50,21 @@ class Ops:
         out += b  # in place: no second (N, M) buffer
         return out
 
-    def affine_backward(self, dout: Any, x: Any, w: Any, need_dx: bool = True) -> tuple[Any, Any, Any]:
-        """Gradients of :meth:`affine_forward`: ``dout (N, M)`` -> ``dx (N, D) | None, dw (D, M), db (M,)``."""
+    def affine_relu_forward(self, x: Any, w: Any, b: Any) -> Any:
+        """``relu(x (N, D) @ w (D, M) + b (M,))`` -> ``(N, M)``: a hidden layer without normalization."""
+        return self.bias_relu(x @ w, b)
+
+    def affine_backward(
+        self, dout: Any, x: Any, w: Any, need_dx: bool = True, reg: float = 0.0
+    ) -> tuple[Any, Any, Any]:
+        """Gradients of :meth:`affine_forward`: ``dout (N, M)`` -> ``dx (N, D) | None, dw (D, M), db (M,)``.
+
+        ``reg > 0`` adds the gradient of an L2 term ``0.5 * reg * sum(w**2)``: ``dw = x.T @ dout + reg * w``.
+        """
         xp = self.xp
         dw = xp.matrix_transpose(x) @ dout
+        if reg:
+            dw += reg * w
         db = xp.sum(dout, axis=0)
         dx = dout @ xp.matrix_transpose(w) if need_dx else None
         return dx, dw, db
