@@ -110,7 +110,7 @@ def tables() -> dict[str, Ops]:
     host = fcn.get_backend("numpy")
     found: dict[str, Ops] = {"reference": Ops(host), "numpy": NumpyOps(host, blas=False)}
     if scipy_blas is not None:
-        found["numpy+blas"] = NumpyOps(host)
+        found["numpy+blas"] = NumpyOps(host, blas=True)
     if fcn.has_gpu():
         gpu = fcn.get_backend("cupy")
         found["cupy"], found["cupy-fused"] = CupyOps(gpu), FusedCupyOps(gpu)

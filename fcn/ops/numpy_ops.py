@@ -15,12 +15,17 @@ BLAS thread pool serves the whole step: NumPy and SciPy each load their own Open
 while after each call, and two pools taking turns on the same cores slow each other down.
 
 C-ordered arrays are handed to the Fortran BLAS as their transposes (a C-ordered ``(N, M)`` array is an
-F-ordered ``(M, N)`` one), so nothing is copied. Without SciPy (or with ``NumpyOps(backend, blas=False)``)
-the same kernels run in NumPy alone; both give the reference's results to rounding.
+F-ordered ``(M, N)`` one), so nothing is copied. Without SciPy the same kernels run in NumPy alone; both give
+the reference's results to rounding.
+
+The BLAS path is opt-in (``FCN_BLAS=1``, or ``NumpyOps(backend, blas=True)``) until a benchmark on a quiet
+machine shows it faster than NumPy alone: on a shared 2-core machine the two measured level at moderate load
+and the BLAS path slower under heavy load (``benchmarks/results/``).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +40,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     scipy_blas = None
 
 __all__ = ["NumpyOps", "scipy_blas"]
+
+#: Environment variable that turns the SciPy BLAS path on.
+ENV_BLAS = "FCN_BLAS"
 
 #: Matrix products of fewer multiply-adds than this take NumPy's ``matmul``: its call costs less than SciPy's
 #: argument checks, and a product this small runs on one thread, so no second thread pool wakes up.
@@ -53,14 +61,17 @@ class NumpyOps(Ops):
     """NumPy overrides: the same arithmetic with ``out=`` and in-place forms, and no Array-API wrappers.
 
     On small arrays the wrappers' per-call cost dominates; on large ones the saved temporaries do.
-    ``blas=True`` (default) uses SciPy's BLAS bindings where SciPy is installed; ``blas=False`` never does.
+    ``blas=True`` uses SciPy's BLAS bindings where SciPy is installed, ``blas=False`` never does; ``None``
+    (the default) follows ``$FCN_BLAS`` (off unless set to 1/true/yes/on).
     """
 
     name = "numpy"
 
-    def __init__(self, backend: Any, *, blas: bool = True):
+    def __init__(self, backend: Any, *, blas: bool | None = None):
         super().__init__(backend)
         self._aranges: dict[int, numpy.ndarray] = {}
+        if blas is None:
+            blas = os.environ.get(ENV_BLAS, "").strip().lower() in ("1", "true", "yes", "on")
         self.blas = dict(_BLAS) if blas else {}
         self._local = threading.local()  # per-thread scratch: one table may serve several training threads
 
