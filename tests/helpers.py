@@ -66,9 +66,13 @@ def quiet(**options: Any) -> dict:
     return {**defaults, **options}
 
 
-MOMENTUM_RUN = dict(update_rule="sgd_momentum", optim_config={"learning_rate": 0.05}, batch_size=25, num_epochs=4, seed=3)
+MOMENTUM_RUN = dict(
+    update_rule="sgd_momentum", optim_config={"learning_rate": 0.05}, batch_size=25, num_epochs=4, seed=3
+)
 DECAYING_RUN = {**MOMENTUM_RUN, "lr_decay": 0.9}
-ADAM_RUN = dict(update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=10, num_epochs=3, lr_decay=0.9, seed=11)
+ADAM_RUN = dict(
+    update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=10, num_epochs=3, lr_decay=0.9, seed=11
+)
 SHORT_RUN = dict(batch_size=25, num_epochs=4, seed=3)  # the Solver's own update rule and learning rate
 RECIPE_RUN = dict(
     update_rule="adamw",
