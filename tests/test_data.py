@@ -1,4 +1,4 @@
-"""Tests for fcn.data: locating, downloading (offline: file:// and a loopback HTTP server), loading, splitting.
+"""The data sets (fcn/data.py): locating, downloading (offline: file:// and a loopback HTTP server), loading, splitting.
 
 Nothing here touches the internet: an autouse fixture points the download URL at a closed local port and
 the cache folder at tmp_path, so a test that accidentally triggers a download fails fast instead.

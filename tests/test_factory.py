@@ -1,4 +1,4 @@
-"""`fcn.build_model`: the one place a model name and hidden sizes become a network."""
+"""`fcn.build_model` (fcn/factory.py): the one place a model name and hidden sizes become a network."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""The chapter's layer checks, on every backend: known values, numeric gradients, NumPy-oracle equality."""
+"""The layers (fcn/layers.py), on every backend: the chapter's known values, numeric gradients, NumPy-oracle equality,
+and what they refuse (mixed backends, mixed or integer dtypes), with the messages."""
 
 import math
 
@@ -18,6 +19,7 @@ from fcn import (
     relu_forward,
     softmax_loss,
 )
+from fcn.backend import to_host
 
 
 def test_affine_forward_known_values(to_dev):
@@ -70,23 +72,6 @@ def test_relu_backward_matches_numeric(to_dev, rng):
     dx_num = eval_numerical_gradient_array(lambda x: relu_forward(x)[0], x, dout)
     dx = relu_backward(dout, relu_forward(x)[1])
     assert rel_error(dx_num, dx) < 1e-7
-
-
-def test_affine_relu_sandwich_matches_numeric(to_dev, rng):
-    x, w, b = (
-        to_dev(rng.standard_normal((2, 3, 4))),
-        to_dev(rng.standard_normal((12, 10))),
-        to_dev(rng.standard_normal(10)),
-    )
-    dout = to_dev(rng.standard_normal((2, 10)))
-    out, cache = affine_relu_forward(x, w, b)
-    dx, dw, db = affine_relu_backward(dout, cache)
-    dx_num = eval_numerical_gradient_array(lambda x: affine_relu_forward(x, w, b)[0], x, dout)
-    dw_num = eval_numerical_gradient_array(lambda w: affine_relu_forward(x, w, b)[0], w, dout)
-    db_num = eval_numerical_gradient_array(lambda b: affine_relu_forward(x, w, b)[0], b, dout)
-    assert rel_error(dx_num, dx) < 1e-7
-    assert rel_error(dw_num, dw) < 1e-7
-    assert rel_error(db_num, db) < 1e-7
 
 
 def test_softmax_loss_at_random_scores_is_log_c(to_dev, rng):
@@ -179,3 +164,86 @@ def test_mixing_backends_in_a_layer_is_refused():
     w = strict.asarray(np.ones((3, 2)), device=dev)
     with pytest.raises(fcn.BackendError):
         affine_forward(np.ones((4, 3)), w, strict.asarray(np.zeros(2), device=dev))
+
+
+# -- one dtype, one backend: what the layers refuse, and the messages -----------------------------------------------
+
+
+def test_softmax_loss_is_stable_per_row_when_rows_differ_in_scale(to_dev):
+    """Each row is shifted by its own maximum: a row far below another's maximum must not underflow to log(0)."""
+    scores = np.asarray([[1000.0, 0.0], [0.0, 1.0]])
+    y = np.asarray([0, 1])
+    loss, dscores = softmax_loss(to_dev(scores), to_dev(y))
+    row1 = np.log(1 + np.exp(-1.0))  # -log softmax of the correct class
+    expected = (np.log(1 + np.exp(-1000.0)) + row1) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-12)
+    p1 = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    np.testing.assert_allclose(to_host(dscores)[1], (p1 - [0, 1]) / 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("which", ["dout", "cache"])
+def test_backward_passes_refuse_mixed_backends(which):
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    rng = np.random.default_rng(0)
+    x, w, b, dout = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), np.zeros(2), rng.standard_normal((3, 2))
+
+    def on(a, side):
+        return strict.asarray(a, device=dev) if side == which else a
+
+    _, cache = fcn.affine_forward(on(x, "cache"), on(w, "cache"), on(b, "cache"))
+    with pytest.raises(fcn.BackendError):
+        fcn.affine_backward(on(dout, "dout"), cache)
+    _, relu_cache = fcn.relu_forward(on(rng.standard_normal((3, 2)), "cache"))
+    with pytest.raises(fcn.BackendError):
+        fcn.relu_backward(on(dout, "dout"), relu_cache)
+    _, sandwich_cache = affine_relu_forward(on(x, "cache"), on(w, "cache"), on(b, "cache"))
+    with pytest.raises(fcn.BackendError):
+        affine_relu_backward(on(dout, "dout"), sandwich_cache)
+
+
+@pytest.mark.parametrize("odd", ["w", "b"])
+def test_affine_forward_refuses_a_weight_or_bias_from_another_backend(odd):
+    strict = pytest.importorskip("array_api_strict")
+    args = {"x": np.ones((2, 3)), "w": np.ones((3, 4)), "b": np.ones(4)}
+    args[odd] = strict.asarray(args[odd], device=strict.Device("device1"))
+    with pytest.raises(fcn.BackendError):
+        fcn.affine_forward(args["x"], args["w"], args["b"])
+
+
+@pytest.mark.parametrize("odd", ["x", "w", "b"])
+def test_affine_forward_names_the_argument_with_the_odd_dtype(to_dev, odd):
+    args = {"x": np.ones((2, 3)), "w": np.ones((3, 4)), "b": np.ones(4)}
+    args[odd] = args[odd].astype(np.float32)
+    with pytest.raises(TypeError, match=rf"affine_forward: arrays must share one dtype.*{odd}: .*float32"):
+        fcn.affine_forward(to_dev(args["x"]), to_dev(args["w"]), to_dev(args["b"]))
+
+
+def test_softmax_loss_refuses_mixed_backends():
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    scores, y = np.zeros((3, 2)), np.asarray([0, 1, 1])
+    with pytest.raises(fcn.BackendError):
+        softmax_loss(strict.asarray(scores, device=dev), y)
+    with pytest.raises(fcn.BackendError):
+        softmax_loss(scores, strict.asarray(y, device=dev))
+
+
+def test_softmax_loss_errors_name_the_function():
+    with pytest.raises(ValueError, match=r"^softmax_loss: scores must have shape \(N, C\), got \(3,\)"):
+        softmax_loss(np.zeros(3), np.asarray([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"^softmax_loss: y has labels outside \[0, 2\)"):
+        softmax_loss(np.zeros((3, 2)), np.asarray([0, 1, 2]))
+
+
+def test_layers_refuse_integer_arrays_and_list_every_dtype():
+    ints = {"x": np.ones((2, 3), dtype=np.int64), "w": np.ones((3, 4), dtype=np.int64), "b": np.ones(4, dtype=np.int64)}
+    with pytest.raises(
+        TypeError, match=r"^affine_forward: expected real floating arrays, got x: int64, w: int64, b: int64$"
+    ):
+        fcn.affine_forward(ints["x"], ints["w"], ints["b"])
+    with pytest.raises(TypeError, match=r"^affine_forward: expected real floating arrays, got w: int64$"):
+        fcn.affine_forward(np.ones((2, 3)), ints["w"], np.ones(4))
+    msg = r"^affine_forward: arrays must share one dtype, got x: float32, w: float64, b: float64; cast them first$"
+    with pytest.raises(TypeError, match=msg):
+        fcn.affine_forward(np.ones((2, 3), dtype=np.float32), np.ones((3, 4)), np.ones(4))

@@ -1,5 +1,6 @@
-"""Dropout, batch normalization and layer normalization on every backend: numeric gradients, CS231n's sanity
-checks, agreement with PyTorch (where installed), and clear errors for bad parameters."""
+"""Dropout, batch normalization and layer normalization (fcn/normalization.py) on every backend:
+numeric gradients, CS231n's sanity checks, agreement with PyTorch (where installed), and clear
+errors for bad parameters."""
 
 import numpy as np
 import pytest

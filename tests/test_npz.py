@@ -1,4 +1,4 @@
-"""fcn.npz: the one .npz writer (atomic) and reader (no pickle, one error type naming the file)."""
+"""fcn/npz.py: the one .npz writer (atomic) and reader (no pickle, one error type naming the file)."""
 
 import io
 

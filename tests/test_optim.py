@@ -1,4 +1,4 @@
-"""Update rules against NumPy reference steps written out independently, on every backend."""
+"""The update rules (fcn/optim.py) against NumPy reference steps written out independently, on every backend."""
 
 import numpy as np
 import pytest
@@ -43,3 +43,35 @@ def test_rule_matches_reference(backend, rng, rule):
 def test_unknown_rule_lists_the_choices():
     with pytest.raises(ValueError, match="unknown update rule 'sgdd'.*adam"):
         get_update_rule("sgdd")
+
+
+def test_adamw_decays_the_weights_before_the_adam_step():
+    w = np.full((2, 3), 2.0)
+    next_w, config = fcn.adamw(w, np.zeros((2, 3)), {"learning_rate": 0.1, "weight_decay": 0.5})
+    # zero gradient: the Adam step is zero, only the decoupled decay w *= 1 - lr * wd acts
+    np.testing.assert_allclose(next_w, np.full((2, 3), 2.0 * (1 - 0.1 * 0.5)), rtol=1e-12)
+    assert config["t"] == 1
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])
+def test_update_rules_refuse_a_gradient_from_another_backend(rule):
+    strict = pytest.importorskip("array_api_strict")
+    fn = fcn.optim.UPDATE_RULES[rule]
+    on_dev = strict.asarray([1.0, 2.0], device=strict.Device("device1"))
+    with pytest.raises(fcn.BackendError):
+        fn(np.ones(2), on_dev, None)
+    with pytest.raises(fcn.BackendError):
+        fn(strict.asarray([1.0, 2.0], device=strict.Device("device1")), np.ones(2), None)
+
+
+def test_update_rule_errors_in_full():
+    with pytest.raises(
+        ValueError, match=r"^unknown update rule 'sgdd'; choose one of sgd, sgd_momentum, rmsprop, adam, adamw$"
+    ):
+        fcn.optim.get_update_rule("sgdd")
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown optim_config key\(s\) 'lr', 'mu' for update rule 'sgd_momentum'; "
+        r"valid keys: learning_rate, momentum$",
+    ):
+        fcn.optim.sgd_momentum(np.zeros(2), np.zeros(2), {"lr": 0.1, "mu": 0.9})

@@ -1,4 +1,4 @@
-"""Figures render headless and show what they claim."""
+"""The figures (fcn/plotting.py) render headless and show what they claim."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Model files: save on any backend, load on any backend, no pickle, atomic writes, clear errors naming the file."""
+"""Model files (fcn/serialization.py): save on any backend,
+load on any backend, no pickle, atomic writes, clear errors naming the file."""
 
 import importlib.util
 import json
@@ -6,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import host_copy, rewrite_npz
 
 import fcn
-from fcn import serialization
+from fcn import FullyConnectedNet, serialization
 from fcn.serialization import MODEL_FORMAT, ModelFileError, load_model, register_model, save_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -21,10 +23,6 @@ def _fixture_builders():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _host_params(net):
-    return {k: fcn.to_host(v) for k, v in net.params.items()}
 
 
 def _scores(net, X):
@@ -44,8 +42,8 @@ def test_round_trip_from_every_backend_to_numpy(backend, tmp_path, rng, dtype):
     assert type(loaded) is fcn.FullyConnectedNet and loaded.backend.name == "numpy"
     assert (loaded.input_dim, loaded.hidden_dims, loaded.num_classes) == (48, [7, 5], 4)
     assert loaded.reg == 0.3 and loaded.weight_scale == 0.1
-    saved = _host_params(net)
-    for name, value in _host_params(loaded).items():
+    saved = host_copy(net.params)
+    for name, value in host_copy(loaded.params).items():
         assert value.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(value, saved[name])  # bit for bit
     np.testing.assert_allclose(_scores(loaded, X), _scores(net, X), rtol=1e-5 if dtype == "float32" else 1e-12)
@@ -203,7 +201,7 @@ def test_register_model_refuses_what_it_could_not_rebuild(registry):
 
 def test_a_class_registered_after_saving_is_found_by_name_only(tmp_path, registry):
     path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
-    _rewrite(path, lambda e: e["meta"].update({"class": "Mine"}))
+    rewrite_npz(path, lambda e: e["meta"].update({"class": "Mine"}))
     with pytest.raises(ModelFileError, match="must be registered with fcn.serialization.register_model"):
         load_model(path)
 
@@ -279,16 +277,6 @@ def test_npz_without_meta(tmp_path):
         load_model(path)
 
 
-def _rewrite(path, change):
-    """Copy a model file with ``change(entries)`` applied to its arrays (meta decoded as a dict)."""
-    with np.load(path, allow_pickle=False) as npz:
-        entries = {k: npz[k] for k in npz.files}
-    entries["meta"] = json.loads(str(entries["meta"]))
-    change(entries)
-    entries["meta"] = np.asarray(json.dumps(entries["meta"]))
-    np.savez(path, **entries)
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -327,7 +315,7 @@ def _rewrite(path, change):
 )
 def test_inconsistent_file(tmp_path, change, message):
     path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
-    _rewrite(path, change)
+    rewrite_npz(path, change)
     with pytest.raises(ModelFileError, match=message) as info:
         load_model(path)
     assert "m.npz" in str(info.value)
@@ -356,7 +344,7 @@ def test_model_file_error_is_a_value_error():
 def test_batchnorm_buffers_are_checked_on_load(tmp_path, bad):
     net = fcn.FullyConnectedNet(6, [4], 3, normalization="batchnorm", seed=0)
     path = save_model(net, tmp_path / "m.npz")
-    _rewrite(path, lambda e: e["buffers/running_var1"].__setitem__(0, bad))
+    rewrite_npz(path, lambda e: e["buffers/running_var1"].__setitem__(0, bad))
     with pytest.raises(ModelFileError, match=r"m\.npz: buffer running_var1 holds (NaN or infinite|negative)"):
         load_model(path)
 
@@ -380,3 +368,15 @@ def test_json_nested_too_deep_is_a_corrupt_file_not_a_crash(tmp_path):
     np.savez(path, meta=np.asarray("[" * 100_000 + "]" * 100_000))
     with pytest.raises(ModelFileError, match=r"m\.npz: the model description is corrupt"):
         load_model(path)
+
+
+def test_model_file_keeps_normalization_dropout_and_running_statistics(backend, tmp_path, rng):
+    X, y = rng.standard_normal((30, 12)), rng.integers(4, size=30)
+    net = FullyConnectedNet(12, [7, 5], 4, weight_scale="he", dropout_keep_ratio=0.6, normalization="batchnorm", seed=1)
+    net.loss(X, y)  # a training pass: running statistics away from their initial values
+    path = fcn.save_model(net, tmp_path / "m.npz")
+    loaded = fcn.load_model(path, backend=backend)
+    assert loaded.get_config() == net.get_config()
+    for name, value in net.buffers.items():
+        np.testing.assert_array_equal(fcn.to_host(loaded.buffers[name]), value)
+    np.testing.assert_allclose(fcn.to_host(loaded.loss(X)), net.loss(X), rtol=1e-12, atol=1e-12)

@@ -257,7 +257,12 @@ def test_trial_rows_from_tune_results():
         ]
     }
     assert {k: r["status"] for k, r in rows.items()} == {
-        "a": "completed", "b": "stopped", "z": "stopped", "c": "interrupted", "d": "interrupted", "e": "error",
+        "a": "completed",
+        "b": "stopped",
+        "z": "stopped",
+        "c": "interrupted",
+        "d": "interrupted",
+        "e": "error",
     }
     assert rows["a"]["config"] == {"learning_rate": 0.1, "hidden_dims": [16]} and rows["d"]["config"] == {}
     assert rows["e"]["error"] == "bad" and math.isnan(rows["c"]["best_val_acc"])
@@ -386,8 +391,17 @@ def test_ctrl_c_reports_what_finished(ray_session, data, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     space = {"lr": GOOD_LR, "hidden_dims": 16, "batch_size": 50, "weight_scale": 1e-2}
-    result = run_sweep(space, data=data, out=tmp_path, num_samples=4, num_iters=8, scheduler="fifo",
-                       max_concurrent=1, verbose=False, callbacks=[CtrlC()])
+    result = run_sweep(
+        space,
+        data=data,
+        out=tmp_path,
+        num_samples=4,
+        num_iters=8,
+        scheduler="fifo",
+        max_concurrent=1,
+        verbose=False,
+        callbacks=[CtrlC()],
+    )
     assert result.interrupted and result.retrained is None
     statuses = [r["status"] for r in result.trials]
     assert statuses[0] == "completed" and result.best["trial"] == result.trials[0]["trial"]

@@ -1,15 +1,38 @@
-"""The checkpoint format (fcn/training/checkpoint.py): files written by earlier releases load and continue."""
+"""Checkpoints (fcn/training/checkpoint.py): what a file holds, atomic writes, files of earlier formats and releases
+that load and continue, and loading that checks everything before it changes anything."""
 
 from __future__ import annotations
 
 import json
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures.make_fixtures import HERE, fixture_data, fixture_net, fixture_solver
+from helpers import (
+    BlowsUpAt,
+    RecordingSoftmax,
+    ScaledNet,
+    assert_same,
+    decaying_solver,
+    host_copy,
+    id_data,
+    image_data,
+    make_solver,
+    model_solver,
+    quiet,
+    recipe_net,
+    recipe_solver,
+    rewrite_checkpoint,
+    separable,
+    small_net_solver,
+)
 
 import fcn
+from fcn import FullyConnectedNet, Solver
+from fcn.modules import Layer
 
 EXPECTED = json.loads((HERE / "expected.json").read_text())
 
@@ -70,3 +93,451 @@ def test_a_checkpoint_whose_meta_is_not_an_object_is_refused(tmp_path: Path, met
     solver = fcn.Solver(fixture_net(), fixture_data(), verbose=False, progress=False)
     with pytest.raises(fcn.CheckpointError, match=r"ck\.npz"):
         solver.load_checkpoint(path)
+
+
+# -- what a checkpoint holds ----------------------------------------------------------------------------------------
+
+
+def test_checkpoint_has_no_pickle(tmp_path):
+    solver = make_solver("numpy", separable(), num_epochs=1)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(str(npz["meta"]))
+        assert "params/W1" in npz.files and "optim/W1/velocity" in npz.files
+    assert meta["iteration"] == solver.iteration
+
+
+def test_numpy_scalars_in_a_users_config_are_saved_as_numbers(tmp_path):
+    def rule(w, dw, config=None):
+        config = {} if config is None else config
+        config.setdefault("learning_rate", np.float32(0.01))
+        config.setdefault("steps", np.int64(0))
+        config["steps"] += 1
+        return w - float(config["learning_rate"]) * dw, config
+
+    solver = small_net_solver("numpy", separable(80, 6), update_rule=rule, num_iters=3)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    resumed = small_net_solver("numpy", separable(80, 6), update_rule=rule).load_checkpoint(path)
+    config = resumed.optim_configs["W1"]
+    assert config["steps"] == 3 and config["learning_rate"] == pytest.approx(0.01)
+
+
+def clipped_sgd(w, dw, config=None):
+    """A user's rule with array state of its own: SGD on gradients clipped to a running RMS."""
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 0.05)
+    xp = fcn.namespace_of(w).xp
+    if "rms" not in config:
+        config["rms"] = xp.ones_like(w)
+    config["rms"] = 0.9 * config["rms"] + 0.1 * xp.abs(dw)
+    config["steps"] = config.get("steps", 0) + 1
+    w -= config["learning_rate"] * xp.clip(dw, -config["rms"], config["rms"])
+    return w, config
+
+
+def test_custom_rule_with_array_state_survives_checkpoint(backend, tmp_path):
+    def make(**kw):
+        net = FullyConnectedNet(12, [16], 3, weight_scale=0.1, seed=0, backend=backend)
+        return model_solver(net, update_rule=clipped_sgd, **kw)
+
+    full = make()
+    full.train()
+    first = make(num_epochs=2, checkpoint=tmp_path / "c.npz")
+    first.train()
+    with np.load(tmp_path / "c.npz") as npz:
+        assert "optim/W1/rms" in npz.files  # the array went in as state, not into the JSON
+    resumed = make()
+    resumed.load_checkpoint(tmp_path / "c.npz")
+    assert resumed.optim_configs["W1"]["steps"] == first.iteration
+    assert fcn.namespace_of(resumed.optim_configs["W1"]["rms"]).name == backend.name
+    resumed.train()
+    np.testing.assert_allclose(resumed.loss_history, full.loss_history, rtol=1e-10)
+    for name, value in full.model.params.items():
+        np.testing.assert_allclose(fcn.to_host(resumed.model.params[name]), fcn.to_host(value), rtol=1e-9)
+
+
+def buffered_net(name="steps1", seed=0):
+
+    class StepCounter(Layer):
+        """Counts the training batches it has seen, in place (a buffer, not a parameter)."""
+
+        buffers = (name,)
+
+        def init_buffers(self):
+            return {name: np.zeros(1)}
+
+        def forward(self, ops, x, params, buffers, train):
+            if train:
+                buffers[name] += 1
+            return x, None
+
+    class Net(FullyConnectedNet):
+        def build_layers(self):
+            return [StepCounter(), *super().build_layers()]
+
+    return Net(6, [5], 3, weight_scale=0.1, seed=seed)
+
+
+def test_the_best_buffers_are_saved_restored_and_not_aliased(tmp_path):
+    data = separable(80, 6)
+    solver = Solver(buffered_net(), data, **quiet(update_rule="adam", optim_config={"learning_rate": 1e-2},
+                                                  batch_size=10, num_epochs=3, lr_decay=0.5))  # fmt: skip
+    solver.train()
+    best_epoch = 1 + int(np.argmax(solver.val_acc_history))
+    assert float(solver.model.buffers["steps1"][0]) == 6 * best_epoch  # restored with the best parameters
+    best = {k: np.copy(v) for k, v in solver.best_buffers.items()}
+    solver.step()
+    assert {k: float(v[0]) for k, v in solver.best_buffers.items()} == {k: float(v[0]) for k, v in best.items()}
+
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    same = quiet(update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=10, num_epochs=4, lr_decay=0.5)
+    resumed = Solver(buffered_net(), data, **same).load_checkpoint(path)
+    assert float(resumed.model.buffers["steps1"][0]) == float(solver.model.buffers["steps1"][0])
+    assert float(resumed.best_buffers["steps1"][0]) == float(best["steps1"][0])
+
+
+def test_unseeded_dropout_state_survives_a_checkpoint(tmp_path, rng):
+    data = {"X_train": rng.standard_normal((40, 8)), "y_train": rng.integers(3, size=40)}
+    data.update(X_val=data["X_train"][:10], y_val=data["y_train"][:10])
+    net = FullyConnectedNet(8, [6], 3, dropout_keep_ratio=0.5)
+    solver = Solver(net, data, batch_size=10, num_epochs=1, verbose=False, progress=False)
+    solver.train()
+    solver.save_checkpoint(tmp_path / "ck.npz")
+    other = FullyConnectedNet(8, [6], 3, dropout_keep_ratio=0.5)
+    assert other.dropout_seed != net.dropout_seed  # fresh entropy each time ...
+    Solver(other, data, batch_size=10, num_epochs=1, verbose=False, progress=False).load_checkpoint(tmp_path / "ck.npz")
+    assert other.dropout_seed == net.dropout_seed  # ... until restored
+    X, y = rng.standard_normal((5, 8)), rng.integers(3, size=5)
+    net.set_step(9), other.set_step(9)
+    assert float(other.loss(X, y)[0]) == float(net.loss(X, y)[0])
+
+
+def test_checkpoint_moves_between_backends(backend, tmp_path):
+    src = make_solver("numpy", separable(), num_epochs=1)
+    src.train()
+    src.save_checkpoint(tmp_path / "ck.npz")
+    dst = make_solver(backend, separable(), num_epochs=1)
+    dst.load_checkpoint(tmp_path / "ck.npz")
+    for name, value in src.model.params.items():
+        assert fcn.namespace_of(dst.model.params[name]).name == backend.name
+        np.testing.assert_array_equal(fcn.to_host(dst.model.params[name]), value)
+
+
+def test_training_continues_after_a_checkpoint_is_saved(tmp_path):
+    """Saving is not a side effect on the run: the same steps follow whether or not a checkpoint was written."""
+    data = separable(80, 6)
+    plain = small_net_solver("numpy", data)
+    plain.train()
+    saving = small_net_solver("numpy", data, checkpoint=tmp_path / "ck.npz")
+    saving.train()
+    np.testing.assert_array_equal(saving.loss_history, plain.loss_history)
+    assert (tmp_path / "ck.npz").exists()
+    reloaded = small_net_solver("numpy", data).load_checkpoint(tmp_path / "ck.npz")
+    assert reloaded.iteration == plain.iteration and reloaded.epoch == 3
+    np.testing.assert_array_equal(reloaded.loss_history, plain.loss_history)
+    assert reloaded.val_acc_history == plain.val_acc_history
+
+
+# -- writing --------------------------------------------------------------------------------------------------------
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    solver = make_solver("numpy", separable(), num_epochs=1)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        solver.save_checkpoint(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary file left behind
+
+
+def test_checkpoint_into_new_folders_written_next_to_its_target(tmp_path, monkeypatch):
+
+    import fcn.solver as solver_module
+
+    moves = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        moves.append((os.path.dirname(src), os.path.dirname(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(solver_module.os, "replace", spy)
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_iters=1))
+    solver.train()
+    target = tmp_path / "a" / "b" / "ck.npz"
+    solver.save_checkpoint(target)
+    assert target.exists()
+    assert moves == [(str(target.parent), str(target.parent))]  # same folder: the rename is atomic
+
+
+def test_a_config_that_json_cannot_hold_is_refused_without_writing(tmp_path):
+    def rule(w, dw, config=None):
+        config = {} if config is None else config
+        config.setdefault("schedule", object())  # neither an array nor a number or string
+        return w - 1e-3 * dw, config
+
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, batch_size=10, num_iters=1))
+    solver.train()
+    with pytest.raises(fcn.CheckpointError, match="cannot save the optimiser's configuration"):
+        solver.save_checkpoint(tmp_path / "ck.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_divergence_found_when_saving_a_checkpoint(tmp_path):
+    solver = Solver(BlowsUpAt(1, np.inf), id_data(60), **quiet(batch_size=10, num_epochs=2))
+    solver.step()
+    solver.step()
+    with pytest.raises(fcn.TrainingDiverged):
+        solver.save_checkpoint(tmp_path / "ck.npz")
+
+
+# -- files of earlier formats ---------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_in_the_first_format_still_loads(tmp_path):
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    solver.train()
+    path = rewrite_checkpoint(
+        solver.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "v1.npz", meta={"format": "fcn-checkpoint-1"}
+    )
+    resumed = small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+    assert resumed.iteration == 6 and resumed.loss_history == solver.loss_history
+
+
+def test_a_first_format_checkpoint_of_a_builtin_rule_keeps_its_hyperparameters(tmp_path):
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    solver.train()
+    old_hyper = {
+        n: {"learning_rate": 0.5, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 6} for n in solver.model.params
+    }
+    path = rewrite_checkpoint(
+        solver.save_checkpoint(tmp_path / "ck.npz"),
+        tmp_path / "v1.npz",
+        meta={"format": "fcn-checkpoint-1", "optim_config": None, "optim_hyper": old_hyper},
+    )
+    resumed = small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+    assert resumed.learning_rate == 0.5
+
+
+def test_a_checkpoint_from_before_schedules_continues_its_decayed_rate(tmp_path):
+    """Checkpoints of format 1 and 2 kept only the current, already decayed rate: the decay continues from it."""
+    kwargs = dict(update_rule="sgd", optim_config={"learning_rate": 0.4}, lr_schedule="step", lr_decay=0.5,
+                  warmup_epochs=0, augment=None, clip_grad_norm=None)  # fmt: skip
+    solver = recipe_solver(recipe_net(normalization=None, dropout_keep_ratio=1.0), image_data(), num_epochs=2, **kwargs)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(format="fcn-checkpoint-2", optim_config={**meta["optim_config"], "learning_rate": 0.3})
+    for key in ("base_learning_rate", "epochs_without_improvement", "stopped_early", "model_rng_state"):
+        del meta[key]
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    resumed = recipe_solver(
+        recipe_net(normalization=None, dropout_keep_ratio=1.0), image_data(), num_epochs=3, **kwargs
+    )
+    resumed.load_checkpoint(tmp_path / "old.npz")
+    assert resumed.learning_rate == 0.3
+    resumed.train()
+    assert resumed.learning_rate == 0.3 * 0.5  # one more epoch, one more decay
+
+
+# -- loading checks everything before it changes anything -----------------------------------------------------------
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    solver = make_solver("numpy", separable(), num_epochs=1)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(fcn.CheckpointError, match="not a readable fcn checkpoint"):
+        solver.load_checkpoint(truncated)
+    with pytest.raises(fcn.CheckpointError, match="does not exist"):
+        solver.load_checkpoint(tmp_path / "missing.npz")
+
+    other = Solver(FullyConnectedNet(12, [8], 3, seed=0), separable(), verbose=False, progress=False, batch_size=25)
+    with pytest.raises(fcn.CheckpointError, match="parameter W1 has shape"):
+        other.load_checkpoint(path)
+    deeper = Solver(
+        FullyConnectedNet(12, [16, 4], 3, seed=0), separable(), verbose=False, progress=False, batch_size=25
+    )
+    with pytest.raises(fcn.CheckpointError, match="holds parameters"):
+        deeper.load_checkpoint(path)
+    not_ours = tmp_path / "other.npz"
+    np.savez(not_ours, x=np.zeros(3))
+    with pytest.raises(fcn.CheckpointError):
+        solver.load_checkpoint(not_ours)
+    assert zipfile.is_zipfile(path)
+
+
+def test_damaged_checkpoints_are_refused_with_the_reason(tmp_path):
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    solver.train()
+    good = solver.save_checkpoint(tmp_path / "ck.npz")
+    fresh = small_net_solver("numpy", separable(80, 6))
+    cases = [
+        ({"drop": ["loss_history"]}, r"is not a complete fcn checkpoint \(KeyError"),
+        ({"meta": {"format": "other-format"}}, r"unknown checkpoint format 'other-format'"),
+        ({"meta": {"best_val_acc": float("nan")}}, r"corrupt best_val_acc"),
+        ({"arrays": {"optim/W9/m": np.zeros(3)}}, r"optimiser state for unknown parameter 'W9'"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        bad = rewrite_checkpoint(good, tmp_path / f"bad{i}.npz", **change)
+        with pytest.raises(fcn.CheckpointError, match=message):
+            fresh.load_checkpoint(bad)
+        assert fresh.iteration == 0 and fresh.loss_history == []
+
+
+@pytest.mark.parametrize("drop", ["params/", "best/W1"])
+def test_a_checkpoint_missing_parameters_is_refused(tmp_path, drop):
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.startswith(drop)}
+    np.savez(tmp_path / "cut.npz", **arrays)
+    fresh = small_net_solver("numpy", separable(80, 6))
+    before = {k: v.copy() for k, v in fresh.model.params.items()}
+    with pytest.raises(fcn.CheckpointError, match="holds .*parameters"):
+        fresh.load_checkpoint(tmp_path / "cut.npz")
+    for name, value in before.items():
+        np.testing.assert_array_equal(fresh.model.params[name], value)
+
+
+def test_a_checkpoint_with_other_buffers_is_refused(tmp_path):
+    data = separable(80, 6)
+    solver = Solver(buffered_net(), data, **quiet(batch_size=10, num_iters=2))
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    other = Solver(buffered_net(name="seen1"), data, **quiet(batch_size=10))
+    with pytest.raises(fcn.CheckpointError, match=r"holds buffers \['steps1'\], but the model has \['seen1'\]"):
+        other.load_checkpoint(path)
+
+
+def test_batch_size_mismatch_message_in_full(tmp_path):
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=2)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with pytest.raises(fcn.CheckpointError, match=r"\(batch_size 10 in the checkpoint, 20 here\)\. Resume with the "
+                       r"saved settings, or start a new run$"):  # fmt: skip
+        small_net_solver("numpy", separable(80, 6), batch_size=20).load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "changed, words",
+    [
+        ({"optim_config": {"learning_rate": 0.01}}, ["learning_rate", "0.05", "0.01"]),
+        ({"update_rule": "adam", "optim_config": {"learning_rate": 0.05}}, ["update_rule", "sgd_momentum", "adam"]),
+        ({"lr_decay": 0.5}, ["lr_decay", "0.9", "0.5"]),
+    ],
+)
+def test_resume_with_other_settings_names_them(tmp_path, changed, words):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    other = decaying_solver(data, **changed)
+    before = host_copy(other.model.params)
+    with pytest.raises(fcn.CheckpointError) as info:
+        other.load_checkpoint(tmp_path / "ck.npz")
+    for word in words:
+        assert word in str(info.value)
+    assert_same(host_copy(other.model.params), before)
+
+
+def test_resume_with_another_training_set_size_says_so(tmp_path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    smaller = decaying_solver({**data, "X_train": data["X_train"][:200], "y_train": data["y_train"][:200]})
+    with pytest.raises(fcn.CheckpointError, match=r"300 training samples.*200"):
+        smaller.load_checkpoint(tmp_path / "ck.npz")
+
+
+def test_a_checkpoint_that_does_not_fit_leaves_the_solver_as_it_was(tmp_path):
+    data = separable(80, 6)
+    other = small_net_solver("numpy", data, num_iters=8)
+    other.train()
+    other.save_checkpoint(tmp_path / "ck.npz")
+
+    solver = small_net_solver("numpy", data, batch_size=20, num_iters=2)
+    solver.train()
+    before = {k: fcn.to_host(v).copy() for k, v in solver.model.params.items()}
+    state = (solver.iteration, solver.epoch, list(solver.loss_history), solver.learning_rate)
+    with pytest.raises(fcn.CheckpointError, match="batch_size"):
+        solver.load_checkpoint(tmp_path / "ck.npz")
+    assert (solver.iteration, solver.epoch, list(solver.loss_history), solver.learning_rate) == state
+    for name, value in before.items():
+        np.testing.assert_array_equal(fcn.to_host(solver.model.params[name]), value)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        {"meta": {"rng_state": {"bit_generator": "PCG64", "state": "garbage"}}},
+        {"arrays": {"order": np.arange(5)}},
+        {"arrays": {"best/W1": np.zeros((2, 2))}},
+        {"arrays": {"loss_history": np.zeros((2, 2))}},
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path, breakage):
+    data = separable()
+    decaying_solver(data, num_iters=30, checkpoint=tmp_path / "ck.npz").train()
+    rewrite_checkpoint(tmp_path / "ck.npz", **breakage)
+    solver = decaying_solver(data)
+    solver.train()
+    before = (
+        host_copy(solver.model.params),
+        list(solver.loss_history),
+        solver.iteration,
+        solver.rng.bit_generator.state,
+    )
+    with pytest.raises(fcn.CheckpointError):
+        solver.load_checkpoint(tmp_path / "ck.npz")
+    after = (
+        host_copy(solver.model.params),
+        list(solver.loss_history),
+        solver.iteration,
+        solver.rng.bit_generator.state,
+    )
+    assert_same(after[0], before[0])
+    assert after[1:] == before[1:]
+
+
+def test_failed_load_leaves_the_solver_as_it_was(tmp_path):
+    solver = model_solver(ScaledNet(12, [16], 3, seed=0), num_epochs=1)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "c.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["best_buffers/seen1"] = np.zeros(5)  # a wrong shape, after the parameters in the file
+    np.savez(tmp_path / "bad.npz", **arrays)
+    other = model_solver(ScaledNet(12, [16], 3, seed=1), num_epochs=1)
+    before = {k: np.copy(v) for k, v in other.model.params.items()}
+    with pytest.raises(fcn.CheckpointError, match="best buffer seen1 has shape"):
+        other.load_checkpoint(tmp_path / "bad.npz")
+    for name, value in before.items():
+        np.testing.assert_array_equal(other.model.params[name], value)
+    assert other.iteration == 0
+
+
+def test_loose_loading_applies_this_solvers_settings(tmp_path):
+    data = separable()
+    decaying_solver(data, num_epochs=2, checkpoint=tmp_path / "ck.npz").train()
+    other = decaying_solver(data, optim_config={"learning_rate": 0.01}, num_epochs=1)
+    with pytest.warns(UserWarning, match=r"learning_rate 0\.05 in the checkpoint, 0\.01 here"):
+        other.load_checkpoint(tmp_path / "ck.npz", strict=False)
+    assert other.iteration == 24 and other.epoch == 2
+    assert other.learning_rate == 0.01 * 0.9**2  # this solver's rate, on the saved run's schedule
+    other.num_iters = 36
+    other.train()
+    assert other.iteration == 36

@@ -3,6 +3,10 @@
 Option sets cover what a checkpoint must carry (optimiser state of built-in and user rules, buffers, the
 schedule's position, augmentation's RNG, clipping, early stopping's counter, a run without validation); cut
 points are an epoch end, the middle of an epoch, and a Ctrl-C arriving inside an update.
+
+The tests after it check the same property where more is at stake than one NumPy run: every backend, the rest of
+an interrupted epoch's sample order, a user's rule with array state, every option on at once, a custom layer's
+buffers, and a finished run extended by more epochs.
 """
 
 from __future__ import annotations
@@ -13,8 +17,28 @@ import signal
 import numpy as np
 import pytest
 from fixtures.make_fixtures import fixture_data
+from helpers import (
+    RecordingSoftmax,
+    ScaledNet,
+    assert_same,
+    capture_last_params,
+    decaying_solver,
+    heavy_ball,
+    host_copy,
+    id_data,
+    image_data,
+    make_solver,
+    model_solver,
+    quiet,
+    recipe_net,
+    recipe_solver,
+    saved_meta,
+    separable,
+    small_net_solver,
+)
 
 import fcn
+from fcn import Solver
 
 STEPS = 12  # 4 steps per epoch: 3 epochs
 
@@ -80,10 +104,6 @@ def interrupt_at(solver: fcn.Solver, where: str) -> None:
     solver.optimizer.step = step_inside_update
 
 
-def host(params: dict) -> dict:
-    return {k: fcn.to_host(v).copy() for k, v in params.items()}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted():
     runs = {}
@@ -114,8 +134,184 @@ def test_a_resumed_run_equals_the_uninterrupted_run(tmp_path, uninterrupted, nam
     assert resumed.best_val_acc == reference.best_val_acc
     assert resumed.stopped_early == reference.stopped_early
     assert resumed.learning_rate == reference.learning_rate
-    for got, want in ((host(resumed.model.params), host(reference.model.params)),
-                      (host(resumed.model.buffers), host(reference.model.buffers))):  # fmt: skip
+    for got, want in ((host_copy(resumed.model.params), host_copy(reference.model.params)),
+                      (host_copy(resumed.model.buffers), host_copy(reference.model.buffers))):  # fmt: skip
         assert got.keys() == want.keys()
         for key in got:
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+# -- on every backend, and with what else a resume must get right ---------------------------------------------------
+
+
+def test_checkpoint_resume_takes_the_same_steps(backend, tmp_path):
+    data = separable()
+    full = make_solver(backend, data, update_rule="adam", optim_config={"learning_rate": 1e-2})
+    full.train()
+
+    first = make_solver(
+        backend,
+        data,
+        update_rule="adam",
+        optim_config={"learning_rate": 1e-2},
+        num_epochs=2,
+        checkpoint=tmp_path / "ck.npz",
+    )
+    first.train()
+    resumed = make_solver(backend, data, update_rule="adam", optim_config={"learning_rate": 1e-2})
+    resumed.load_checkpoint(tmp_path / "ck.npz")
+    assert resumed.iteration == first.iteration and resumed.epoch == 2
+    resumed.train()
+    np.testing.assert_allclose(resumed.loss_history, full.loss_history, rtol=1e-10)
+    for name, value in full.model.params.items():
+        np.testing.assert_allclose(fcn.to_host(resumed.model.params[name]), fcn.to_host(value), rtol=1e-9)
+
+
+def test_a_checkpoint_written_mid_epoch_resumes_bit_for_bit(backend, tmp_path):
+    data = separable(80, 6)
+    full = small_net_solver(backend, data)
+    full.train()  # 3 epochs of 6 steps
+
+    part = small_net_solver(backend, data, num_iters=6)  # exactly one epoch (evaluated, lr decayed) ...
+    part.train()
+    for _ in range(4):  # ... then 4 steps into the second epoch
+        part.step()
+    part.save_checkpoint(tmp_path / "mid.npz")
+
+    resumed = small_net_solver(backend, data)
+    resumed.load_checkpoint(tmp_path / "mid.npz")
+    assert resumed.iteration == 10 and resumed.epoch == 1
+    resumed.train()
+
+    np.testing.assert_array_equal(np.asarray(resumed.loss_history), np.asarray(full.loss_history))
+    assert resumed.train_acc_history == full.train_acc_history
+    assert resumed.val_acc_history == full.val_acc_history
+    assert resumed.best_val_acc == full.best_val_acc
+    assert resumed.learning_rate == full.learning_rate
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(fcn.to_host(resumed.model.params[name]), fcn.to_host(value), err_msg=name)
+
+
+def test_mid_epoch_resume_sees_the_rest_of_that_epochs_order(tmp_path):
+    """After resuming mid-epoch the steps finish the interrupted epoch: every sample once, none repeated."""
+    data = id_data(60)
+    first = RecordingSoftmax(4, 3)
+    solver = Solver(first, data, **quiet(batch_size=10, num_epochs=2))
+    for _ in range(4):
+        solver.step()
+    solver.save_checkpoint(tmp_path / "mid.npz")
+
+    second = RecordingSoftmax(4, 3)
+    resumed = Solver(second, data, **quiet(batch_size=10, num_epochs=2))
+    resumed.load_checkpoint(tmp_path / "mid.npz")
+    resumed.train()
+    assert len(second.batches) == 8
+    epoch1 = np.concatenate(first.batches + second.batches[:2])
+    np.testing.assert_array_equal(np.sort(epoch1), np.arange(60))
+    np.testing.assert_array_equal(np.sort(np.concatenate(second.batches[2:])), np.arange(60))
+
+
+def test_a_users_update_rule_trains_and_its_state_resumes_bit_for_bit(backend, tmp_path):
+    data = separable(80, 6)
+    kw = dict(update_rule=heavy_ball, optim_config={"learning_rate": 0.05, "mu": 0.8})
+    full = small_net_solver(backend, data, **kw)
+    full.train()
+    assert np.mean(full.loss_history[-3:]) < np.mean(full.loss_history[:3])
+
+    part = small_net_solver(backend, data, num_iters=6, **kw)
+    part.train()
+    for _ in range(3):
+        part.step()
+    part.save_checkpoint(tmp_path / "mid.npz")
+    resumed = small_net_solver(backend, data, **kw).load_checkpoint(tmp_path / "mid.npz")
+    resumed.train()
+    np.testing.assert_array_equal(np.asarray(resumed.loss_history), np.asarray(full.loss_history))
+    assert resumed.learning_rate == full.learning_rate
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(fcn.to_host(resumed.model.params[name]), fcn.to_host(value), err_msg=name)
+
+
+def test_interrupt_and_resume_is_bit_identical(backend, tmp_path):
+    """Augmentation, dropout, batchnorm buffers, AdamW state, a cosine schedule with warmup, clipping and the
+    early-stopping counter all resume exactly: the same losses, parameters and buffers, bit for bit."""
+    data = image_data()
+    full = recipe_solver(recipe_net(backend), data, patience=50)
+    full.train()
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(solver):
+        if solver.epoch == 2:
+            solver.save_checkpoint(tmp_path / "ck.npz")
+            raise Interrupt
+
+    first = recipe_solver(recipe_net(backend), data, patience=50, on_epoch_end=stop_after_two)
+    with pytest.raises(Interrupt):
+        first.train()
+    first.step(), first.step()  # steps after the last checkpoint are lost, as in a crash
+    resumed = recipe_solver(recipe_net(backend), data, patience=50)
+    resumed.load_checkpoint(tmp_path / "ck.npz")
+    assert resumed.iteration == 2 * resumed.iterations_per_epoch
+    resumed.train()
+    assert resumed.loss_history == full.loss_history
+    assert resumed.val_acc_history == full.val_acc_history
+    for group in ("params", "buffers"):
+        for name, value in getattr(full.model, group).items():
+            np.testing.assert_array_equal(fcn.to_host(getattr(resumed.model, group)[name]), fcn.to_host(value))
+
+
+def test_mid_epoch_checkpoint_resumes_exactly(tmp_path):
+    data = image_data()
+    full = recipe_solver(recipe_net(), data, num_epochs=2)
+    full.train()
+    first = recipe_solver(recipe_net(), data, num_epochs=2)
+    for _ in range(7):
+        first.step()
+    first.save_checkpoint(tmp_path / "ck.npz")
+    resumed = recipe_solver(recipe_net(), data, num_epochs=2).load_checkpoint(tmp_path / "ck.npz")
+    assert resumed.learning_rate == first.learning_rate
+    resumed.train()
+    assert resumed.loss_history == full.loss_history
+    for name, value in host_copy(full.model.params).items():
+        np.testing.assert_array_equal(fcn.to_host(resumed.model.params[name]), value)
+
+
+def test_buffers_survive_checkpoint_resume(backend, tmp_path):
+    full = model_solver(ScaledNet(12, [16], 3, weight_scale=0.1, seed=0, backend=backend))
+    full.train()
+    first = model_solver(
+        ScaledNet(12, [16], 3, weight_scale=0.1, seed=0, backend=backend), num_epochs=2, checkpoint=tmp_path / "c.npz"
+    )
+    first.train()
+    resumed = model_solver(ScaledNet(12, [16], 3, weight_scale=0.1, seed=0, backend=backend))
+    resumed.load_checkpoint(tmp_path / "c.npz")
+    resumed.train()
+    np.testing.assert_allclose(resumed.loss_history, full.loss_history, rtol=1e-10)
+    for name in ("seen1", "s1", "W1"):
+        store = resumed.model.buffers if name in resumed.model.buffers else resumed.model.params
+        other = full.model.buffers if name in full.model.buffers else full.model.params
+        np.testing.assert_allclose(fcn.to_host(store[name]), fcn.to_host(other[name]), rtol=1e-9, err_msg=name)
+
+
+def test_extending_a_finished_run_continues_from_its_last_parameters(tmp_path):
+    data = separable()
+    full = decaying_solver(data, num_epochs=6)
+    full_last = capture_last_params(full)
+    full.train()
+
+    first = decaying_solver(data, num_epochs=3, checkpoint=tmp_path / "ck.npz")
+    first.train()
+    best_before = host_copy(first.model.params)  # train() restores the best parameters into the model
+    first.save_checkpoint(tmp_path / "ck.npz")  # what fcn train does at the end
+    meta, arrays = saved_meta(tmp_path / "ck.npz")
+    assert_same({k[len("best/") :]: v for k, v in arrays.items() if k.startswith("best/")}, best_before)
+
+    extended = decaying_solver(data, num_epochs=6)
+    extended_last = capture_last_params(extended)
+    extended.load_checkpoint(tmp_path / "ck.npz")
+    extended.train()
+    assert extended.loss_history == full.loss_history
+    assert extended.val_acc_history == full.val_acc_history
+    assert_same(extended_last[-1], full_last[-1])
+    assert_same(host_copy(extended.model.params), host_copy(full.model.params))

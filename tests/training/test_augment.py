@@ -1,7 +1,11 @@
-"""Flips and crops of image batches: exact against a per-image NumPy reference, identical on every backend."""
+"""Flips and crops of image batches (fcn/training/augment.py): exact
+against a per-image NumPy reference, identical on every backend."""
+
+from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import image_data, recipe_net, recipe_solver
 
 import fcn
 from fcn.training.augment import Augmenter, augment_batch, flip_crop, parse_augment
@@ -129,3 +133,26 @@ def test_bad_offsets_and_pad_are_refused(to_dev, images):
         flip_crop(X, flips=np.ones(5, dtype=bool))
     with pytest.raises(ValueError, match="pad must be a non-negative integer"):
         Augmenter("crop", pad=-1)
+
+
+# -- augmentation in a training run ---------------------------------------------------------------------------------
+
+
+def test_augmentation_changes_the_batches_and_repeats_from_the_seed():
+    data = image_data()
+    plain = recipe_solver(recipe_net(), data, augment=None, num_epochs=1)
+    plain.train()
+    aug = recipe_solver(recipe_net(), data, augment="flip", num_epochs=1)
+    aug.train()
+    again = recipe_solver(recipe_net(), data, augment="flip", num_epochs=1)
+    again.train()
+    assert aug.loss_history != plain.loss_history
+    assert again.loss_history == aug.loss_history
+
+
+def test_augmentation_needs_image_shaped_data():
+    data = image_data()
+    flat = {k: v.reshape(len(v), -1) if k.startswith("X") else v for k, v in data.items()}
+    with pytest.raises(ValueError, match=r"augment: flips and crops need image-shaped data \(N, C, H, W\)"):
+        recipe_solver(recipe_net(), flat, augment="crop")
+    recipe_solver(recipe_net(), flat, augment=None).train()  # flat data is fine without augmentation

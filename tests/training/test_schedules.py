@@ -1,8 +1,12 @@
-"""Learning-rate schedules: the chapter's per-epoch decay, cosine and linear decay, linear warmup, bad names."""
+"""Learning-rate schedules (fcn/training/schedules.py): the
+chapter's per-epoch decay, cosine and linear decay, linear warmup, bad names."""
+
+from __future__ import annotations
 
 import math
 
 import pytest
+from helpers import image_data, recipe_net, recipe_solver
 
 from fcn.training.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule
 
@@ -79,3 +83,29 @@ def test_bad_schedule_arguments_name_themselves(kwargs, match):
     args = {"iterations_per_epoch": 10, "num_iters": 100, **kwargs}
     with pytest.raises(ValueError, match=match):
         make_schedule("step", **args)
+
+
+# -- the schedule in a training run ---------------------------------------------------------------------------------
+
+
+def test_cosine_schedule_with_warmup_sets_each_steps_rate():
+    solver = recipe_solver(recipe_net(), image_data(), augment=None, num_epochs=4, warmup_epochs=1)
+    ipe, total = solver.iterations_per_epoch, solver.num_iters
+    rates = []
+    for _ in range(total):
+        rates.append(solver.learning_rate)
+        solver.step()
+    expected = [
+        1e-2 * (t + 1) / ipe if t < ipe else 1e-2 * 0.5 * (1 + math.cos(math.pi * (t - ipe) / (total - ipe)))
+        for t in range(total)
+    ]
+    assert rates == pytest.approx(expected, rel=1e-12)
+
+
+def test_step_schedule_is_the_chapters_per_epoch_decay():
+    solver = recipe_solver(recipe_net(), image_data(), lr_schedule="step", lr_decay=0.9, warmup_epochs=0, num_epochs=3)
+    solver.train()
+    lr = 1e-2
+    for _ in range(3):
+        lr *= 0.9
+    assert solver.learning_rate == lr  # bit for bit: the same products in the same order

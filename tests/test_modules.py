@@ -1,0 +1,82 @@
+"""Layers as objects (fcn/modules.py): names, parameters, the input gradient a first layer skips, and a new layer
+written as one class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import ScaledNet
+
+import fcn
+from fcn import FullyConnectedNet
+from fcn.backend import to_host
+from fcn.modules import Affine, AffineReLU, Layer, ReLU
+
+
+def test_layer_names_and_repr():
+
+    layer = AffineReLU(2, 4, 3, 0.1)
+    assert layer.params == ("W2", "b2") and layer.decay == ("W2",) and layer.buffers == ()
+    assert (
+        repr(layer) == "AffineReLU(W2, b2)"
+        and repr(ReLU()) == "ReLU()"
+        and repr(Affine(1, 2, 2, 1.0)) == "Affine(W1, b1)"
+    )
+    assert Layer().params == () and Layer().init_params(np.random.default_rng(0)) == {} and Layer().init_buffers() == {}
+    init = layer.init_params(np.random.default_rng(0))
+    assert init["W2"].shape == (4, 3) and init["b2"].shape == (3,) and not init["b2"].any()
+    np.testing.assert_allclose(init["W2"], 0.1 * np.random.default_rng(0).standard_normal((4, 3)))
+
+
+def test_affine_then_relu_layers_equal_the_fused_layer(backend, rng):
+    """AffineReLU is documented as Affine followed by ReLU: the same loss and gradients, any identity in between."""
+
+    class Unfused(FullyConnectedNet):
+        def build_layers(self):
+            dims = [self.input_dim, *self.hidden_dims, self.num_classes]
+            layers = []
+            for i in range(1, self.num_layers):
+                layers += [Affine(i, dims[i - 1], dims[i], self.weight_scale), Layer(), ReLU()]
+            return [*layers, Affine(self.num_layers, dims[-2], dims[-1], self.weight_scale)]
+
+    X, y = rng.standard_normal((6, 5)), rng.integers(3, size=6)
+    fused = FullyConnectedNet(5, [7, 4], 3, reg=0.2, weight_scale=0.5, seed=1, backend=backend)
+    unfused = Unfused(5, [7, 4], 3, reg=0.2, weight_scale=0.5, seed=1, backend=backend)
+    assert sorted(unfused.params) == sorted(fused.params)
+    loss_f, grads_f = fused.loss(X, y)
+    loss_u, grads_u = unfused.loss(X, y)
+    assert float(loss_u) == pytest.approx(float(loss_f), rel=1e-12)
+    for name in grads_f:
+        np.testing.assert_allclose(to_host(grads_u[name]), to_host(grads_f[name]), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(to_host(unfused.loss(X)), to_host(fused.loss(X)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_layer_without_need_dx_returns_no_input_gradient(backend, rng, fused):
+
+    layer = (AffineReLU if fused else Affine)(1, 4, 3, 0.1)
+    params = {k: backend.asarray(v) for k, v in layer.init_params(rng).items()}
+    x, dout = backend.asarray(rng.standard_normal((2, 4))), backend.asarray(rng.standard_normal((2, 3)))
+    ops = backend.ops
+    _, cache = layer.forward(ops, x, params, {}, True)
+    dx, grads = layer.backward(ops, dout, cache)
+    assert tuple(dx.shape) == (2, 4) and sorted(grads) == ["W1", "b1"]
+    layer.need_dx = False
+    _, cache = layer.forward(ops, x, params, {}, True)
+    dx, grads = layer.backward(ops, backend.asarray(rng.standard_normal((2, 3))), cache)
+    assert dx is None and sorted(grads) == ["W1", "b1"]
+
+
+def test_a_new_layer_is_one_class_and_is_gradient_checked(backend, rng):
+    X, y = rng.standard_normal((4, 6)), rng.integers(3, size=4)
+    net = ScaledNet(6, [5, 4], 3, reg=0.2, weight_scale=0.3, seed=0, backend=backend)
+    assert sorted(net.params) == ["W1", "W2", "W3", "b1", "b2", "b3", "s1", "s2"]
+    assert sorted(net.buffers) == ["seen1", "seen2"]
+    _, grads = net.loss(X, y)
+    for name in sorted(net.params):
+        num = fcn.eval_numerical_gradient(lambda _: net.loss(X, y)[0], net.params[name], verbose=False)
+        np.testing.assert_allclose(fcn.to_host(grads[name]), fcn.to_host(num), rtol=1e-6, atol=1e-8, err_msg=name)
+    # the L2 term covers weight matrices only, not the scales
+    net.reg = 0.0
+    no_reg = fcn.to_host(net.loss(X, y)[1]["s1"])
+    np.testing.assert_allclose(fcn.to_host(grads["s1"]), no_reg, rtol=1e-12)

@@ -1,0 +1,111 @@
+"""The training settings (fcn/training/config.py): bad values are refused naming themselves, defaults, the names
+recorded for an update rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import (
+    RecordingSoftmax,
+    decaying_solver,
+    heavy_ball,
+    id_data,
+    image_data,
+    quiet,
+    recipe_net,
+    recipe_solver,
+    separable,
+    small_net_solver,
+)
+
+from fcn import Solver
+
+
+@pytest.mark.parametrize(
+    "options, error, name",
+    [
+        ({"num_iters": -5}, ValueError, "num_iters"),
+        ({"num_epochs": -1}, ValueError, "num_epochs"),
+        ({"num_epochs": 2.5}, TypeError, "num_epochs"),
+        ({"lr_decay": -1.0}, ValueError, "lr_decay"),
+        ({"lr_decay": 0.0}, ValueError, "lr_decay"),
+        ({"lr_decay": "0.9"}, TypeError, "lr_decay"),
+        ({"optim_config": {"learning_rate": -1e-3}}, ValueError, "learning_rate"),
+        ({"optim_config": {"learning_rate": float("inf")}}, ValueError, "learning_rate"),
+        ({"optim_config": {"learning_rate": 1e-3, "momentum": -0.5}}, ValueError, "momentum"),
+        ({"optim_config": {"learning_rate": 1e-3, "mometum": 0.9}}, ValueError, "mometum"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 2.7}, TypeError, "batch_size"),
+        ({"print_every": 0}, ValueError, "print_every"),
+        ({"num_train_samples": 0}, ValueError, "num_train_samples"),
+        ({"seed": -1}, ValueError, "seed"),
+    ],
+)
+def test_bad_settings_are_refused_naming_themselves(options, error, name):
+    with pytest.raises(error, match=name):
+        decaying_solver(separable(), **options)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr_schedule": "cos"}, "lr_schedule must be one of 'step', 'cosine', 'linear'"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"augment": "rotate"}, "augment: unknown augmentation 'rotate'"),
+        ({"patience": 0}, "patience must be a positive integer"),
+        ({"patience": 1.5}, "patience must be an integer"),
+        ({"clip_grad_norm": -1.0}, "clip_grad_norm must be positive"),
+        ({"clip_grad_norm": float("nan")}, "clip_grad_norm must be a finite number"),
+        ({"optim_config": {"learning_rate": 1e-3, "weight_decay": 1e-2}, "update_rule": "adam"}, "weight_decay"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        recipe_solver(recipe_net(), image_data(), **kwargs)
+
+
+def test_an_unknown_optim_config_key_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown optim_config key.*'momentum'.*learning_rate"):
+        small_net_solver("numpy", separable(80, 6), update_rule="adam", optim_config={"momentum": 0.9})
+
+
+def test_solver_defaults_and_recorded_names(tmp_path):
+    data = id_data(60)
+    solver = Solver(RecordingSoftmax(4, 3), data, batch_size=10, verbose=False, progress=False)
+    assert solver.num_iters == 10 * 6  # num_epochs defaults to 10
+
+    def named(rule, expected):
+        s = Solver(RecordingSoftmax(4, 3), data, **quiet(update_rule=rule, batch_size=10, num_iters=1))
+        s.train()
+        with np.load(s.save_checkpoint(tmp_path / "ck.npz"), allow_pickle=False) as npz:
+            assert json.loads(str(npz["meta"]))["update_rule"] == expected
+
+    named("adam", "adam")
+    named(heavy_ball, "heavy_ball")
+
+
+def test_a_rule_without_a_name_is_accepted(tmp_path):
+    import functools
+
+    rule = functools.partial(heavy_ball)  # a callable with no __name__
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, batch_size=10, num_iters=2))
+    solver.train()
+    with np.load(solver.save_checkpoint(tmp_path / "ck.npz"), allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"]))["update_rule"] == ""
+
+
+def test_augmentation_off_keeps_the_chapters_run():
+    """No new option on: the same steps as a Solver that never heard of them."""
+    data = image_data()
+    net_a, net_b = (
+        recipe_net(dropout_keep_ratio=1.0, normalization=None),
+        recipe_net(dropout_keep_ratio=1.0, normalization=None),
+    )
+    base = dict(update_rule="sgd", optim_config={"learning_rate": 0.05}, lr_decay=0.9, batch_size=15, num_epochs=3)
+    a = Solver(net_a, data, verbose=False, progress=False, seed=1, **base)
+    b = Solver(net_b, data, verbose=False, progress=False, seed=1, augment=None, lr_schedule="step",
+               warmup_epochs=0, patience=None, clip_grad_norm=None, **base)  # fmt: skip
+    a.train(), b.train()
+    assert a.loss_history == b.loss_history
