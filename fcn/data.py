@@ -61,6 +61,7 @@ __all__ = [
     "default_data_dir",
     "download_cifar10",
     "find_cifar10",
+    "locate_cifar10",
     "get_CIFAR10_data",
     "load_CIFAR10",
     "load_CIFAR10_batch",
@@ -113,8 +114,10 @@ def default_data_dir() -> Path:
     return base / "fcn"
 
 
-def _locate(root: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+def locate_cifar10(root: str | os.PathLike[str] | None) -> tuple[Path, Path]:
     """``(batches_dir, install_dir)``: where the batch files are (or would be) and where a download goes.
+
+    Nothing is checked or downloaded (:func:`find_cifar10` checks, :func:`download_cifar10` downloads).
 
     ``root`` may be the ``cifar-10-batches-py`` folder itself or its parent; both spellings are common
     in course material, so both are accepted.
@@ -156,7 +159,7 @@ def find_cifar10(root: str | os.PathLike[str] | None = None) -> Path:
     Raises :class:`DatasetError` naming the folder and the missing files when it is absent or incomplete.
     Nothing is downloaded here; :func:`get_CIFAR10_data` and :func:`download_cifar10` do that.
     """
-    return _require_complete(*_locate(root))
+    return _require_complete(*locate_cifar10(root))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -274,7 +277,7 @@ def load_CIFAR10(
 
 def load_class_names(root: str | os.PathLike[str] | None = None) -> list[str]:
     """The ten class names from ``batches.meta`` (``airplane``, ``automobile``, ..., ``truck``)."""
-    batches_dir, _ = _locate(root)
+    batches_dir, _ = locate_cifar10(root)
     path = batches_dir / META_FILE
     names = _get(_unpickle(path), "label_names", path)
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
@@ -504,7 +507,7 @@ def get_CIFAR10_data(
     host_dtype = _host_float_dtype(dtype)
     be = get_backend(backend, device)  # fail on a missing backend before reading 180 MB
 
-    batches_dir, install_dir = _locate(root)
+    batches_dir, install_dir = locate_cifar10(root)
     if not batches_dir.exists() and download:
         # Module globals read at call time (not default arguments) so tests can point them at a local file.
         download_cifar10(install_dir, url=CIFAR10_URL, md5=CIFAR10_MD5)

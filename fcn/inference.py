@@ -159,7 +159,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> numpy.ndarra
 def _test_batch(root: str | os.PathLike[str] | None, download: bool) -> Path:
     from . import data
 
-    batches_dir, install_dir = data._locate(root)
+    batches_dir, install_dir = data.locate_cifar10(root)
     if not batches_dir.exists() and download:
         data.download_cifar10(install_dir, url=data.CIFAR10_URL, md5=data.CIFAR10_MD5)
     return data.find_cifar10(root) / data.TEST_BATCH

@@ -80,6 +80,21 @@ def _hidden_sizes(hidden_dims: Any) -> list[int]:
     return [check_int("hidden_dims entries", h, minimum=1) for h in hidden_dims]
 
 
+def _float_dtype(xp: Any, dtype: Any) -> Any:
+    """The namespace's real floating dtype for ``dtype`` (``TypeError`` for anything else)."""
+    bad_dtype = TypeError(f"dtype must be a real floating type such as 'float32' or 'float64', got {dtype!r}")
+    if dtype is None:
+        raise bad_dtype
+    resolved = resolve_dtype(xp, dtype)
+    try:
+        floating = xp.isdtype(resolved, "real floating")
+    except (TypeError, ValueError):
+        floating = False
+    if not floating:
+        raise bad_dtype
+    return resolved
+
+
 @register_model
 class FullyConnectedNet:
     """Fully connected network: ``{affine - [batch/layer norm] - relu - [dropout]} x L - affine - softmax``.
@@ -150,23 +165,16 @@ class FullyConnectedNet:
         # the dropout masks' seed: the model's, or fresh entropy (saved in checkpoints) when there is none
         self.dropout_seed = self.seed if self.seed is not None else int(numpy.random.default_rng().integers(2**63))
         self.backend = get_backend(backend, device)
-        bad_dtype = TypeError(f"dtype must be a real floating type such as 'float32' or 'float64', got {dtype!r}")
-        if dtype is None:
-            raise bad_dtype
-        self.dtype = resolve_dtype(self.backend.xp, dtype)
-        try:
-            floating = self.xp.isdtype(self.dtype, "real floating")
-        except (TypeError, ValueError):
-            floating = False
-        if not floating:
-            raise bad_dtype
+        self.dtype = _float_dtype(self.backend.xp, dtype)
         self.num_layers = len(self.hidden_dims) + 1
-
         self.layers = self.build_layers()
         with_params = [layer for layer in self.layers if layer.params]
         if with_params:  # the first layer's input gradient (N x D, as costly as its weights') is never used
             with_params[0].need_dx = False
-        rng = numpy.random.default_rng(seed)
+        self._init_arrays(numpy.random.default_rng(seed))
+
+    def _init_arrays(self, rng: numpy.random.Generator) -> None:
+        """Draw every layer's initial parameters (host RNG, float64, then cast and moved) and its buffers."""
         self.params = Params(self.backend, self.dtype)
         self.buffers = Params(self.backend, self.dtype)
         limit = float(numpy.finfo(dtype_name(self.dtype)).max)

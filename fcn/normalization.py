@@ -127,6 +127,21 @@ def dropout_backward(dout: Any, cache: tuple) -> Any:
 # -- batch normalization ---------------------------------------------------------------------------------
 
 
+def _running_averages(bn_param: dict[str, Any], x: Any, d: int, where: str) -> dict[str, Any]:
+    """``bn_param``'s running mean and variance ``(D,)``, checked against ``x``; zeros where absent."""
+    be = namespace_of(x)
+    running = {}
+    for key in ("running_mean", "running_var"):
+        value = bn_param.get(key)
+        if value is None:
+            value = be.xp.zeros((d,), dtype=x.dtype, device=be.device)
+        else:
+            namespace_of(x, value)
+            _check_vector(value, f"bn_param[{key!r}]", d, where)
+        running[key] = value
+    return running
+
+
 def batchnorm_forward(x: Any, gamma: Any, beta: Any, bn_param: dict[str, Any]) -> tuple[Any, tuple]:
     """Batch normalization (Ioffe & Szegedy, 2015): normalise each feature over the batch, then scale and shift.
 
@@ -166,16 +181,7 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any, bn_param: dict[str, Any]) -
         raise ValueError(f"bn_param['eps'] must be > 0, got {eps!r}")
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"bn_param['momentum'] must be in [0, 1], got {momentum!r}")
-    running = {}
-    for key in ("running_mean", "running_var"):
-        value = bn_param.get(key)
-        if value is None:
-            value = xp.zeros((d,), dtype=x.dtype, device=be.device)
-        else:
-            namespace_of(x, value)
-            _check_vector(value, f"bn_param[{key!r}]", d, where)
-        running[key] = value
-
+    running = _running_averages(bn_param, x, d, where)
     ops = be.ops
     if mode == "train":
         out, (xhat, std), mu, var = ops.batchnorm_train(x, gamma, beta, eps)

@@ -232,10 +232,7 @@ KNOWN_OFFENDERS: dict[tuple[str, str], str] = {
     ("function-size", "fcn/data.py"): (
         "fcn/data.py:332 download_cifar10 (68 lines), fcn/data.py:456 get_CIFAR10_data (82 lines)"
     ),
-    ("function-size", "fcn/models.py"): "fcn/models.py:109 FullyConnectedNet.__init__ (73 lines)",
-    ("function-size", "fcn/normalization.py"): "fcn/normalization.py:130 batchnorm_forward (61 lines)",
     ("function-size", "fcn/sweep/run.py"): "fcn/sweep/run.py:94 run_sweep (151 lines)",
-    ("private-names", "fcn/inference.py"): "fcn/inference.py:167 uses fcn.data._locate",
 }
 
 SOURCE = Source(ROOT)
