@@ -541,3 +541,68 @@ def test_loose_loading_applies_this_solvers_settings(tmp_path):
     other.num_iters = 36
     other.train()
     assert other.iteration == 36
+
+
+def _edit(path: Path, change) -> Path:
+    """Rewrite a checkpoint with ``change(arrays, meta)`` applied (meta as a dict)."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    change(arrays, meta)
+    np.savez(path, meta=np.asarray(json.dumps(meta)), **arrays)
+    return path
+
+
+def _bn_solver(**kw):
+    net = fcn.FullyConnectedNet(48, [16], 3, normalization="batchnorm", seed=0)
+    options = dict(update_rule="adam", batch_size=12, num_iters=4, verbose=False, progress=False)
+    return fcn.Solver(net, fixture_data(), **{**options, **kw})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a, m: [a.pop(k) for k in list(a) if k.startswith("buffers/")],
+         r"holds buffers \[\], but the model has \['running_mean1', 'running_var1'\]"),
+        (lambda a, m: a.update(loss_history=a["loss_history"][:-1]), r"3 losses recorded for 4 iterations"),
+        (lambda a, m: a.update({"params/W1": np.full(a["params/W1"].shape, "x")}), r"parameter W1 has dtype <U1"),
+    ],
+    ids=["buffers-missing", "history-length", "text-array"],
+)  # fmt: skip
+def test_a_damaged_checkpoint_is_refused_with_what_is_wrong(tmp_path: Path, change, message):
+    first = _bn_solver()
+    first.train()
+    path = _edit(first.save_checkpoint(tmp_path / "ck.npz"), change)
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz.*{message}"):
+        _bn_solver().load_checkpoint(path)
+
+
+def test_a_checkpoint_without_recorded_settings_still_refuses_another_batch_size(tmp_path: Path):
+    """The first format recorded no settings, only the batch size and the order: both are still compared."""
+    first = _bn_solver()
+    first.train()
+    path = _edit(first.save_checkpoint(tmp_path / "ck.npz"), lambda a, m: m.pop("settings"))
+    with pytest.raises(fcn.CheckpointError, match=r"batch_size 12 in the checkpoint, 6 here"):
+        _bn_solver(batch_size=6).load_checkpoint(path)
+    _bn_solver().load_checkpoint(path)  # the same batch size resumes
+
+
+def test_dropout_masks_continue_when_the_models_seed_was_drawn_fresh(tmp_path: Path):
+    """A net built without a seed draws its dropout seed from fresh entropy; the checkpoint carries it."""
+
+    def solver():
+        net = fcn.FullyConnectedNet(48, [16], 3, dropout_keep_ratio=0.5, weight_scale="he", seed=None)
+        net.params.update({k: np.full(v.shape, 0.05) for k, v in net.params.items()})  # same weights, other masks
+        return fcn.Solver(net, fixture_data(), update_rule="sgd", batch_size=12, num_iters=8, seed=0,
+                          verbose=False, progress=False)  # fmt: skip
+
+    reference = solver()
+    reference.train()
+    cut = solver()
+    cut.model.set_rng_state(reference.model.get_rng_state())  # the reference run's masks up to the cut
+    cut.num_iters = 4
+    cut.train()
+    path = cut.save_checkpoint(tmp_path / "ck.npz")
+    resumed = solver().load_checkpoint(path)
+    resumed.train()
+    assert resumed.loss_history == reference.loss_history
