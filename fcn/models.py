@@ -337,6 +337,25 @@ class FullyConnectedNet:
         weights = [params[name] for name in self._decayed_names()]
         return data_loss + (0.5 * self.reg) * ops.sum_of_squares(weights), grads
 
+    def loss_and_sgd(self, X: Any, y: Any, learning_rate: float, *, train: bool = True) -> Any:
+        """:meth:`loss_and_grads` and a plain SGD step ``p -= lr * dp`` of every parameter, in one pass.
+
+        Each layer takes its step as soon as its gradients are known, so on a kernel table that folds the step
+        into the weight-gradient product (``ops.fuses_sgd``) no weight gradient is ever stored. The loss (a
+        device scalar) is that of the parameters before the step, as :meth:`loss_and_grads` reports it.
+        """
+        ops, params = self.backend.ops, self.params
+        scores, caches = self.forward(X, train=train)
+        loss, dout = ops.softmax_cross_entropy(scores, y)
+        if self.reg:  # the L2 term of the weights this step starts from, before they change
+            loss = loss + (0.5 * self.reg) * ops.sum_of_squares([params[n] for n in self._decayed_names()])
+        for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
+            extra = {"reg": self.reg} if layer.decay and self.reg else {}
+            dout, grads = layer.backward_sgd(ops, dout, cache, learning_rate, **extra)
+            for name, grad in grads.items():
+                ops.sgd(params[name], grad, learning_rate=learning_rate)
+        return loss
+
     def _decayed_names(self) -> list[str]:
         return [name for layer in self.layers for name in layer.decay]
 

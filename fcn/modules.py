@@ -59,6 +59,16 @@ class Layer:
         """
         return dout, {}
 
+    def backward_sgd(
+        self, ops: Any, dout: Any, cache: Any, learning_rate: float, reg: float = 0.0
+    ) -> tuple[Any, dict[str, Any]]:
+        """:meth:`backward` for plain SGD: a layer may apply the step to its own parameters as it goes.
+
+        Returns ``dx`` and the gradients of the parameters it did not update (the caller applies SGD to them).
+        Here: none updated, the same as :meth:`backward` (``reg`` as there: given to layers with ``decay``).
+        """
+        return self.backward(ops, dout, cache, **({"reg": reg} if reg else {}))
+
     def __repr__(self) -> str:
         names = ", ".join(self.params + self.buffers)
         return f"{type(self).__name__}({names})"
@@ -92,6 +102,14 @@ class Affine(Layer):
         dx, dw, db = ops.affine_backward(dout, x, w, need_dx=self.need_dx, reg=reg)
         return dx, {self.w: dw, self.b: db}
 
+    def backward_sgd(
+        self, ops: Any, dout: Any, cache: Any, learning_rate: float, reg: float = 0.0
+    ) -> tuple[Any, dict[str, Any]]:
+        """The weights take the step inside the product that would make their gradient; the bias is left."""
+        x, w = cache
+        dx, db = ops.affine_backward_sgd(dout, x, w, learning_rate=learning_rate, need_dx=self.need_dx, reg=reg)
+        return dx, {self.b: db}
+
 
 class ReLU(Layer):
     """Rectified linear unit ``max(0, x)``, elementwise. Shapes: ``x (N, D)``, ``out (N, D)``."""
@@ -121,6 +139,12 @@ class AffineReLU(Affine):
         da = ops.relu_backward(dout, out)
         dx, dw, db = ops.affine_backward(da, x, w, need_dx=self.need_dx, reg=reg)
         return dx, {self.w: dw, self.b: db}
+
+    def backward_sgd(
+        self, ops: Any, dout: Any, cache: Any, learning_rate: float, reg: float = 0.0
+    ) -> tuple[Any, dict[str, Any]]:
+        x, w, out = cache
+        return super().backward_sgd(ops, ops.relu_backward(dout, out), (x, w), learning_rate, reg=reg)
 
 
 class Dropout(Layer):

@@ -8,7 +8,10 @@ work into the matrix products, which NumPy's ``matmul`` cannot (it always comput
   writes the bias instead);
 - ``affine_backward`` with ``reg > 0``: ``dw`` starts as ``reg * w`` and ``?gemm`` adds ``x.T @ dout``: the
   L2 term needs no pass over ``dw`` after the product, and no ``reg * w`` temporary;
-- ``sgd`` / ``sgd_momentum``: ``?axpy`` (``w += a * dw``) with no ``lr * dw`` temporary.
+- ``sgd`` / ``sgd_momentum``: ``?axpy`` (``w += a * dw``) with no ``lr * dw`` temporary;
+- ``affine_backward_sgd`` (plain SGD folded into the backward pass): ``?gemm`` writes the step into the
+  weights, ``w <- (1 - lr * reg) * w - lr * x.T @ dout`` (``alpha = -lr``, ``beta = 1 - lr * reg``): the
+  weight gradient is never stored and the update costs no pass over ``w`` of its own.
 
 The other products of a step (``dx``, the L2 term's dot products) go through the same library, so that one
 BLAS thread pool serves the whole step: NumPy and SciPy each load their own OpenBLAS, whose threads spin for a
@@ -134,6 +137,24 @@ class NumpyOps(Ops):
         # dx (N, D) = dout @ w.T, made F-ordered as dx.T = w @ dout.T (w.T is w, F-ordered)
         dx = gemm(1.0, w.T, dout.T, trans_a=1).T if need_dx else None
         return dx, dw, db
+
+    @property
+    def fuses_sgd(self) -> bool:  # type: ignore[override]
+        return bool(self.blas)
+
+    def affine_backward_sgd(
+        self, dout: Any, x: Any, w: Any, *, learning_rate: float, need_dx: bool = True, reg: float = 0.0
+    ) -> tuple[Any, Any]:
+        routines = self._routines(dout, x, w, work=x.size * dout.shape[1])
+        if routines is None:
+            return super().affine_backward_sgd(dout, x, w, learning_rate=learning_rate, need_dx=need_dx, reg=reg)
+        gemm = routines[0]
+        db = dout.sum(axis=0)
+        dx = gemm(1.0, w.T, dout.T, trans_a=1).T if need_dx else None  # from w before the step
+        # w <- (1 - lr * reg) * w - lr * x.T @ dout: the step is the product's alpha and beta, written into w
+        # (as w.T, F-ordered): no dw array, no pass for the L2 term, no pass for the update
+        gemm(-learning_rate, dout.T, x.T, beta=1.0 - learning_rate * reg, c=w.T, trans_b=1, overwrite_c=1)
+        return dx, db
 
     def bias_relu(self, h: Any, b: Any) -> Any:
         numpy.add(h, b, out=h)

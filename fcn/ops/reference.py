@@ -69,6 +69,21 @@ class Ops:
         dx = dout @ xp.matrix_transpose(w) if need_dx else None
         return dx, dw, db
 
+    #: whether :meth:`affine_backward_sgd` folds the update into the weight-gradient product (then a model
+    #: takes the folded path for plain SGD; here it is :meth:`affine_backward` then :meth:`sgd`, no faster)
+    fuses_sgd = False
+
+    def affine_backward_sgd(
+        self, dout: Any, x: Any, w: Any, *, learning_rate: float, need_dx: bool = True, reg: float = 0.0
+    ) -> tuple[Any, Any]:
+        """:meth:`affine_backward`, then the plain SGD step ``w -= lr * dw`` in place: ``-> dx | None, db``.
+
+        ``dx`` is computed from ``w`` before the step. Shapes as in :meth:`affine_backward`.
+        """
+        dx, dw, db = self.affine_backward(dout, x, w, need_dx, reg)
+        self.sgd(w, dw, learning_rate=learning_rate)
+        return dx, db
+
     def bias_relu(self, h: Any, b: Any) -> Any:
         """``relu(h + b)`` for ``h (N, M)``, ``b (M,)``; may overwrite ``h``."""
         h += b

@@ -76,6 +76,12 @@ class Optimizer:
         for config in [self.config] if self.spec else self.configs.values():
             config["learning_rate"] = lr
 
+    @property
+    def plain_sgd_rate(self) -> float | None:
+        """The learning rate when the rule is the built-in plain SGD (a step a model may fold into its
+        backward pass, :meth:`fcn.models.FullyConnectedNet.loss_and_sgd`), else ``None``."""
+        return float(self.config["learning_rate"]) if self.spec is not None and self.spec.kernel == "sgd" else None
+
     def step(self, params: dict[str, Any], grads: Mapping[str, Any]) -> None:
         """Apply the rule to every parameter, in place (a user's rule may hand back a new array)."""
         if self.spec is None:  # a user's rule: (w, dw, config) -> (w, config), per parameter

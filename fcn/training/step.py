@@ -140,12 +140,29 @@ class TrainStep:
             return take_batch(self.X_train, self.y_train, idx, out=buffers)
         return ops.take_rows(self.X_train, idx, out=X_out), ops.take_rows(self.y_train, idx, out=y_out)
 
-    def loss_and_grads(self, X_batch: Any, y_batch: Any) -> tuple[Any, dict[str, Any]]:
-        """Loss (a device scalar) and gradients of a training batch, through the model's unchecked path."""
+    def features(self, X_batch: Any) -> Any:
+        """The batch as the model's ``(N, input_dim)`` rows (a chapter model takes it as it is)."""
         num_features = self.model.input_dim
         if num_features is not None and X_batch.ndim != 2 and not isinstance(self.model, _ChapterModelAdapter):
             X_batch = self.backend.xp.reshape(X_batch, (X_batch.shape[0], num_features))
-        return self.model.loss_and_grads(X_batch, y_batch, train=True)
+        return X_batch
+
+    def loss_and_grads(self, X_batch: Any, y_batch: Any) -> tuple[Any, dict[str, Any]]:
+        """Loss (a device scalar) and gradients of a training batch, through the model's unchecked path."""
+        return self.model.loss_and_grads(self.features(X_batch), y_batch, train=True)
+
+    def folded_sgd_rate(self) -> float | None:
+        """The learning rate when this step folds plain SGD into the backward pass, else ``None``.
+
+        Only where it is faster: the kernel table folds the step into its products (``ops.fuses_sgd``), the
+        rule is the built-in ``sgd``, no gradient clipping (it needs every gradient first), and the model
+        offers ``loss_and_sgd``.
+        """
+        if self.clip_grad_norm is not None or not getattr(self.backend.ops, "fuses_sgd", False):
+            return None
+        if not hasattr(self.model, "loss_and_sgd"):
+            return None
+        return self.optimizer.plain_sgd_rate
 
     def update(self, grads: dict[str, Any]) -> None:
         """Clip the gradients (if asked) and apply the update rule to every parameter, in place."""
@@ -164,9 +181,14 @@ class TrainStep:
         if self.augmenter:
             X_batch = self.augmenter(X_batch, self.rng)
         self.model.set_step(self.iteration)  # the model's randomness (dropout masks) follows the step
-        loss, grads = self.loss_and_grads(X_batch, y_batch)
-        self.pending_losses.append(loss)
-        self.update(grads)
+        rate = self.folded_sgd_rate()
+        if rate is not None:
+            loss_and_sgd = self.model.loss_and_sgd  # type: ignore[attr-defined]  # checked in folded_sgd_rate
+            self.pending_losses.append(loss_and_sgd(self.features(X_batch), y_batch, rate))
+        else:
+            loss, grads = self.loss_and_grads(X_batch, y_batch)
+            self.pending_losses.append(loss)
+            self.update(grads)
         self.iteration += 1
 
     def take_losses(self) -> list[Any]:

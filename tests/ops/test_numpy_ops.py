@@ -285,3 +285,80 @@ def test_numpy_table_works_without_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['W1', 'W2', 'b1', 'b2'] True"
+
+
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("reg", [0.0, 0.6])
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_affine_backward_sgd_equals_backward_then_sgd(numpy_table, rng, dtype, rtol, reg, need_dx):
+    """The folded step: ``dx`` from the weights before the step, ``db``, and ``w -= lr * (x.T @ dout + reg * w)``
+    in place, as the reference's backward pass followed by its SGD kernel."""
+    fast, ref = numpy_table
+    x, w, _, dout = dense_case(rng, dtype)
+    w_ref = w.copy()
+    want_dx, dw, want_db = ref.affine_backward(dout, x, w_ref, need_dx=need_dx, reg=reg)
+    ref.sgd(w_ref, dw, learning_rate=0.05)
+    w_fast = w.copy()
+    dx, db = fast.affine_backward_sgd(dout, x, w_fast, learning_rate=0.05, need_dx=need_dx, reg=reg)
+    close(w_fast, w_ref, rtol)
+    assert not np.allclose(w_fast, w)  # the step was taken, in place
+    close(db, want_db, rtol)
+    if need_dx:
+        close(dx, want_dx, rtol)
+    else:
+        assert dx is None
+    assert fast.fuses_sgd == bool(fast.blas) and not ref.fuses_sgd
+
+
+def solver_on_table(table, X, y, **kwargs):
+    backend = fcn.Backend(np, None)
+    backend.__dict__["ops"] = table  # this backend object's cached table (Backend.ops is a cached property)
+    net = fcn.FullyConnectedNet(
+        170,
+        [40, 30],
+        5,
+        reg=0.7,
+        weight_scale=0.1,
+        backend=backend,
+        seed=3,
+        normalization="batchnorm",
+        dropout_keep_ratio=0.8,
+    )
+    data = {"X_train": X, "y_train": y, "X_val": X[:10], "y_val": y[:10]}
+    return fcn.Solver(
+        net,
+        data,
+        batch_size=20,
+        num_epochs=2,
+        verbose=False,
+        progress=False,
+        seed=1,
+        optim_config={"learning_rate": 0.1},
+        **kwargs,
+    )
+
+
+def test_folded_sgd_training_equals_the_separate_update(numpy_table, rng):
+    """Plain SGD folded into the backward pass (where the table folds it) trains as gradients-then-update does:
+    the same losses and parameters to rounding (float64), and a rerun is bit-identical."""
+    fast, ref = numpy_table
+    X, y = rng.standard_normal((60, 170)), rng.integers(5, size=60)
+    folded, separate = solver_on_table(fast, X, y), solver_on_table(ref, X, y)
+    assert (folded.train_step.folded_sgd_rate() is not None) == bool(fast.blas)
+    assert separate.train_step.folded_sgd_rate() is None
+    folded.train()
+    separate.train()
+    close(folded.loss_history, separate.loss_history)
+    names = sorted(separate.model.params)  # compared all at once: biases before batchnorm are ~1e-19 noise
+    close(*(np.concatenate([s.model.params[n].ravel() for n in names]) for s in (folded, separate)))
+    again = solver_on_table(fast, X, y)
+    again.train()
+    for name, value in folded.model.params.items():
+        np.testing.assert_array_equal(again.model.params[name], value)
+
+
+@pytest.mark.parametrize("kwargs", [{"clip_grad_norm": 1.0}, {"update_rule": "sgd_momentum"}])
+def test_sgd_is_not_folded_when_it_needs_every_gradient_first(numpy_table, rng, kwargs):
+    fast, _ = numpy_table
+    X, y = rng.standard_normal((60, 170)), rng.integers(5, size=60)
+    assert solver_on_table(fast, X, y, **kwargs).train_step.folded_sgd_rate() is None

@@ -93,15 +93,17 @@ def interrupt_at(solver: fcn.Solver, where: str) -> None:
 
         solver.run_step = run_step
         return
-    update = solver.optimizer.step
+    # the update is the optimizer's step, or the model's backward pass where plain SGD is folded into it
+    owner, name = (solver.model, "loss_and_sgd") if solver.train_step.folded_sgd_rate() else (solver.optimizer, "step")
+    update = getattr(owner, name)
 
-    def step_inside_update(params, grads):
+    def step_inside_update(*args):
         calls["n"] += 1
         if calls["n"] == 7:  # inside step 7's update: held back until the step is complete
             os.kill(os.getpid(), signal.SIGINT)
-        update(params, grads)
+        return update(*args)
 
-    solver.optimizer.step = step_inside_update
+    setattr(owner, name, step_inside_update)
 
 
 @pytest.fixture(scope="module")
