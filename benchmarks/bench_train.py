@@ -118,7 +118,18 @@ def gemm_floor(make: Callable[[tuple[int, ...]], Any], dims: Sequence[int], batc
 
 
 def fcn_runners(spec: dict[str, Any], batch: int, be: fcn.Backend, dtype: str, data: dict, args: Any) -> list[dict]:
-    """fcn's step and its two floors on ``be``; the fcn runner also times an epoch and full-set evaluation."""
+    """fcn's step and its two floors on ``be``, and on NumPy with SciPy also fcn's fused (BLAS) path, timed
+    in the same rounds; the fcn runners also time an epoch and full-set evaluation."""
+    runners = fcn_step_runners(spec, batch, be, dtype, data, args)
+    if be.is_numpy and not be.fused and fcn.ops.numpy_ops.scipy_blas is not None:
+        fused = fcn_step_runners(spec, batch, fcn.get_backend(be, fused=True), dtype, data, args)
+        runners.insert(1, fused[0] | {"runner": "fcn[numpy+blas]"})
+    return runners
+
+
+def fcn_step_runners(
+    spec: dict[str, Any], batch: int, be: fcn.Backend, dtype: str, data: dict, args: Any
+) -> list[dict]:
     model = fcn.build_model(**spec, reg=REG, backend=be, dtype=dtype, seed=args.seed)
     solver = fcn.Solver(
         model,
@@ -170,7 +181,15 @@ def fcn_runners(spec: dict[str, Any], batch: int, be: fcn.Backend, dtype: str, d
 
     common = {"sync": sync, "inner": 1 if be.is_numpy else args.gpu_inner}
     return [
-        {"runner": f"fcn[{lib}]", "kind": "fcn", "fn": solver.step, "long": long_units, "model": model, **common},
+        {
+            "runner": f"fcn[{lib}]",
+            "kind": "fcn",
+            "fn": solver.step,
+            "long": long_units,
+            "model": model,
+            "ops": be.ops,
+            **common,
+        },
         {"runner": f"gemm-floor[{lib}]", "kind": "floor", "fn": floor, **common},
         {"runner": f"gather+gemm-floor[{lib}]", "kind": "gather-floor", "fn": gather_floor, **common},
     ]
@@ -279,7 +298,7 @@ def run_group(net: str, dtype: str, be: fcn.Backend, tdev: str | None, base: dic
                 "kind": r["kind"],
                 "calls_per_sample": r["inner"],
                 "fused_kernels": os.environ.get("FCN_FUSED_KERNELS", "0"),
-                "blas": blas_used(r["kind"], be.ops if r["kind"] == "fcn" else None, blas, torch),
+                "blas": blas_used(r["kind"], r.get("ops"), blas, torch),
                 "iteration": summarize(r["samples"]),
                 **(r["long"]() if "long" in r and args.long_repeats else {}),
                 **({"profile": profile(r["fn"], args.profile)} if "model" in r and args.profile else {}),

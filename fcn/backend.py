@@ -133,9 +133,10 @@ class Backend:
     ``xp`` is the Array-API namespace (``array_api_compat.numpy`` for NumPy, ``array_api_compat.cupy``
     for CuPy, or a compliant module such as ``array_api_strict``); ``device`` is ``None`` for the
     namespace's default device, else the namespace's device object (ints and strings such as ``0``,
-    ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`). ``fused`` (CuPy
-    only) chooses the fused CUDA kernels for :attr:`ops` (:class:`fcn.ops.FusedCupyOps`, not yet verified
-    on a GPU); ``None`` follows ``$FCN_FUSED_KERNELS``.
+    ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`). ``fused`` chooses the
+    fused kernels for :attr:`ops`: on CuPy :class:`fcn.ops.FusedCupyOps` (not yet verified on a GPU; ``None``
+    follows ``$FCN_FUSED_KERNELS``), on NumPy the SciPy BLAS path of :class:`fcn.ops.NumpyOps` (``None``
+    follows ``$FCN_BLAS``).
 
     Backends compare equal, and hash alike, when they have the same namespace and the same device.
     """
@@ -222,14 +223,16 @@ def get_backend(
     ``None`` and ``"numpy"`` give NumPy; ``"cupy"`` needs CuPy and a GPU; ``"array_api_strict"`` gives the
     strict reference namespace (pass ``device=array_api_strict.Device("device1")`` to emulate a device
     that refuses implicit host conversion, the way CuPy does). A module such as ``numpy`` or ``cupy`` is
-    mapped to its array-api-compat namespace. ``fused=True`` (CuPy only) selects the fused CUDA kernels,
-    ``False`` the plain ones, ``None`` what ``$FCN_FUSED_KERNELS`` says (see :mod:`fcn.ops.cupy_ops`).
+    mapped to its array-api-compat namespace. ``fused=True`` selects the fused kernels: on CuPy the
+    hand-written CUDA kernels (``None``: what ``$FCN_FUSED_KERNELS`` says, see :mod:`fcn.ops.cupy_ops`), on
+    NumPy the SciPy BLAS path that folds elementwise work into the matrix products (``None``: what
+    ``$FCN_BLAS`` says, see :mod:`fcn.ops.numpy_ops`); ``False`` the plain kernels.
     """
     be = _resolve_backend(backend, device)
     if fused is None or fused == be.fused:
         return be
-    if fused and not be.is_cupy:
-        raise BackendError(f"fused=True needs the CuPy backend; the fused CUDA kernels do not run on {be.name}")
+    if fused and not (be.is_cupy or be.is_numpy):
+        raise BackendError(f"fused=True needs the CuPy or NumPy backend; there are no fused kernels for {be.name}")
     return Backend(be.xp, be.device, fused=bool(fused))
 
 

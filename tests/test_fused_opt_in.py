@@ -23,11 +23,28 @@ def _cupy_namespace():
     return importlib.import_module("array_api_compat.cupy")
 
 
-def test_fused_needs_the_cupy_backend():
-    with pytest.raises(BackendError, match="fused=True needs the CuPy backend"):
-        fcn.get_backend("numpy", fused=True)
+def test_fused_needs_a_backend_with_fused_kernels():
+    strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(BackendError, match="fused=True needs the CuPy or NumPy backend"):
+        fcn.get_backend(strict, fused=True)
     assert fcn.get_backend("numpy", fused=False).fused is False
     assert isinstance(fcn.get_backend("numpy", fused=False).ops, NumpyOps)
+
+
+@pytest.mark.parametrize(
+    "fused, env, blas", [(None, None, False), (None, "1", True), (True, None, True), (False, "1", False)]
+)
+def test_kernel_table_of_numpy_follows_the_opt_in(monkeypatch, fused, env, blas):
+    """On NumPy ``fused`` chooses SciPy's BLAS path (elementwise work folded into the products)."""
+    if blas and not fcn.ops.numpy_ops.scipy_blas:
+        pytest.skip("SciPy is not installed")
+    if env is None:
+        monkeypatch.delenv("FCN_BLAS", raising=False)
+    else:
+        monkeypatch.setenv("FCN_BLAS", env)
+    backend = Backend(np, None, fused=fused)
+    assert isinstance(backend.ops, NumpyOps) and bool(backend.ops.blas) is blas
+    assert backend.ops.fuses_sgd is blas
 
 
 def test_fused_flag_is_kept_and_does_not_change_equality():
