@@ -199,10 +199,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> numpy.ndarra
 def _test_batch(root: str | os.PathLike[str] | None, download: bool) -> Path:
     from . import data
 
-    batches_dir, install_dir = data.locate_cifar10(root)
-    if not batches_dir.exists() and download:
-        data.download_cifar10(install_dir, url=data.CIFAR10_URL, md5=data.CIFAR10_MD5)
-    return data.find_cifar10(root) / data.TEST_BATCH
+    return data.find_cifar10(root, download=download) / data.TEST_BATCH
 
 
 def evaluate(
@@ -221,11 +218,13 @@ def evaluate(
     ``num_images``, ``per_class_accuracy`` (one entry per class, NaN for a class with no test image),
     ``class_names``, ``confusion`` (host int64 ``(C, C)``, see :func:`confusion_matrix`) and ``data_file``.
     """
-    from .data import load_CIFAR10_batch
+    from .data import DatasetError, load_CIFAR10_batch
 
     _check_cifar_model(net, "evaluating on CIFAR-10")
     path = _test_batch(root, download)
     X_u8, y = load_CIFAR10_batch(path)
+    if not len(y):  # an accuracy of no images is 0 / 0
+        raise DatasetError(f"CIFAR-10 file {path} holds no test images; delete it and download the dataset again")
     if num_test is not None:
         if num_test < 1 or num_test > len(y):
             raise ValueError(f"num_test must be in 1..{len(y)} (the images in {path}), got {num_test}")

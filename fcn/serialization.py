@@ -122,6 +122,13 @@ def _mean_image(value: Any, input_dim: int | None) -> numpy.ndarray:
         )
     if input_dim is not None and mean.size != input_dim:
         raise ValueError(f"mean_image has shape {mean.shape} ({mean.size} values) but the model takes {input_dim}")
+    # The layouts a model's input has: flat (D,), or one image channels first (C, H, W) as the training data is.
+    # Any other shape of the right size would be reshaped into the image layout in the wrong order.
+    if not (mean.ndim == 1 or (mean.ndim == 3 and mean.shape[0] in (1, 3, 4))):
+        raise ValueError(
+            f"mean_image has shape {mean.shape}; give it as the model's input is laid out: flat ({mean.size},) or "
+            "one image, channels first (C, H, W) with C = 1, 3 or 4"
+        )
     if mean.dtype.kind != "f" or not numpy.isfinite(mean).all():
         raise ValueError("mean_image must hold finite floating-point values")
     return mean

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import re
 import struct
 import zlib
@@ -295,6 +296,14 @@ def test_evaluate_reproduces_the_training_test_accuracy(trained, capsys):
     assert f"confusion matrix: {figure}" in printed and figure.read_bytes()[:8] == PNG_MAGIC
     for name in CLASS_NAMES:
         assert f"  {name} " in printed
+
+
+def test_evaluate_on_an_empty_test_batch_says_so(tmp_path):
+    batches = write_cifar10(tmp_path / "data", n_per_train_batch=4, n_test=4)
+    empty = {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}
+    (batches / "test_batch").write_bytes(pickle.dumps(empty, protocol=4))  # a batch the unpickler reads
+    with pytest.raises(fcn.DatasetError, match=r"test_batch holds no test images"):
+        evaluate(fcn.FullyConnectedNet(3072, [4], 10, seed=0), batches, download=False)
 
 
 def test_evaluate_per_class_accuracy_and_confusion(trained, tmp_path):

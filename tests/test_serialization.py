@@ -373,6 +373,8 @@ def test_batchnorm_buffers_are_checked_on_load(tmp_path, bad):
     ("kwargs", "message"),
     [
         ({"mean_image": np.zeros((2, 1, 3))}, r"channels-last shape \(2, 1, 3\)"),
+        ({"mean_image": np.zeros((2, 3))}, r"mean_image has shape \(2, 3\); give it as the model's input"),
+        ({"mean_image": np.zeros((1, 6))}, r"mean_image has shape \(1, 6\); give it as the model's input"),
         ({"class_names": "abc"}, "class_names must be a list of names"),
     ],
 )
