@@ -35,7 +35,6 @@ import http.client
 import operator
 import os
 import pickle
-import shutil
 import tarfile
 import tempfile
 import urllib.error
@@ -48,6 +47,7 @@ from typing import Any, BinaryIO
 import numpy
 
 from fcn.backend import get_backend, to_backend
+from fcn.validation import InputFileError, regular_file
 
 __all__ = [
     "BATCHES_DIRNAME",
@@ -95,9 +95,7 @@ class DatasetError(RuntimeError):
     """
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Locating the data
-# --------------------------------------------------------------------------------------------------------------
+# -- Locating the data --------------------------------------------------------------------------------------------
 
 
 def default_data_dir() -> Path:
@@ -117,12 +115,16 @@ def default_data_dir() -> Path:
 def locate_cifar10(root: str | os.PathLike[str] | None) -> tuple[Path, Path]:
     """``(batches_dir, install_dir)``: where the batch files are (or would be) and where a download goes.
 
-    Nothing is checked or downloaded (:func:`find_cifar10` checks, :func:`download_cifar10` downloads).
+    Nothing is downloaded (:func:`download_cifar10` does that) and the files are not checked
+    (:func:`find_cifar10` does); :class:`DatasetError` when the location exists but is not a folder.
 
     ``root`` may be the ``cifar-10-batches-py`` folder itself or its parent; both spellings are common
     in course material, so both are accepted.
     """
     base = default_data_dir() if root is None else Path(root).expanduser()
+    if base.exists() and not base.is_dir():  # a download into it could only fail, after a 170 MB transfer
+        given = f"{DATA_DIR_ENV}={base}" if root is None and os.environ.get(DATA_DIR_ENV, "").strip() else str(base)
+        raise DatasetError(f"the CIFAR-10 data folder {given} is not a folder; point it at a folder (or at none)")
     if base.name == BATCHES_DIRNAME or (base / TRAIN_BATCHES[0]).is_file():
         return base, base.parent
     return base / BATCHES_DIRNAME, base
@@ -153,18 +155,20 @@ def _require_complete(batches_dir: Path, install_dir: Path) -> Path:
     return batches_dir
 
 
-def find_cifar10(root: str | os.PathLike[str] | None = None) -> Path:
+def find_cifar10(root: str | os.PathLike[str] | None = None, *, download: bool = False) -> Path:
     """The ``cifar-10-batches-py`` folder for ``root`` (see the module docstring), checked to be complete.
 
-    Raises :class:`DatasetError` naming the folder and the missing files when it is absent or incomplete.
-    Nothing is downloaded here; :func:`get_CIFAR10_data` and :func:`download_cifar10` do that.
+    When it is absent and ``download`` is true, it is downloaded first (:func:`download_cifar10`). Raises
+    :class:`DatasetError` naming the folder and the missing files when it is absent or incomplete.
     """
-    return _require_complete(*locate_cifar10(root))
+    batches_dir, install_dir = locate_cifar10(root)
+    if not batches_dir.exists() and download:
+        # Module globals read at call time (not default arguments) so tests can point them at a local file.
+        download_cifar10(install_dir, url=CIFAR10_URL, md5=CIFAR10_MD5)
+    return _require_complete(batches_dir, install_dir)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Reading batch files
-# --------------------------------------------------------------------------------------------------------------
+# -- Reading batch files ------------------------------------------------------------------------------------------
 
 # The only globals a CIFAR-10 batch needs: NumPy's array reconstruction (under its NumPy 1 and NumPy 2 module
 # names) and, for files re-pickled by Python 3 with protocol 2, ``_codecs.encode`` which rebuilds bytes.
@@ -195,11 +199,11 @@ class _BatchUnpickler(pickle.Unpickler):
 def _unpickle(path: Path) -> dict[Any, Any]:
     """The dict stored in one of the dataset's own files (never call this on user-supplied files)."""
     try:
-        with open(path, "rb") as f:
+        with open(regular_file(path, "CIFAR-10 file"), "rb") as f:  # a FIFO would block: regular files only
             # encoding="bytes": the files were written by Python 2, whose str keys come back as bytes.
             obj = _BatchUnpickler(f, encoding="bytes").load()
-    except FileNotFoundError as exc:
-        raise DatasetError(f"CIFAR-10 file {path} is missing") from exc
+    except InputFileError as exc:
+        raise DatasetError(f"CIFAR-10 file {path} is missing" if exc.missing else str(exc)) from None
     except OSError as exc:
         raise DatasetError(f"cannot read CIFAR-10 file {path}: {exc}") from exc
     except Exception as exc:  # a damaged pickle can raise almost anything (EOFError, KeyError, struct.error, ...)
@@ -288,9 +292,7 @@ def load_class_names(root: str | os.PathLike[str] | None = None) -> list[str]:
     return out
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Downloading
-# --------------------------------------------------------------------------------------------------------------
+# -- Downloading --------------------------------------------------------------------------------------------------
 
 
 def _fetch(url: str, out: BinaryIO, progress: bool, timeout: float) -> str:
@@ -359,28 +361,12 @@ def download_cifar10(
             f"{target} exists but is incomplete (missing {', '.join(_missing_files(target))}); not overwriting "
             "it. Delete it and try again. " + _manual_instructions(dest_dir, url)
         )
-    archive: Path | None = None
-    scratch: Path | None = None
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".cifar-10-download-", suffix=".tar.gz.part", dir=dest_dir)
-        archive = Path(name)
-        with os.fdopen(fd, "wb") as out:
-            got = _fetch(url, out, progress, timeout)
-        if md5 is not None and got != md5.lower():
-            raise DatasetError(f"checksum mismatch for {url}: MD5 is {got}, expected {md5.lower()}")
-        scratch = Path(tempfile.mkdtemp(prefix=".cifar-10-extract-", dir=dest_dir))
-        _safe_extract(archive, scratch)
-        extracted = scratch / BATCHES_DIRNAME
-        missing = _missing_files(extracted) if extracted.is_dir() else list(_REQUIRED_FILES)
-        if missing:
-            raise DatasetError(f"archive from {url} lacks {BATCHES_DIRNAME}/{', '.join(missing)}")
-        try:
-            os.replace(extracted, target)
-        except OSError:
-            # Another process may have installed it between our check and now; theirs is as good as ours.
-            if not target.is_dir() or _missing_files(target):
-                raise
+        # The archive and its extraction live in one temporary folder there, removed whatever happens.
+        with tempfile.TemporaryDirectory(prefix=".cifar-10-download-", dir=dest_dir, ignore_cleanup_errors=True) as tmp:
+            _download_archive(url, md5, Path(tmp) / "archive.tar.gz.part", progress, timeout)
+            _install(Path(tmp) / "archive.tar.gz.part", Path(tmp) / "extracted", target, url)
     except DatasetError as exc:
         # Same error, now with the advice appended; chain to the original cause (if any), not to ourselves.
         raise DatasetError(f"{exc}. " + _manual_instructions(dest_dir, url)) from exc.__cause__
@@ -394,17 +380,34 @@ def download_cifar10(
             f"could not download CIFAR-10 from {url} ({type(exc).__name__}: {reason}). "
             + _manual_instructions(dest_dir, url)
         ) from exc
-    finally:
-        if archive is not None:
-            archive.unlink(missing_ok=True)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Splits and preprocessing
-# --------------------------------------------------------------------------------------------------------------
+def _download_archive(url: str, md5: str | None, archive: Path, progress: bool, timeout: float) -> None:
+    """Stream ``url`` into the file ``archive`` and check it against ``md5`` (``None``: no check)."""
+    with open(archive, "wb") as out:
+        got = _fetch(url, out, progress, timeout)
+    if md5 is not None and got != md5.lower():
+        raise DatasetError(f"checksum mismatch for {url}: MD5 is {got}, expected {md5.lower()}")
+
+
+def _install(archive: Path, scratch: Path, target: Path, url: str) -> None:
+    """Extract ``archive`` into the folder ``scratch`` and rename its batches folder to ``target`` in one step."""
+    scratch.mkdir()
+    _safe_extract(archive, scratch)
+    extracted = scratch / BATCHES_DIRNAME
+    missing = _missing_files(extracted) if extracted.is_dir() else list(_REQUIRED_FILES)
+    if missing:
+        raise DatasetError(f"archive from {url} lacks {BATCHES_DIRNAME}/{', '.join(missing)}")
+    try:
+        os.replace(extracted, target)
+    except OSError:
+        # Another process may have installed it between our check and now; theirs is as good as ours.
+        if not target.is_dir() or _missing_files(target):
+            raise
+
+
+# -- Splits and preprocessing -------------------------------------------------------------------------------------
 
 
 def _host_float_dtype(dtype: Any) -> numpy.dtype[Any]:
@@ -456,6 +459,35 @@ def _to_float(X: numpy.ndarray, dtype: numpy.dtype[Any], mean: numpy.ndarray | N
     return out
 
 
+def _read_test_rows(batches_dir: Path, count: int) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The test batch's images and labels; ``ValueError`` when it holds fewer than ``count``."""
+    X, y = load_CIFAR10_batch(batches_dir / TEST_BATCH)
+    if count > X.shape[0]:
+        raise ValueError(f"asked for {count} test images but {batches_dir / TEST_BATCH} holds only {X.shape[0]}")
+    return X, y
+
+
+def _place_splits(splits: dict[str, Any], dtype: numpy.dtype[Any], mean: numpy.ndarray | None, be: Any) -> dict:
+    """``X_<split>`` (``dtype``, minus ``mean``) and ``y_<split>`` (int64) on ``be`` for each ``(X uint8, y)``."""
+    data: dict[str, Any] = {}
+    for split, (X_u8, y) in splits.items():
+        # One split at a time: its host float copy is handed to the backend before the next is made, so a
+        # device backend never holds more than one split in host memory at once.
+        data[f"X_{split}"] = to_backend(_to_float(X_u8, dtype, mean), be)
+        data[f"y_{split}"] = to_backend(numpy.ascontiguousarray(y, dtype=numpy.int64), be)
+    return data
+
+
+def _count(label: str, value: Any, minimum: int) -> int:
+    """A count of images, as an ``int`` of at least ``minimum`` (a bool is refused: ``True`` is not a count)."""
+    if isinstance(value, bool):  # operator.index(True) is 1: a flag passed where a count belongs
+        raise TypeError(f"{label} must be an integer count, got {value!r}")
+    n = operator.index(value)
+    if n < minimum:  # no training image: no mean image
+        raise ValueError(f"{label} must be {'at least 1' if minimum else '>= 0'}, got {n}")
+    return n
+
+
 def get_CIFAR10_data(
     num_training: int = 49000,
     num_validation: int = 1000,
@@ -493,32 +525,13 @@ def get_CIFAR10_data(
     Raises ``ValueError`` when more images are asked for than the files hold (the message gives the count),
     and :class:`DatasetError` when the data cannot be found, downloaded, or read.
     """
-    counts: dict[str, int] = {}
-    for label, value in (("num_training", num_training), ("num_validation", num_validation), ("num_test", num_test)):
-        if isinstance(value, bool):  # operator.index(True) is 1: a flag passed where a count belongs
-            raise TypeError(f"{label} must be an integer count, got {value!r}")
-        n = operator.index(value)
-        if n < 0:
-            raise ValueError(f"{label} must be >= 0, got {n}")
-        counts[label] = n
-    n_train, n_val, n_test = counts["num_training"], counts["num_validation"], counts["num_test"]
-    if n_train < 1:
-        raise ValueError("num_training must be at least 1 (the mean image is computed from it)")
+    n_train, n_val = _count("num_training", num_training, 1), _count("num_validation", num_validation, 0)
+    n_test = _count("num_test", num_test, 0)
     host_dtype = _host_float_dtype(dtype)
     be = get_backend(backend, device)  # fail on a missing backend before reading 180 MB
-
-    batches_dir, install_dir = locate_cifar10(root)
-    if not batches_dir.exists() and download:
-        # Module globals read at call time (not default arguments) so tests can point them at a local file.
-        download_cifar10(install_dir, url=CIFAR10_URL, md5=CIFAR10_MD5)
-    _require_complete(batches_dir, install_dir)
-
+    batches_dir = find_cifar10(root, download=download)
     X_rows, y_rows = _read_train_rows(batches_dir, n_train + n_val)
-    X_te_all, y_te_all = load_CIFAR10_batch(batches_dir / TEST_BATCH)
-    if n_test > X_te_all.shape[0]:
-        raise ValueError(
-            f"asked for {n_test} test images but {batches_dir / TEST_BATCH} holds only {X_te_all.shape[0]}"
-        )
+    X_te_all, y_te_all = _read_test_rows(batches_dir, n_test)
     class_names = numpy.array(load_class_names(batches_dir), dtype=str)
 
     X_tr_u8 = X_rows[:n_train]
@@ -531,12 +544,7 @@ def get_CIFAR10_data(
         "val": (X_rows[n_train : n_train + n_val], y_rows[n_train : n_train + n_val]),
         "test": (X_te_all[:n_test], y_te_all[:n_test]),
     }
-    data: dict[str, Any] = {}
-    for split, (X_u8, y) in splits.items():
-        # One split at a time: its host float copy is handed to the backend before the next is made, so a
-        # device backend never holds more than one split in host memory at once.
-        data[f"X_{split}"] = to_backend(_to_float(X_u8, host_dtype, sub), be)
-        data[f"y_{split}"] = to_backend(numpy.ascontiguousarray(y, dtype=numpy.int64), be)
+    data = _place_splits(splits, host_dtype, sub, be)
     data["class_names"] = class_names
     data["mean_image"] = mean.astype(host_dtype)
     return data

@@ -23,12 +23,15 @@ from typing import Any
 import numpy
 
 from .backend import to_host
+from .validation import InputFileError, regular_file
 
 __all__ = [
     "IMAGE_SHAPE",
+    "IMAGE_FORMATS",
     "ImageFileError",
     "load_image",
     "preprocess",
+    "printable",
     "predict_proba",
     "predict_files",
     "confusion_matrix",
@@ -46,26 +49,53 @@ class ImageFileError(ValueError):
 # -- preparing inputs ---------------------------------------------------------------------------------------------
 
 
-def load_image(path: str | os.PathLike[str]) -> numpy.ndarray:
-    """Read an image file (PNG, JPEG, or anything else Pillow reads) as CIFAR-10 stores images.
+#: The formats :func:`load_image` opens (Pillow's names): raster formats only. Pillow also reads PostScript and
+#: EPS, by running Ghostscript on them; a file named ``cat.png`` holding PostScript must not run anything.
+#: (The multi-picture JPEGs many phones write open as JPEG.)
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
-    Returns uint8 of shape ``(3, 32, 32)``: the picture converted to RGB (grey, palette and RGBA images too;
-    alpha is dropped) and resized to 32x32 with a Lanczos filter, which averages over the pixels it shrinks.
-    Raises :class:`ImageFileError` naming the file when it is missing or not a readable image.
+# Pillow's modes holding more than 8 bits per sample, and the value that shows as white in an image viewer:
+# 16-bit integers (PNG, TIFF) up to 65535, 32-bit integers read from 16-bit files too, floats (TIFF) up to 1.0.
+_WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def _as_rgb(img: Any) -> Any:
+    """``img`` as 8-bit RGB, as an image viewer shows it: upright (EXIF orientation applied), wide samples scaled
+    to 8 bits (Pillow's own conversion clips a 16-bit PNG to white and a float TIFF to black), alpha dropped."""
+    from PIL import Image, ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    white = _WIDE_MODES.get(img.mode)
+    if white is not None:
+        values = numpy.nan_to_num(numpy.asarray(img, dtype=numpy.float64), nan=0.0, posinf=white, neginf=0.0)
+        img = Image.fromarray(numpy.clip(numpy.rint(values * (255.0 / white)), 0, 255).astype(numpy.uint8), "L")
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike[str]) -> numpy.ndarray:
+    """Read an image file (one of :data:`IMAGE_FORMATS`: PNG, JPEG, BMP, GIF, TIFF, WebP, PPM) as CIFAR-10 stores
+    images.
+
+    Returns uint8 of shape ``(3, 32, 32)``: the picture as an image viewer shows it (turned upright by its EXIF
+    orientation; grey, palette, RGBA, 16-bit and floating-point images converted to 8-bit RGB, alpha dropped) and
+    resized to 32x32 with a Lanczos filter, which averages over the pixels it shrinks. Raises
+    :class:`ImageFileError` naming the file when it is missing, not a regular file, not an image in one of those
+    formats, too large to decode safely (Pillow's decompression-bomb limit), or damaged.
     """
     from PIL import Image, UnidentifiedImageError  # imported here: only reading images needs Pillow
 
-    path = Path(path)
     try:
-        with Image.open(path) as img:
+        path = regular_file(path, "image")  # a FIFO would block forever
+    except InputFileError as exc:
+        raise ImageFileError(str(exc)) from None
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
             img.load()  # decode now, inside the try: a truncated file fails here, not later
-            rgb = img.convert("RGB")
-    except FileNotFoundError:
-        raise ImageFileError(f"image {path} does not exist") from None
-    except IsADirectoryError:
-        raise ImageFileError(f"{path} is a folder, not an image file") from None
+            rgb = _as_rgb(img)
     except UnidentifiedImageError:
-        raise ImageFileError(f"{path} is not an image file Pillow can read (PNG, JPEG, BMP, GIF, ...)") from None
+        raise ImageFileError(f"{path} is not an image file fcn reads ({', '.join(IMAGE_FORMATS)})") from None
+    except Image.DecompressionBombError as exc:  # the header declares more pixels than is safe to decode
+        raise ImageFileError(f"image {path} is too large to read ({exc})") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged data; SyntaxError: a broken header
         raise ImageFileError(f"image {path} is truncated or corrupt ({exc})") from exc
     height, width = IMAGE_SHAPE[1:]
@@ -89,7 +119,8 @@ def preprocess(images: Any, mean_image: Any = None, dtype: Any = "float32") -> n
     """uint8 images ``(N, 3, 32, 32)`` -> floats in ``dtype``, minus ``mean_image`` when given (host arrays).
 
     ``mean_image`` has the shape of one image (or as many values); the subtraction is done in float64 and
-    rounded once, as :func:`fcn.get_CIFAR10_data` does for the training data.
+    rounded once, as :func:`fcn.get_CIFAR10_data` does for the training data. A ``mean_image`` holding NaN or
+    infinite values is refused (``ValueError``).
     """
     X = numpy.asarray(images)
     out = numpy.empty(X.shape, dtype=numpy.dtype(dtype))
@@ -97,6 +128,8 @@ def preprocess(images: Any, mean_image: Any = None, dtype: Any = "float32") -> n
         out[...] = X
     else:
         mean = numpy.asarray(to_host(mean_image), dtype=numpy.float64).reshape(X.shape[1:])
+        if not numpy.isfinite(mean).all():  # said here: the images would be blamed for the NaN further on
+            raise ValueError("the model's mean_image holds NaN or infinite values: its preprocessing is broken")
         numpy.subtract(X, mean, out=out, dtype=numpy.float64, casting="same_kind")
     return out
 
@@ -117,6 +150,13 @@ def predict_proba(net: Any, X: Any, batch_size: int = 10_000) -> numpy.ndarray:
         exp = numpy.exp(scores)
         parts.append(exp / exp.sum(axis=1, keepdims=True))
     return numpy.concatenate(parts) if parts else numpy.zeros((0, int(getattr(net, "num_classes", 0))))
+
+
+def printable(text: Any) -> str:
+    """``text`` safe to print on a terminal: characters that are not printable (escape sequences, newlines, a
+    lone surrogate) are shown escaped as in a Python string (``\\x1b``, ``\\n``), so text from a file cannot
+    move the cursor, recolour the terminal or forge output lines."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in str(text))
 
 
 def _class_names(net: Any, num_classes: int) -> list[str]:
@@ -159,10 +199,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> numpy.ndarra
 def _test_batch(root: str | os.PathLike[str] | None, download: bool) -> Path:
     from . import data
 
-    batches_dir, install_dir = data.locate_cifar10(root)
-    if not batches_dir.exists() and download:
-        data.download_cifar10(install_dir, url=data.CIFAR10_URL, md5=data.CIFAR10_MD5)
-    return data.find_cifar10(root) / data.TEST_BATCH
+    return data.find_cifar10(root, download=download) / data.TEST_BATCH
 
 
 def evaluate(
@@ -181,11 +218,13 @@ def evaluate(
     ``num_images``, ``per_class_accuracy`` (one entry per class, NaN for a class with no test image),
     ``class_names``, ``confusion`` (host int64 ``(C, C)``, see :func:`confusion_matrix`) and ``data_file``.
     """
-    from .data import load_CIFAR10_batch
+    from .data import DatasetError, load_CIFAR10_batch
 
     _check_cifar_model(net, "evaluating on CIFAR-10")
     path = _test_batch(root, download)
     X_u8, y = load_CIFAR10_batch(path)
+    if not len(y):  # an accuracy of no images is 0 / 0
+        raise DatasetError(f"CIFAR-10 file {path} holds no test images; delete it and download the dataset again")
     if num_test is not None:
         if num_test < 1 or num_test > len(y):
             raise ValueError(f"num_test must be in 1..{len(y)} (the images in {path}), got {num_test}")

@@ -29,6 +29,7 @@ arguments, JSON-able) as :class:`fcn.FullyConnectedNet` does::
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 import numpy
 
 from .backend import get_backend, to_backend, to_host
-from .npz import NpzError, read_npz, write_npz
+from .npz import NpzArchive, NpzError, write_npz
 from .version import __version__
 
 __all__ = ["MODEL_FORMAT", "ModelFileError", "register_model", "save_model", "load_model"]
@@ -101,6 +102,11 @@ def _class_names(value: Any, num_classes: int | None) -> list[str] | None:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) and not hasattr(value, "tolist"):
         raise TypeError(f"class_names must be a list of names, one per class, got {type(value).__name__} {value!r:.40}")
     names = [str(n) for n in (value.tolist() if hasattr(value, "tolist") else value)]
+    for i, name in enumerate(names):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, as JSON's "\udcff" decodes to: no text can print it
+            raise ValueError(f"class_names entry {i} ({name!r}) is not UTF-8 text") from None
     if num_classes is not None and len(names) != num_classes:
         raise ValueError(f"class_names has {len(names)} entries but the model has {num_classes} classes")
     return names
@@ -116,6 +122,13 @@ def _mean_image(value: Any, input_dim: int | None) -> numpy.ndarray:
         )
     if input_dim is not None and mean.size != input_dim:
         raise ValueError(f"mean_image has shape {mean.shape} ({mean.size} values) but the model takes {input_dim}")
+    # The layouts a model's input has: flat (D,), or one image channels first (C, H, W) as the training data is.
+    # Any other shape of the right size would be reshaped into the image layout in the wrong order.
+    if not (mean.ndim == 1 or (mean.ndim == 3 and mean.shape[0] in (1, 3, 4))):
+        raise ValueError(
+            f"mean_image has shape {mean.shape}; give it as the model's input is laid out: flat ({mean.size},) or "
+            "one image, channels first (C, H, W) with C = 1, 3 or 4"
+        )
     if mean.dtype.kind != "f" or not numpy.isfinite(mean).all():
         raise ValueError("mean_image must hold finite floating-point values")
     return mean
@@ -181,18 +194,19 @@ def save_model(
     return write_npz(path, arrays)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
-    """``(meta, arrays)`` of a model file; :class:`ModelFileError` naming the file when it is not one."""
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a folder; expected a model file such as {path / 'model.npz'}")
-    try:
-        arrays = read_npz(path, what="fcn model file")
-    except NpzError as exc:
-        raise ModelFileError(str(exc)) from exc.__cause__
-    if "meta" not in arrays:
+# The largest model description read (a JSON string: the architecture, a few names); larger is not a model file.
+_MAX_META_CHARS = 1 << 20
+
+
+def _meta(path: Path, npz: NpzArchive) -> dict[str, Any]:
+    """The model description (``meta``) of an open model file, checked; :class:`ModelFileError` when it is not."""
+    if "meta" not in npz.names:
         raise ModelFileError(f"{path} is not an fcn model file (it has no 'meta' entry)")
+    shape, dtype = npz.header("meta")
+    if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > _MAX_META_CHARS:
+        raise ModelFileError(f"{path}: the model description is corrupt (a {dtype} array of shape {shape})")
     try:
-        meta = json.loads(str(arrays.pop("meta")))
+        meta = json.loads(str(npz.read("meta")))
     except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep to be a model description
         raise ModelFileError(f"{path}: the model description is corrupt ({exc})") from exc
     if not isinstance(meta, dict):
@@ -204,32 +218,72 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
                 "to it, or fcn.save_model(net, path)"
             )
         raise ModelFileError(f"{path}: unknown model file format {meta.get('format')!r} (expected {MODEL_FORMAT!r})")
-    return meta, arrays
+    return meta
 
 
-def _place(
-    path: Path, cls: type, arrays: dict[str, numpy.ndarray], group: str, target: dict[str, Any], names: Any, be: Any
-) -> None:
-    """Check the file's ``group`` ("params" or "buffers") against the model's and put each array in place."""
-    saved = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{group}/")}
+def _build(path: Path, meta: dict[str, Any], be: Any) -> Any:
+    """The model ``meta`` describes, freshly initialised on ``be``; :class:`ModelFileError` when it cannot be."""
+    cls = _MODEL_CLASSES.get(str(meta.get("class")))
+    if cls is None:
+        raise ModelFileError(
+            f"{path} holds a model of class {meta.get('class')!r}, which this version of fcn ({__version__}) "
+            "does not have (a model class of your own must be registered with fcn.serialization.register_model "
+            "before loading)"
+        )
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the model description has no constructor arguments")
+    try:
+        return cls(**config, backend=be, dtype=str(meta.get("dtype")))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: cannot rebuild {cls.__name__} from {config} ({exc})") from exc
+    except MemoryError as exc:  # sizes no file of this size could hold the weights of
+        raise ModelFileError(
+            f"{path} describes a model too large to build here ({cls.__name__} with {config}: {exc})"
+        ) from exc
+
+
+def _place(path: Path, npz: NpzArchive, cls: type, group: str, target: dict[str, Any], names: Any, be: Any) -> None:
+    """Check the file's ``group`` ("params" or "buffers") against the model's and put each array in place.
+
+    Each entry's header (shape, dtype) is checked before its data is read, so a file declaring arrays the model
+    does not have is refused without reading them.
+    """
+    saved = {k.split("/", 1)[1]: k for k in npz.names if k.startswith(f"{group}/")}
     if set(saved) != set(target) or (names is not None and set(names) != set(saved)):
         raise ModelFileError(f"{path} holds {group} {sorted(saved)}, but {cls.__name__} has {sorted(target)}")
-    for name, value in saved.items():
+    what = _SINGULAR[group]
+    for name, entry in saved.items():
         like = target[name]
-        if tuple(value.shape) != tuple(like.shape):
-            raise ModelFileError(
-                f"{path}: {_SINGULAR[group]} {name} has shape {value.shape}, the model's is {tuple(like.shape)}"
-            )
-        if value.dtype.kind not in "fiub":
-            raise ModelFileError(f"{path}: {_SINGULAR[group]} {name} has dtype {value.dtype}, expected numbers")
+        shape, dtype = npz.header(entry)
+        if shape != tuple(like.shape):
+            raise ModelFileError(f"{path}: {what} {name} has shape {shape}, the model's is {tuple(like.shape)}")
+        if dtype.kind not in "fiub":
+            raise ModelFileError(f"{path}: {what} {name} has dtype {dtype}, expected numbers")
+    for name, entry in saved.items():
+        value = npz.read(entry)
         if value.dtype.kind == "f" and not numpy.isfinite(value).all():
             raise ModelFileError(
-                f"{path}: {_SINGULAR[group]} {name} holds NaN or infinite values (saved from a run that "
-                "diverged?): its predictions would be meaningless"
+                f"{path}: {what} {name} holds NaN or infinite values (saved from a run that diverged?): its "
+                "predictions would be meaningless"
             )
         if group == "buffers" and name.startswith("running_var") and (value < 0).any():
             raise ModelFileError(f"{path}: buffer {name} holds negative variances: the file is corrupt")
-        target[name] = to_backend(value, be, dtype=like.dtype)
+        target[name] = to_backend(value, be, dtype=target[name].dtype)
+
+
+def _read_mean_image(path: Path, npz: NpzArchive, input_dim: int | None) -> numpy.ndarray | None:
+    """The file's ``mean_image`` (``None`` where it has none), checked against the model before and after reading."""
+    if "mean_image" not in npz.names:
+        return None
+    shape, dtype = npz.header("mean_image")
+    size = math.prod(shape)
+    if dtype.kind != "f" or (input_dim is not None and size != input_dim):
+        raise ModelFileError(f"{path}: mean_image has shape {shape} and dtype {dtype}; the model takes {input_dim}")
+    mean = npz.read("mean_image")
+    if not numpy.isfinite(mean).all():
+        raise ModelFileError(f"{path}: mean_image holds NaN or infinite values: the file is corrupt")
+    return mean
 
 
 def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any = None) -> Any:
@@ -245,31 +299,20 @@ def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any
     """
     path = Path(path)
     be = get_backend(backend, device)  # an unavailable backend fails before anything is read
-    meta, arrays = _read(path)
-    cls = _MODEL_CLASSES.get(str(meta.get("class")))
-    if cls is None:
-        raise ModelFileError(
-            f"{path} holds a model of class {meta.get('class')!r}, which this version of fcn ({__version__}) "
-            "does not have (a model class of your own must be registered with fcn.serialization.register_model "
-            "before loading)"
-        )
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: the model description has no constructor arguments")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder; expected a model file such as {path / 'model.npz'}")
     try:
-        net = cls(**config, backend=be, dtype=str(meta["dtype"]))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: cannot rebuild {cls.__name__} from {config} ({exc})") from exc
-
-    _place(path, cls, arrays, "params", net.params, meta.get("params"), be)
-    buffers = getattr(net, "buffers", None)
-    _place(path, cls, arrays, "buffers", buffers if buffers is not None else {}, meta.get("buffers") or None, be)
-
-    mean = arrays.get("mean_image")
-    if mean is not None and (
-        mean.dtype.kind != "f" or mean.size != getattr(net, "input_dim", mean.size) or not numpy.isfinite(mean).all()
-    ):
-        raise ModelFileError(f"{path}: mean_image has shape {mean.shape} and dtype {mean.dtype}; it does not fit")
+        # Only the format's own entries are read, each checked against the model before its data is inflated.
+        with NpzArchive(path, what="fcn model file") as npz:
+            meta = _meta(path, npz)
+            net = _build(path, meta, be)
+            cls = type(net)
+            _place(path, npz, cls, "params", net.params, meta.get("params"), be)
+            buffers = getattr(net, "buffers", None)
+            _place(path, npz, cls, "buffers", buffers if buffers is not None else {}, meta.get("buffers") or None, be)
+            mean = _read_mean_image(path, npz, getattr(net, "input_dim", None))
+    except NpzError as exc:
+        raise ModelFileError(str(exc)) from exc.__cause__
     try:
         names = _class_names(meta.get("class_names"), getattr(net, "num_classes", None))
     except (TypeError, ValueError) as exc:

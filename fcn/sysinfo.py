@@ -133,14 +133,28 @@ def _first_version(*distributions: str) -> str | None:
     return None
 
 
-def _blas() -> dict[str, Any]:
-    """NumPy's BLAS: from threadpoolctl when installed (what is loaded, with threads), else NumPy's build info."""
+def _installed(module: str) -> bool:
+    """Whether ``module`` is there to import (not whether importing it works). A module set to ``None`` in
+    ``sys.modules`` (what tests do to hide one) counts as absent."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
     try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = None
-    if threadpool_info is not None:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # found, but its parent package or its spec is broken: there, unusable
+        return True
+
+
+def _blas() -> dict[str, Any]:
+    """NumPy's BLAS: from threadpoolctl when installed (what is loaded, with threads), else NumPy's build info.
+
+    A threadpoolctl that is installed but fails (on import, or when asked) is reported as unusable, with its
+    error, next to NumPy's build info.
+    """
+    problem = None
+    if _installed("threadpoolctl"):
         try:
+            from threadpoolctl import threadpool_info
+
             blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
             own = [i for i in blas if "numpy" in str(i.get("filepath", ""))] or blas
             if own:
@@ -154,7 +168,13 @@ def _blas() -> dict[str, Any]:
                     "threading_layer": info.get("threading_layer"),
                 }
         except Exception as exc:  # a broken threadpoolctl must not hide the rest of the report
-            return {"source": "threadpoolctl", "error": _first_line(exc)}
+            problem = f"unusable ({_first_line(exc)})"
+    report = _numpy_blas()
+    return report if problem is None else {**report, "threadpoolctl": problem}
+
+
+def _numpy_blas() -> dict[str, Any]:
+    """The BLAS NumPy was built with, from ``numpy.show_config``."""
     try:
         import numpy
 
@@ -213,7 +233,10 @@ def _cuda_version(code: int) -> str:
 
 
 def _try_backend(name: str) -> str:
-    """``"ok"`` when the backend resolves and computes a tiny matrix product correctly, else why not."""
+    """``"ok"`` when the backend resolves and computes a tiny matrix product correctly, ``"not installed"`` when
+    its module (named as the backend) is absent, else why not."""
+    if not _installed(name):
+        return "not installed"
     try:
         import numpy
 

@@ -11,9 +11,12 @@ shapes and dtypes always run: they read metadata only, never array values.
 from __future__ import annotations
 
 import numbers
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "check_float",
     "check_fits_dtype",
     "all_finite",
+    "InputFileError",
+    "regular_file",
 ]
 
 _VALUE_CHECKS: ContextVar[bool] = ContextVar("fcn_value_checks", default=True)
@@ -163,3 +168,42 @@ def check_float(name: str, value: Any, *, positive: bool = False, nonnegative: b
     if nonnegative and value < 0:
         raise ValueError(f"{name} must be >= 0, got {value:g}")
     return value
+
+
+# -- input files --------------------------------------------------------------------------------------------------
+# Every reader of a file a user names (model files, checkpoints, images) checks it here first: opening a FIFO for
+# reading waits for a writer forever, and a device (/dev/zero) never ends, so only regular files are opened.
+
+
+class InputFileError(ValueError):
+    """A file given as input does not exist, is a folder, or is not a regular file. The message names it.
+
+    ``path`` is the file; ``missing`` is True when it does not exist. Readers re-raise it as their own error type.
+    """
+
+    def __init__(self, message: str, path: Path, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.missing = missing
+
+
+def regular_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, checked (one ``os.stat``) to name a regular file before it is opened.
+
+    ``what`` names the kind of file in the messages (``"image"``: "image cat.png does not exist"). Raises
+    :class:`InputFileError` when the file does not exist, cannot be looked at, is a folder, or is anything but a
+    regular file (a FIFO, a socket, a device), without opening it.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {path} does not exist", path, missing=True) from None
+    except OSError as exc:  # permissions on a folder above it, a name too long, a loop of links
+        raise InputFileError(f"cannot read {what} {path}: {exc.strerror or exc}", path) from None
+    if stat.S_ISDIR(mode):
+        raise InputFileError(f"{path} is a folder, not a readable {what}", path)
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise InputFileError(f"{path} is {kind}, not a regular file: not a readable {what}", path)
+    return path

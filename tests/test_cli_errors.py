@@ -93,7 +93,7 @@ def test_unreadable_checkpoint_is_left_alone(tiny_cifar, tmp_path):
     (out / "checkpoint.npz").write_bytes(b"not a checkpoint")
     result = train(tiny_cifar, tmp_path, "--out", str(out), "--resume", "--num-iters", "2")
     assert result.returncode == 1
-    assert "not a readable fcn checkpoint" in one_error_line(result)
+    assert one_error_line(result).endswith("checkpoint.npz: not an fcn checkpoint (not a zip archive, as an .npz is)")
     assert tree(out) == ["checkpoint.npz"] and (out / "checkpoint.npz").read_bytes() == b"not a checkpoint"
 
 
@@ -359,3 +359,57 @@ def test_interrupt_inside_an_update_then_resume_is_exact(tiny_cifar, tmp_path, m
     for key in reference:
         if key.startswith(("params/", "best/", "optim/")) or key.endswith("_history"):
             np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
+
+
+# -- hostile input files: one line naming the file, nothing run, nothing waited for -----------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    import numpy as np
+
+    import fcn
+
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    fcn.save_model(fcn.FullyConnectedNet(3072, [4], 10, seed=0), path)
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {k: npz[k] for k in npz.files}
+    deep = path.with_name("deep.npz")
+    np.savez(deep, **{**entries, "meta": np.asarray("[" * 100_000 + "]" * 100_000)})
+    nan = path.with_name("nan.npz")
+    np.savez(nan, **{**entries, "params/W2": np.full_like(entries["params/W2"], np.nan)})
+    return path
+
+
+def _png(path: Path) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(path, format="PNG")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["predict", "{model}", "{tmp}/missing.png"], 2, "image {tmp}/missing.png does not exist"),
+        (["predict", "{model}", "{tmp}/cat.ps.png"], 2, "{tmp}/cat.ps.png is not an image file fcn reads (PNG"),
+        (["predict", "{model}", "{tmp}/fifo.png"], 2, "{tmp}/fifo.png is a FIFO, not a regular file"),
+        (["predict", "{tmp}/fifo.npz", "{tmp}/cat.png"], 1, "{tmp}/fifo.npz is a FIFO, not a regular file"),
+        (["predict", "{tmp}/cat.png", "{tmp}/cat.png"], 1, "{tmp}/cat.png: not an fcn model file (not a zip"),
+        (["evaluate", "{tmp}/history.json"], 1, "{tmp}/history.json: not an fcn model file (not a zip archive"),
+        (["predict", "{dir}/deep.npz", "{tmp}/cat.png"], 1, "{dir}/deep.npz: the model description is corrupt"),
+        (["predict", "{dir}/nan.npz", "{tmp}/cat.png"], 1, "{dir}/nan.npz: parameter W2 holds NaN or infinite"),
+    ],
+    ids=["missing-image", "postscript", "fifo-image", "fifo-model", "png-model", "json-model", "deep-json", "nan"],
+)
+def test_hostile_input_files(model_file, tmp_path, args, code, message):
+    _png(tmp_path / "cat.png")
+    (tmp_path / "cat.ps.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    (tmp_path / "history.json").write_text(json.dumps({"loss_history": [2.3, 2.2]}))
+    os.mkfifo(tmp_path / "fifo.png")
+    os.mkfifo(tmp_path / "fifo.npz")
+    fill = {"model": str(model_file), "dir": str(model_file.parent), "tmp": str(tmp_path)}
+    result = fcn_cli(*(a.format(**fill) for a in args), cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    line = one_error_line(result, args[0])
+    assert message.format(**fill) in line and "pickle" not in line

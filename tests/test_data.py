@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import pickle
 import tarfile
 import threading
@@ -220,9 +221,16 @@ def test_a_flag_is_not_a_count(cifar, kwargs):
         small(cifar, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"num_training": 0}, {"num_validation": -1}, {"num_test": -5}])
-def test_bad_counts(cifar: Path, kwargs: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_training": 0}, r"num_training must be at least 1, got 0"),
+        ({"num_validation": -1}, r"num_validation must be >= 0, got -1"),
+        ({"num_test": -5}, r"num_test must be >= 0, got -5"),
+    ],
+)
+def test_bad_counts(cifar: Path, kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         small(cifar, **kwargs)
 
 
@@ -262,6 +270,17 @@ def test_env_var(cifar: Path, monkeypatch: pytest.MonkeyPatch, point_at: str) ->
     assert fd.find_cifar10() == cifar / "cifar-10-batches-py"
     assert small(None)["X_test"].shape == (20, 3, 32, 32)
     assert fd.load_CIFAR10()[0].shape == (N_TRAIN_TOTAL, 3, 32, 32)
+
+
+@pytest.mark.parametrize("via", ["env", "root"])
+def test_a_data_folder_that_is_a_file_is_refused_before_any_download(tmp_path, monkeypatch, via):
+    (tmp_path / "cifar.tar.gz").write_bytes(b"")
+    monkeypatch.setattr(fd, "download_cifar10", lambda *a, **k: pytest.fail("a download was tried"))
+    if via == "env":
+        monkeypatch.setenv("FCN_DATA_DIR", str(tmp_path / "cifar.tar.gz"))
+    shown = "FCN_DATA_DIR=" if via == "env" else ""
+    with pytest.raises(DatasetError, match=rf"data folder {shown}.*cifar\.tar\.gz is not a folder"):
+        small(None if via == "env" else tmp_path / "cifar.tar.gz")
 
 
 def test_explicit_root_beats_env_var(cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -378,6 +397,12 @@ def test_damaged_batch_names_file_and_problem(cifar: Path, how: str, name: str) 
     assert str(path) in str(info.value)
     with pytest.raises(DatasetError, match=DAMAGE[how]):
         fd.load_CIFAR10(cifar)
+
+
+def test_a_batch_that_is_no_regular_file_is_refused_without_opening_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "data_batch_1")
+    with pytest.raises(DatasetError, match=r"data_batch_1 is a FIFO, not a regular file"):
+        fd.load_CIFAR10_batch(tmp_path / "data_batch_1")  # opening it would wait for a writer forever
 
 
 def test_missing_batch_file_is_named(cifar: Path) -> None:

@@ -1,7 +1,11 @@
 """Using a trained model: image files prepared like CIFAR-10, `fcn evaluate` and `fcn predict`."""
 
 import json
+import os
+import pickle
 import re
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ from fcn.inference import (
     load_image,
     predict_files,
     preprocess,
+    printable,
 )
 from fcn.plotting import plot_confusion_matrix
 
@@ -101,7 +106,7 @@ def test_unreadable_images_name_the_file(tmp_path):
     with pytest.raises(ImageFileError, match=r"image .*missing\.png does not exist"):
         load_image(tmp_path / "missing.png")
     (tmp_path / "notes.txt").write_text("not a picture")
-    with pytest.raises(ImageFileError, match=r"notes\.txt is not an image file"):
+    with pytest.raises(ImageFileError, match=r"notes\.txt is not an image file fcn reads"):
         load_image(tmp_path / "notes.txt")
     Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "cut.png")
     data = (tmp_path / "cut.png").read_bytes()
@@ -112,6 +117,70 @@ def test_unreadable_images_name_the_file(tmp_path):
         load_image(tmp_path)
 
 
+def test_postscript_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    ran = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: ran.append(a) or Image.new("RGB", (8, 8)))
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
+    (tmp_path / "cat.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    with pytest.raises(ImageFileError, match=r"cat\.png is not an image file fcn reads \(PNG, JPEG"):
+        load_image(tmp_path / "cat.png")
+    assert ran == []
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda p: os.symlink("/dev/zero", p)], ids=["fifo", "device"])
+def test_only_regular_files_are_opened(tmp_path, make):
+    make(tmp_path / "cat.png")
+    with pytest.raises(ImageFileError, match=r"cat\.png is a (FIFO|device), not a regular file"):
+        load_image(tmp_path / "cat.png")  # opening a FIFO would wait for a writer forever
+
+
+def _png_header(path, width, height):
+    """A PNG that declares ``width`` x ``height`` greyscale pixels and holds none (a few dozen bytes)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(PNG_MAGIC + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_an_image_declaring_too_many_pixels_is_refused(tmp_path):
+    _png_header(tmp_path / "huge.png", 20_000, 20_000)
+    with pytest.raises(ImageFileError, match=r"image .*huge\.png is too large to read \(.*400000000 pixels"):
+        load_image(tmp_path / "huge.png")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored sideways with "rotate 90 degrees" in its EXIF data is read upright, as viewers show it."""
+    stored = np.zeros((32, 64, 3), np.uint8)  # 64 wide, 32 high: left half red, right half blue
+    stored[:, :32, 0], stored[:, 32:, 2] = 255, 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the viewer turns it 90 degrees clockwise
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    img = load_image(tmp_path / "photo.png").astype(int)
+    upright = np.rot90(stored, k=-1)  # 32 wide, 64 high: top half red, bottom half blue
+    assert upright[0, 0, 0] == 255 and upright[-1, 0, 2] == 255
+    assert img[0, :12].mean() > 200 and img[2, :12].mean() < 50  # red at the top
+    assert img[2, -12:].mean() > 200 and img[0, -12:].mean() < 50  # blue at the bottom
+
+
+@pytest.mark.parametrize(
+    ("array", "suffix", "grey"),
+    [
+        (np.full((32, 32), 32768, np.uint16), "png", 128),  # 16-bit mid-grey: Pillow's convert makes it white
+        (np.full((32, 32), 65535, np.uint16), "png", 255),
+        (np.full((32, 32), 0.5, np.float32), "tiff", 128),  # float mid-grey: Pillow's convert makes it black
+        (np.full((32, 32), 1.0, np.float32), "tiff", 255),
+    ],
+    ids=["16-bit-png-grey", "16-bit-png-white", "float-tiff-grey", "float-tiff-white"],
+)
+def test_wide_samples_are_scaled_to_8_bits(tmp_path, array, suffix, grey):
+    Image.fromarray(array).save(tmp_path / f"img.{suffix}")
+    np.testing.assert_array_equal(load_image(tmp_path / f"img.{suffix}"), np.full((3, 32, 32), grey, np.uint8))
+
+
 def test_preprocess_subtracts_the_mean_in_the_model_dtype():
     X = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2)
     mean = np.full((3, 2, 2), 0.5)
@@ -119,6 +188,30 @@ def test_preprocess_subtracts_the_mean_in_the_model_dtype():
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, X.astype(np.float64) - 0.5)
     np.testing.assert_array_equal(preprocess(X), X.astype(np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_broken_mean_image_is_blamed_on_the_model(bad):
+    mean = np.zeros((3, 2, 2))
+    mean[1, 0, 0] = bad
+    with pytest.raises(ValueError, match="the model's mean_image holds NaN or infinite values"):
+        preprocess(np.zeros((1, 3, 2, 2), np.uint8), mean)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("cat", "cat"),
+        ("chat noir \u00e9\u732b", "chat noir \u00e9\u732b"),  # letters of any script print as they are
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),  # an escape sequence would recolour the terminal
+        ("dog\ncat.png: truck 0.999", "dog\\ncat.png: truck 0.999"),  # a forged output line
+        ("a\rb\tc\x00", "a\\rb\\tc\\x00"),
+        ("\udcff", "\\udcff"),
+    ],
+    ids=["plain", "unicode", "escape", "newline", "controls", "surrogate"],
+)
+def test_printable_escapes_what_would_act_on_the_terminal(text, shown):
+    assert printable(text) == shown
 
 
 # -- predictions ----------------------------------------------------------------------------------------------
@@ -205,6 +298,14 @@ def test_evaluate_reproduces_the_training_test_accuracy(trained, capsys):
         assert f"  {name} " in printed
 
 
+def test_evaluate_on_an_empty_test_batch_says_so(tmp_path):
+    batches = write_cifar10(tmp_path / "data", n_per_train_batch=4, n_test=4)
+    empty = {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}
+    (batches / "test_batch").write_bytes(pickle.dumps(empty, protocol=4))  # a batch the unpickler reads
+    with pytest.raises(fcn.DatasetError, match=r"test_batch holds no test images"):
+        evaluate(fcn.FullyConnectedNet(3072, [4], 10, seed=0), batches, download=False)
+
+
 def test_evaluate_per_class_accuracy_and_confusion(trained, tmp_path):
     out, batches = trained
     net = fcn.load_model(out / "model.npz")
@@ -246,14 +347,26 @@ def test_predict_prints_the_top_three(trained, tmp_path, capsys):
         assert len(ranked) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-12
 
 
+def test_predict_prints_class_names_from_the_file_escaped(tmp_path, capsys):
+    forged = ["\x1b[2J\x1b[31mcat", "dog\nimg.png: truck 1.000"]
+    net = fcn.FullyConnectedNet(3072, [4], 2, seed=0)
+    fcn.save_model(net, tmp_path / "m.npz", class_names=forged)
+    Image.new("RGB", (8, 8)).save(tmp_path / "img.png")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "img.png")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and len(out.splitlines()) == 1
+    assert "\\x1b[2J\\x1b[31mcat" in out and "dog\\nimg.png: truck 1.000" in out
+
+
 def test_command_errors_name_the_file(trained, tmp_path, capsys):
     out, batches = trained
 
-    def error_of(argv):
+    def error_of(argv, exit_code=1):
         capsys.readouterr()
         code = main(argv)
         err = capsys.readouterr().err.strip()
-        assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert code == exit_code and len(err.splitlines()) == 1 and "Traceback" not in err, err
         return err
 
     assert re.search(
@@ -262,7 +375,11 @@ def test_command_errors_name_the_file(trained, tmp_path, capsys):
     )
     assert "checkpoint.npz is a training checkpoint" in error_of(["predict", str(out / "checkpoint.npz"), "x.png"])
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    assert "bad.png" in error_of(["predict", str(out / "model.npz"), str(tmp_path / "bad.png")])
+    # an image that cannot be read is bad input, as a bad option is: 2
+    assert "bad.png" in error_of(["predict", str(out / "model.npz"), str(tmp_path / "bad.png")], 2)
+    assert "missing.png does not exist" in error_of(
+        ["predict", str(out / "model.npz"), str(tmp_path / "missing.png")], 2
+    )
     assert "FCN_DATA_DIR" in error_of(
         ["evaluate", str(out / "model.npz"), "--data-dir", str(tmp_path / "nowhere"), "--no-download"]
     )

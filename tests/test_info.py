@@ -47,10 +47,42 @@ def test_info_json():
     assert set(env["backends"]) == {"numpy", "cupy", "array_api_strict", "torch"}
 
 
-def test_backend_that_does_not_load_is_reported_not_fatal(monkeypatch):
+def test_a_backend_that_is_not_installed_is_reported_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" now raises ImportError
-    report = sysinfo._try_backend("torch")
-    assert report.startswith("BackendError: PyTorch is not installed")
+    assert sysinfo._try_backend("torch") == "not installed"
+
+
+def _broken_module(tmp_path, monkeypatch, name, error="OSError('libgomp.so.1: cannot open shared object file')"):
+    """Make ``import name`` find a module that raises ``error``, as one whose library is missing does."""
+    (tmp_path / f"{name}.py").write_text(f"raise {error}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_a_backend_that_does_not_load_is_reported_with_its_error(tmp_path, monkeypatch):
+    _broken_module(tmp_path, monkeypatch, "torch")
+    assert "libgomp.so.1" in sysinfo._try_backend("torch")
+
+
+def test_a_broken_threadpoolctl_is_reported_unusable_next_to_numpys_build_info(tmp_path, monkeypatch):
+    _broken_module(tmp_path, monkeypatch, "threadpoolctl")
+    blas = sysinfo._blas()
+    assert blas["threadpoolctl"] == "unusable (OSError: libgomp.so.1: cannot open shared object file)"
+    assert blas["source"] == "numpy.show_config" and blas["name"]
+
+
+def test_info_with_a_broken_threadpoolctl_still_prints_the_report(tmp_path):
+    (tmp_path / "threadpoolctl.py").write_text("raise AttributeError('module has no attribute _core')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "fcn.cli", "info"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "  threadpoolctl: unusable (AttributeError: module has no attribute _core)" in result.stdout.splitlines()
 
 
 def test_blas_without_threadpoolctl_comes_from_numpy(monkeypatch):

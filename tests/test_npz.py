@@ -1,11 +1,13 @@
 """fcn/npz.py: the one .npz writer (atomic) and reader (no pickle, one error type naming the file)."""
 
 import io
+import os
+import zipfile
 
 import numpy as np
 import pytest
 
-from fcn.npz import NpzError, read_npz, write_npz
+from fcn.npz import NpzArchive, NpzError, read_npz, write_npz
 
 
 def _npy_bytes(array):
@@ -50,13 +52,14 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: p.mkdir(), r"x\.npz is a folder, not a readable file"),
-        (lambda p: p.write_bytes(b"not a zip"), r"x\.npz is not a readable file \(ValueError"),
-        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(40)), r"x\.npz is not a readable file \(BadZipFile"),
-        (lambda p: p.write_bytes(_npy_bytes(np.zeros(2))), r"x\.npz is not a readable file: it holds a single array"),
-        (lambda p: np.savez(p, a=np.array([None], dtype=object)), r"x\.npz is not a readable file .*pickle"),
+        (lambda p: p.mkdir(), r"x\.npz is a folder, not a readable \.npz file"),
+        (lambda p: p.write_bytes(b"not a zip"), r"x\.npz: not an \.npz file \(not a zip archive"),
+        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(40)), r"x\.npz is not a readable \.npz file \(BadZipFile"),
+        (lambda p: p.write_bytes(_npy_bytes(np.zeros(2))), r"x\.npz: not an \.npz file \(it holds a single \.npy"),
+        (lambda p: np.savez(p, a=np.array([None], dtype=object)), r"x\.npz .*: a holds Python objects \(pickle\)"),
+        (lambda p: _forged(p, b"\x00" * 100), r"x\.npz is not a readable \.npz file \(a: .*declares 800 bytes"),
     ],
-    ids=["folder", "garbage", "bad-zip", "npy", "pickle"],
+    ids=["folder", "garbage", "bad-zip", "npy", "pickle", "truncated-entry"],
 )
 def test_unreadable(tmp_path, make, message):
     path = tmp_path / "x.npz"
@@ -64,12 +67,43 @@ def test_unreadable(tmp_path, make, message):
     with pytest.raises(NpzError, match=message) as info:
         read_npz(path)
     assert not info.value.missing
+    assert "allow_pickle" not in str(info.value)  # never advice to unpickle a file that is not what it should be
 
 
-def test_a_fifo_is_refused_without_blocking(tmp_path):
-    import os
+def _forged(path, data, shape=(100,)):
+    """An .npz whose entry ``a`` has a float64 header of ``shape`` followed by ``data``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.npy", header.getvalue() + data)
 
-    fifo = tmp_path / "model.npz"
-    os.mkfifo(fifo)
-    with pytest.raises(NpzError, match="is not a regular file"):
-        read_npz(fifo)  # opening a FIFO for reading would wait for a writer forever
+
+def test_headers_are_read_without_the_data(tmp_path, monkeypatch):
+    """A zip bomb: 128 MiB of zeros compress to 128 KB; the header says so before anything is inflated."""
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("small.npy", _npy_bytes(np.arange(3.0)))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**24,)})
+        with zf.open("bomb.npy", "w", force_zip64=True) as f:
+            f.write(header.getvalue())
+            for _ in range(128):
+                f.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    inflated = []
+    real_read = np.lib.format.read_array
+    monkeypatch.setattr(np.lib.format, "read_array", lambda f, **kw: inflated.append(f.name) or real_read(f, **kw))
+    with NpzArchive(path) as npz:
+        assert npz.names == ["small", "bomb"]
+        assert npz.header("bomb") == ((2**24,), np.dtype("<f8"))
+        np.testing.assert_array_equal(npz.read("small"), np.arange(3.0))
+    assert set(read_npz(path, select=lambda name: name != "bomb")) == {"small"}
+    assert inflated == ["small.npy", "small.npy"]
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda p: os.symlink("/dev/zero", p)], ids=["fifo", "device"])
+def test_only_regular_files_are_opened(tmp_path, make):
+    path = tmp_path / "model.npz"
+    make(path)
+    with pytest.raises(NpzError, match=r"model\.npz is a (FIFO|device), not a regular file"):
+        read_npz(path)  # opening a FIFO for reading would wait for a writer forever; /dev/zero never ends

@@ -2,7 +2,11 @@
 load on any backend, no pickle, atomic writes, clear errors naming the file."""
 
 import importlib.util
+import io
 import json
+import math
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -225,23 +229,42 @@ def test_folder_instead_of_file(tmp_path):
         load_model(tmp_path)
 
 
+def _png(path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(path, format="PNG")
+
+
+def _npy(path):
+    with open(path, "wb") as f:  # np.save(path) would add .npy to the name
+        np.save(f, np.zeros(3))
+
+
 @pytest.mark.parametrize(
-    "content",
-    [b"not a zip file at all", b"", b"PK\x03\x04" + bytes(40)],
-    ids=["garbage", "empty", "bad-zip"],
+    ("make", "held"),
+    [
+        (lambda p: p.write_bytes(b"not a zip file at all"), "not a zip archive, as an .npz is"),
+        (lambda p: p.write_bytes(b""), "not a zip archive, as an .npz is"),
+        (lambda p: p.write_text(json.dumps({"loss_history": [2.3]})), "not a zip archive, as an .npz is"),
+        (_png, "not a zip archive, as an .npz is"),
+        (_npy, "it holds a single .npy array"),
+    ],
+    ids=["garbage", "empty", "json", "png", "npy"],
 )
-def test_unreadable_file(tmp_path, content):
+def test_a_file_that_is_no_archive_is_not_a_model_file(tmp_path, make, held):
     path = tmp_path / "m.npz"
-    path.write_bytes(content)
-    with pytest.raises(ModelFileError, match=r"m\.npz is not a readable fcn model file"):
+    make(path)
+    with pytest.raises(ModelFileError) as info:
         load_model(path)
+    assert str(info.value) == f"{path}: not an fcn model file ({held})"  # no advice to unpickle it
 
 
-def test_truncated_file(tmp_path):
+@pytest.mark.parametrize("size", [200, -200], ids=["head", "tail"])
+def test_truncated_file(tmp_path, size):
     path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match=r"m\.npz"):
+    path.write_bytes(data[:size])
+    with pytest.raises(ModelFileError, match=r"m\.npz is not a readable fcn model file \(BadZipFile"):
         load_model(path)
 
 
@@ -261,12 +284,9 @@ def test_checkpoint_is_not_a_model(tmp_path):
         load_model(ck)
 
 
-def test_single_array_and_pickle_files(tmp_path):
-    np.save(tmp_path / "one.npy", np.zeros(3))
-    with pytest.raises(ModelFileError, match=r"one\.npy is not a readable fcn model file: it holds a single array"):
-        load_model(tmp_path / "one.npy")
+def test_pickle_files(tmp_path):
     np.savez(tmp_path / "obj.npz", meta=np.array([{"format": MODEL_FORMAT}], dtype=object))
-    with pytest.raises(ModelFileError, match=r"obj\.npz is not a readable fcn model file \(ValueError: .*pickle"):
+    with pytest.raises(ModelFileError, match=r"obj\.npz is not a readable fcn model file: meta holds Python objects"):
         load_model(tmp_path / "obj.npz")
 
 
@@ -292,7 +312,7 @@ def test_npz_without_meta(tmp_path):
         (lambda e: e["meta"]["config"].update({"colour": "red"}), "cannot rebuild FullyConnectedNet"),
         (lambda e: e["meta"].update({"class_names": ["a"]}), "class_names has 1 entries"),
         (lambda e: e.update({"mean_image": np.zeros(7)}), "mean_image has shape"),
-        (lambda e: e.update({"mean_image": np.full(6, np.nan)}), "mean_image has shape"),
+        (lambda e: e.update({"mean_image": np.full(6, np.nan)}), "mean_image holds NaN or infinite values"),
         (lambda e: e["params/W2"].__setitem__((0, 0), np.nan), "parameter W2 holds NaN or infinite values"),
         (lambda e: e["params/b1"].__setitem__(1, np.inf), "parameter b1 holds NaN or infinite values"),
         (lambda e: e["meta"].update({"class_names": "abc"}), "class_names must be a list of names"),
@@ -353,6 +373,8 @@ def test_batchnorm_buffers_are_checked_on_load(tmp_path, bad):
     ("kwargs", "message"),
     [
         ({"mean_image": np.zeros((2, 1, 3))}, r"channels-last shape \(2, 1, 3\)"),
+        ({"mean_image": np.zeros((2, 3))}, r"mean_image has shape \(2, 3\); give it as the model's input"),
+        ({"mean_image": np.zeros((1, 6))}, r"mean_image has shape \(1, 6\); give it as the model's input"),
         ({"class_names": "abc"}, "class_names must be a list of names"),
     ],
 )
@@ -380,3 +402,90 @@ def test_model_file_keeps_normalization_dropout_and_running_statistics(backend, 
     for name, value in net.buffers.items():
         np.testing.assert_array_equal(fcn.to_host(loaded.buffers[name]), value)
     np.testing.assert_allclose(fcn.to_host(loaded.loss(X)), net.loss(X), rtol=1e-12, atol=1e-12)
+
+
+# -- hostile files: nothing is read, allocated or run that the model does not need --------------------------------
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '"a string"', "3", "null"], ids=["list", "string", "number", "null"])
+def test_a_description_that_is_no_json_object_is_corrupt(tmp_path, meta):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {k: npz[k] for k in npz.files}
+    np.savez(path, **{**entries, "meta": np.asarray(meta)})
+    with pytest.raises(ModelFileError, match=r"m\.npz: the model description is corrupt \(not a JSON object\)"):
+        load_model(path)
+
+
+def _bomb_entry(path, name, shape, dtype="<f8"):
+    """Add entry ``name`` to the .npz at ``path``: a header declaring ``shape`` and as many zero bytes, which
+    compress about a thousandfold (a zip bomb)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf, zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+        f.write(header.getvalue())
+        for _ in range(math.prod(shape) * np.dtype(dtype).itemsize >> 20):
+            f.write(bytes(1 << 20))
+
+
+@pytest.fixture
+def inflated(monkeypatch):
+    """The names of the .npz entries whose data is read."""
+    names = []
+    real = np.lib.format.read_array
+    monkeypatch.setattr(np.lib.format, "read_array", lambda f, **kw: names.append(f.name) or real(f, **kw))
+    return names
+
+
+def test_entries_that_are_no_part_of_the_format_are_never_inflated(tmp_path, inflated):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    _bomb_entry(path, "extra", (2**24,))  # 128 MiB of data in a file of 0.2 MB
+    assert path.stat().st_size < 1 << 20
+    inflated.clear()
+    load_model(path)
+    assert "extra.npy" not in inflated and "meta.npy" in inflated
+
+
+@pytest.mark.parametrize(
+    ("entry", "shape", "message"),
+    [
+        ("params/W1", (6, 2**21), r"parameter W1 has shape \(6, 2097152\), the model's is \(6, 4\)"),
+        ("mean_image", (2**24,), r"mean_image has shape \(16777216,\) and dtype float64; the model takes 6"),
+        ("meta", (2**22,), r"the model description is corrupt \(a <U1 array of shape \(4194304,\)\)"),
+    ],
+    ids=["param", "mean-image", "meta"],
+)
+def test_declared_shapes_are_checked_before_any_data_is_read(tmp_path, inflated, entry, shape, message):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    rewrite_npz(path, lambda e: e.pop(entry, None) if entry != "meta" else None)
+    if entry == "meta":
+        with np.load(path, allow_pickle=False) as npz:
+            entries = {k: npz[k] for k in npz.files if k != "meta"}
+        np.savez(path, **entries)
+    _bomb_entry(path, entry, shape, "<U1" if entry == "meta" else "<f8")
+    inflated.clear()
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+    assert f"{entry}.npy" not in inflated
+
+
+def test_a_model_too_large_to_build_names_its_size(tmp_path):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    rewrite_npz(path, lambda e: e["meta"]["config"].update({"hidden_dims": [10**15]}))
+    with pytest.raises(
+        ModelFileError, match=r"m\.npz describes a model too large .*'hidden_dims': \[1000000000000000\]"
+    ):
+        load_model(path)
+
+
+def test_only_regular_files_are_opened(tmp_path):
+    os.mkfifo(tmp_path / "model.npz")
+    with pytest.raises(ModelFileError, match=r"model\.npz is a FIFO, not a regular file"):
+        load_model(tmp_path / "model.npz")  # opening it would wait for a writer forever
+
+
+def test_class_names_that_are_no_utf8_text_are_refused(tmp_path):
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz", class_names=["a", "b", "c"])
+    rewrite_npz(path, lambda e: e["meta"].update({"class_names": ["a", "b", "\udcff"]}))  # a lone surrogate
+    with pytest.raises(ModelFileError, match=r"m\.npz: class_names entry 2 .* is not UTF-8 text"):
+        load_model(path)

@@ -3,12 +3,21 @@ the messages in full, and ``trusted_inputs``."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import fcn
 from fcn import FullyConnectedNet, softmax_loss
-from fcn.validation import check_features, check_labels, trusted_inputs, value_checks_enabled
+from fcn.validation import (
+    InputFileError,
+    check_features,
+    check_labels,
+    regular_file,
+    trusted_inputs,
+    value_checks_enabled,
+)
 
 XP = fcn.get_backend().xp  # NumPy through array-api-compat
 
@@ -139,3 +148,29 @@ def test_trusted_inputs_turns_value_checks_off_and_back_on():
 def test_shape_checks_stay_on_for_trusted_inputs():
     with trusted_inputs(), pytest.raises(ValueError, match="features per sample"):
         check_features(XP, np.zeros((2, 3)), 4)
+
+
+# -- input files --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message", "missing"),
+    [
+        (lambda p: None, r"^image .*cat\.png does not exist$", True),
+        (lambda p: p.mkdir(), r"cat\.png is a folder, not a readable image$", False),
+        (os.mkfifo, r"cat\.png is a FIFO, not a regular file: not a readable image$", False),
+        (lambda p: os.symlink("/dev/zero", p), r"cat\.png is a device, not a regular file", False),
+    ],
+    ids=["missing", "folder", "fifo", "device"],
+)
+def test_only_regular_files_are_input_files(tmp_path, make, message, missing):
+    path = tmp_path / "cat.png"
+    make(path)
+    with pytest.raises(InputFileError, match=message) as info:
+        regular_file(path, "image")  # a FIFO is never opened: that would wait for a writer forever
+    assert info.value.path == path and info.value.missing is missing and isinstance(info.value, ValueError)
+
+
+def test_a_regular_file_is_returned_as_a_path(tmp_path):
+    (tmp_path / "cat.png").write_bytes(b"")
+    assert regular_file(str(tmp_path / "cat.png"), "image") == tmp_path / "cat.png"

@@ -21,6 +21,7 @@ import traceback
 from typing import Any, NoReturn
 
 from .. import __version__
+from ..inference import ImageFileError
 from ..sysinfo import collect_env, format_env
 from . import evaluate, sweep, train
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DefaultsFormatter
@@ -108,9 +109,10 @@ def _exit_code(exc: BaseException) -> int | None:
 
     fcn's own error types (BackendError, DatasetError, CheckpointError, ModelFileError, TrainingDiverged, the
     sweep's, ...) mean the command could not be carried out: 1, as do file-system errors. Plain ``ValueError``
-    and ``TypeError`` come from fcn's argument and input checks: 2, like an output folder holding another run.
+    and ``TypeError`` come from fcn's argument and input checks: 2, like an output folder holding another run and
+    an image file ``fcn predict`` cannot read.
     """
-    if isinstance(exc, RunExistsError):
+    if isinstance(exc, (RunExistsError, ImageFileError)):  # an image to classify is the command's input
         return EXIT_USAGE
     if type(exc).__module__.split(".")[0] == "fcn":
         return EXIT_FAILURE

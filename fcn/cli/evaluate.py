@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..inference import evaluate, predict_files
+from ..inference import evaluate, predict_files, printable
 from ..serialization import load_model
 from .common import positive_int
 
@@ -71,9 +71,10 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
         print("note: the model carries no mean image, so the test images are used without mean subtraction")
     print(f"test accuracy: {result['accuracy']:.4f} ({result['correct']} of {result['num_images']} images)")
     print("per-class accuracy:")
-    width = max(len(n) for n in result["class_names"])
+    names = [printable(n) for n in result["class_names"]]  # from the model file: escaped for the terminal
+    width = max(len(n) for n in names)
     totals = result["confusion"].sum(axis=1)
-    for name, acc, total in zip(result["class_names"], result["per_class_accuracy"], totals, strict=True):
+    for name, acc, total in zip(names, result["per_class_accuracy"], totals, strict=True):
         shown = "  n/a" if total == 0 else f"{acc:.3f}"
         print(f"  {name:<{width}}  {shown}  ({total} images)")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,5 +88,5 @@ def predict_command(args: argparse.Namespace) -> list[list[tuple[str, float]]]:
     net = load_model(args.model, backend=args.backend)
     results = predict_files(net, args.images, top=args.top)
     for path, ranked in zip(args.images, results, strict=True):
-        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+        print(f"{printable(path)}: " + ", ".join(f"{printable(name)} {p:.3f}" for name, p in ranked))
     return results

@@ -229,9 +229,6 @@ def applies(rule: str, module: Module) -> bool:
 # (rule, file): every offence the module has today. The reason lists them; the test must keep failing until they
 # are all fixed, and then the entry goes.
 KNOWN_OFFENDERS: dict[tuple[str, str], str] = {
-    ("function-size", "fcn/data.py"): (
-        "fcn/data.py:332 download_cifar10 (68 lines), fcn/data.py:456 get_CIFAR10_data (82 lines)"
-    ),
     ("function-size", "fcn/sweep/run.py"): "fcn/sweep/run.py:94 run_sweep (151 lines)",
 }
 
