@@ -380,14 +380,24 @@ def test_torch_cpu_device_by_name_trains(torch, rng):
     assert len(solver.loss_history) == 2
 
 
-def test_equal_devices_give_equal_hashable_backends(strict, torch):
+def test_equal_devices_give_equal_hashable_backends(strict):
     a = fcn.get_backend("array_api_strict", "device1")
     b = fcn.get_backend("array_api_strict", strict.Device("device1"))
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
-    assert fcn.get_backend("array_api_strict", "device2") != a
+    assert fcn.get_backend("numpy") == fcn.get_backend("numpy", "cpu")
+
+
+@pytest.mark.parametrize("other", ["device2", "CPU_DEVICE", None])
+def test_backends_on_different_devices_differ(strict, other):
+    """One namespace on two devices: two backends, also as dictionary keys (caches per device rely on it)."""
+    a, b = fcn.get_backend("array_api_strict", "device1"), fcn.get_backend("array_api_strict", other)
+    assert a != b and not a == b and len({a, b}) == 2
+    assert a != fcn.get_backend("numpy")
+
+
+def test_equal_torch_devices_give_equal_hashable_backends(torch):
     t1, t2 = fcn.get_backend("torch", "cpu"), fcn.get_backend("torch", torch.device("cpu"))
     assert t1 == t2 and hash(t1) == hash(t2)
-    assert fcn.get_backend("numpy") == fcn.get_backend("numpy", "cpu")
 
 
 def test_arrays_on_a_device_given_by_name_are_accepted(strict):

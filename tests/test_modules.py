@@ -10,7 +10,7 @@ from helpers import ScaledNet
 import fcn
 from fcn import FullyConnectedNet
 from fcn.backend import to_host
-from fcn.modules import Affine, AffineReLU, Layer, ReLU
+from fcn.modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, ReLU
 
 
 def test_layer_names_and_repr():
@@ -80,3 +80,32 @@ def test_a_new_layer_is_one_class_and_is_gradient_checked(backend, rng):
     net.reg = 0.0
     no_reg = fcn.to_host(net.loss(X, y)[1]["s1"])
     np.testing.assert_allclose(fcn.to_host(grads["s1"]), no_reg, rtol=1e-12)
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.8])
+def test_dropout_keeps_each_unit_with_probability_keep_and_scales_it_by_one_over_keep(backend, keep):
+    """Not 1 - keep: with keep = 0.2 or 0.8 the two differ by far more than the sampling error (500 x 400 draws)."""
+    x = backend.asarray(np.ones((500, 400)))
+    out, _ = Dropout(1, keep, seed=3).forward(backend.ops, x, {}, {}, True)
+    out = to_host(out)
+    kept = out != 0
+    assert abs(kept.mean() - keep) < 0.01
+    np.testing.assert_allclose(out[kept], 1.0 / keep, rtol=1e-12)
+
+
+def test_batchnorm_backward_in_evaluation_holds_the_running_statistics_fixed(backend, rng):
+    """In evaluation ``out = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``: a linear map of x,
+    so ``dx = dout * gamma / sqrt(running_var + eps)``, with no terms through the batch's own statistics."""
+    layer = BatchNorm(1, 5)
+    gamma, beta = rng.standard_normal(5), rng.standard_normal(5)
+    mean, var = rng.standard_normal(5), rng.random(5) + 0.5
+    params = {"gamma1": backend.asarray(gamma), "beta1": backend.asarray(beta)}
+    buffers = {"running_mean1": backend.asarray(mean), "running_var1": backend.asarray(var)}
+    x, dout = rng.standard_normal((6, 5)) * 3 + 1, rng.standard_normal((6, 5))
+    _, cache = layer.forward(backend.ops, backend.asarray(x), params, buffers, False)
+    dx, grads = layer.backward(backend.ops, backend.asarray(dout), cache)
+    np.testing.assert_allclose(to_host(dx), dout * gamma / np.sqrt(var + layer.eps), rtol=1e-12)
+    np.testing.assert_allclose(to_host(grads["beta1"]), dout.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        to_host(grads["gamma1"]), (dout * (x - mean) / np.sqrt(var + layer.eps)).sum(axis=0), rtol=1e-12
+    )

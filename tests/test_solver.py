@@ -313,6 +313,42 @@ def test_best_snapshot_restores_buffers_with_parameters():
     np.testing.assert_array_equal(solver.model.buffers["seen1"], snapshots[best_epoch])
 
 
+def _scripted_validation(monkeypatch, solver, accuracies):
+    """Make ``solver``'s validation accuracies (the scoring without a subset) the given sequence, in turn."""
+    scripted = iter(accuracies)
+    score = solver.check_accuracy
+
+    def check_accuracy(X, y, subset=None):
+        return next(scripted) if subset is None else score(X, y, subset)
+
+    monkeypatch.setattr(solver, "check_accuracy", check_accuracy)
+
+
+def test_the_best_epoch_before_the_last_is_restored_with_its_buffers(monkeypatch):
+    """The best epoch is the first: training ends with the parameters and the buffers (running statistics)
+    of that epoch, not the last one's."""
+    snapshots = []
+
+    def remember(solver):
+        snapshots.append((host_copy(solver.model.params), host_copy(solver.model.buffers)))
+
+    solver = model_solver(ScaledNet(12, [16], 3, weight_scale=0.1, seed=0), on_epoch_end=remember)
+    _scripted_validation(monkeypatch, solver, [0.9, 0.5, 0.6, 0.7])
+    solver.train()
+    assert solver.best_val_acc == 0.9 and not np.array_equal(snapshots[0][1]["seen1"], snapshots[-1][1]["seen1"])
+    assert_same(host_copy(solver.model.params), snapshots[0][0])
+    assert_same(host_copy(solver.model.buffers), snapshots[0][1])
+
+
+def test_an_improvement_restarts_the_patience_count(monkeypatch):
+    """patience=2 and accuracies 0.5, 0.4, 0.6 (better), 0.5, 0.4: two epochs without improvement only after the
+    fifth, so training stops there and not after the fourth."""
+    solver = model_solver(ScaledNet(12, [16], 3, weight_scale=0.1, seed=0), patience=2, num_epochs=8)
+    _scripted_validation(monkeypatch, solver, [0.5, 0.4, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    solver.train()
+    assert solver.stopped_early and solver.epoch == 5 and solver.best_val_acc == 0.6
+
+
 def test_empty_validation_set_keeps_the_last_parameters(tmp_path):
     data = separable()
     with_val = decaying_solver(data)

@@ -13,6 +13,7 @@ from fcn import FullyConnectedNet, softmax_loss
 from fcn.validation import (
     InputFileError,
     check_features,
+    check_fits_dtype,
     check_labels,
     regular_file,
     trusted_inputs,
@@ -148,6 +149,19 @@ def test_trusted_inputs_turns_value_checks_off_and_back_on():
 def test_shape_checks_stay_on_for_trusted_inputs():
     with trusted_inputs(), pytest.raises(ValueError, match="features per sample"):
         check_features(XP, np.zeros((2, 3)), 4)
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39])
+def test_float64_values_beyond_float32_at_either_end_are_refused_by_a_float32_model(value):
+    """-1e39 overflows to -inf in float32 as 1e39 does to inf: the range check looks at both ends."""
+    X = np.zeros((3, 4))
+    X[1, 2] = value
+    with pytest.raises(ValueError, match=r"X holds values up to 1e\+39 in magnitude, beyond the range of float32"):
+        check_fits_dtype(XP, XP.asarray(X), XP.float32)
+    net = FullyConnectedNet(4, [3], 2, seed=0, dtype="float32")
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        net.loss(X)
+    check_fits_dtype(XP, XP.asarray(X / 10), XP.float32)  # 1e38 fits
 
 
 # -- input files --------------------------------------------------------------------------------------------------

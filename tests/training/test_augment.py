@@ -156,3 +156,33 @@ def test_augmentation_needs_image_shaped_data():
     with pytest.raises(ValueError, match=r"augment: flips and crops need image-shaped data \(N, C, H, W\)"):
         recipe_solver(recipe_net(), flat, augment="crop")
     recipe_solver(recipe_net(), flat, augment=None).train()  # flat data is fine without augmentation
+
+
+def test_one_augmenter_serves_batches_of_the_same_shape_on_different_devices(rng):
+    """The index tables are cached per device: a table made for one backend is not used on another's batch."""
+    strict = pytest.importorskip("array_api_strict")
+    X = rng.standard_normal((6, 3, 8, 8))
+    aug = Augmenter("flip,crop")
+    on_host = aug(X, np.random.default_rng(2))
+    for device in ("device1", "CPU_DEVICE"):
+        target = fcn.get_backend("array_api_strict", strict.Device(device))
+        out = aug(target.asarray(X), np.random.default_rng(2))
+        assert fcn.namespace_of(out) == target
+        np.testing.assert_array_equal(fcn.to_host(out), on_host)
+
+
+def test_each_training_batch_gets_fresh_flips_from_the_run_generator(monkeypatch):
+    """The flips of a run come from one generator that moves on: successive batches are flipped differently."""
+    solver = recipe_solver(recipe_net(), image_data(), augment="flip", num_epochs=1)
+    augmenter = solver.train_step.augmenter
+    draws = []
+
+    def recording_draw(rng, n):
+        flips, offsets = Augmenter.draw(augmenter, rng, n)
+        draws.append(tuple(flips))
+        return flips, offsets
+
+    monkeypatch.setattr(augmenter, "draw", recording_draw)
+    solver.train()
+    assert len(draws) == solver.num_iters >= 4
+    assert len(set(draws)) == len(draws)  # 15 flips a batch: a repeat by chance has probability below 1e-3

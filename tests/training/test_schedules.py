@@ -8,7 +8,7 @@ import math
 import pytest
 from helpers import image_data, recipe_net, recipe_solver
 
-from fcn.training.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule
+from fcn.training.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule, warmup_factor
 
 
 def test_step_is_the_chapters_per_epoch_decay():
@@ -109,3 +109,12 @@ def test_step_schedule_is_the_chapters_per_epoch_decay():
     for _ in range(3):
         lr *= 0.9
     assert solver.learning_rate == lr  # bit for bit: the same products in the same order
+
+
+@pytest.mark.parametrize("warmup_iters", [1, 4])
+def test_warmup_factor_rises_to_one_over_exactly_warmup_iters_steps(warmup_iters):
+    """Steps 0 .. warmup_iters - 1 scale by 1/w, 2/w, ..., 1; every later step (from index warmup_iters on) by 1."""
+    w = warmup_iters
+    assert [warmup_factor(i, w) for i in range(w)] == pytest.approx([(i + 1) / w for i in range(w)])
+    assert [warmup_factor(i, w) for i in range(w, 3 * w)] == [1.0] * (2 * w)
+    assert warmup_factor(0, 0) == 1.0
