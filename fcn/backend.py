@@ -258,7 +258,7 @@ def _resolve_backend(backend: str | ModuleType | Backend | None, device: Any) ->
                 xp = importlib.import_module("array_api_strict")
             except ImportError as exc:
                 raise BackendError(
-                    'array_api_strict is not installed: pip install "fcn-cifar[test]" or pip install array-api-strict'
+                    'array_api_strict is not installed: pip install "fcn-cifar[dev]" or pip install array-api-strict'
                 ) from exc
         else:
             raise BackendError(

@@ -62,3 +62,24 @@ def to_dev(backend):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    """The reason a test was skipped: the text of ``pytest.skip(...)`` or of the ``skipif`` mark."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """One line per skip reason, most frequent first, instead of pytest's one line per skipped test (``-ra``)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or config.getoption("reportchars", "") not in ("", "fE"):
+        return  # nothing skipped, or the user asked for pytest's own report (-rs, -ra)
+    counts: dict[str, int] = {}
+    for report in skipped:
+        reason = _skip_reason(report)
+        counts[reason] = counts.get(reason, 0) + 1
+    terminalreporter.section(f"{len(skipped)} skipped, by reason", sep="-")
+    for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        terminalreporter.write_line(f"{n:5d}  {reason}")

@@ -151,7 +151,7 @@ def test_the_numpy_module_gives_the_numpy_backend_with_its_device():
         ("torch", r"^PyTorch is not installed \(fcn never needs it; it is one more namespace\)$"),
         (
             "array_api_strict",
-            r'^array_api_strict is not installed: pip install "fcn-cifar\[test\]" or pip install array-api-strict$',
+            r'^array_api_strict is not installed: pip install "fcn-cifar\[dev\]" or pip install array-api-strict$',
         ),
     ],
     ids=["second-library", "reference-library"],  # ids without "torch": mutation runs deselect those

@@ -19,7 +19,7 @@ def _cupy_namespace():
     try:
         importlib.import_module("cupy")
     except Exception as exc:  # not installed, or a broken CUDA install
-        pytest.skip(f"CuPy does not import ({exc}); pip install -e '.[kernels]'")
+        pytest.skip(f"CuPy does not import ({exc}); pip install -e '.[nvrtc]'")
     return importlib.import_module("array_api_compat.cupy")
 
 

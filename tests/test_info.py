@@ -106,7 +106,7 @@ def _nvrtc_or_skip():
 
         nvrtc.getVersion()
     except Exception as exc:
-        pytest.skip(f'NVRTC is not available ({exc}); pip install -e ".[kernels]"')
+        pytest.skip(f'NVRTC is not available ({exc}); pip install -e ".[nvrtc]"')
 
 
 def test_fused_kernels_are_compiled_for_the_report():

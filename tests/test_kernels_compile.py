@@ -7,7 +7,7 @@ driver, where ``cupy.cuda.compiler`` would ask the device for its architecture a
 (whose ``.entry`` lines name the kernels) and to CUBIN (which runs ptxas: register and local-memory use), and
 check that every kernel name the Python side launches (:data:`fcn.ops.cuda.KERNEL_NAMES`) is in the module and
 no kernel in the module is unknown to it. Skipped, with the reason, where those wheels are absent:
-``pip install -e ".[kernels]"``.
+``pip install -e ".[nvrtc]"``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ def _nvrtc():
     try:
         from cupy_backends.cuda.libs import nvrtc
     except Exception as exc:  # ImportError, or the NVRTC library missing behind the module
-        pytest.skip(f'NVRTC is not available ({exc}); pip install -e ".[kernels]"')
+        pytest.skip(f'NVRTC is not available ({exc}); pip install -e ".[nvrtc]"')
     try:
         nvrtc.getVersion()
     except Exception as exc:
-        pytest.skip(f'the NVRTC library does not load ({exc}); pip install -e ".[kernels]"')
+        pytest.skip(f'the NVRTC library does not load ({exc}); pip install -e ".[nvrtc]"')
     return nvrtc
 
 

@@ -1,6 +1,6 @@
 """Mutation testing of fcn's core, one module at a time, with a score table at the end.
 
-    pip install -e ".[test,mutation]"
+    pip install -e ".[dev,mutation]"
     nice -n 10 python tools/mutation.py                       # every core module
     nice -n 10 python tools/mutation.py backend validation    # some of them
     python tools/mutation.py --table                          # only print the table of the last runs
