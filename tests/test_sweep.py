@@ -23,8 +23,10 @@ from fcn.sweep import MissingRayError, SweepError, TrialSettings, parse_spec, re
 
 try:
     from _cifar_fixtures import write_cifar10
+    from test_cli_errors import fcn_cli, one_error_line
 except ImportError:  # pragma: no cover - tests imported as a package
     from ._cifar_fixtures import write_cifar10
+    from .test_cli_errors import fcn_cli, one_error_line
 
 CHANCE = 0.1
 GOOD_LR, TINY_LR, DIVERGING_LR = 0.05, 1e-6, 1e4
@@ -197,14 +199,53 @@ def test_missing_ray_names_the_extra(no_ray, tmp_path):
     assert str(exit_info.value.code) == f"fcn sweep: {sweep.RAY_MISSING_MESSAGE}"
 
 
-@pytest.mark.parametrize("length", [["--epochs", "0"], ["--epochs", "-2"], ["--num-iters", "0"]])
-def test_non_positive_lengths_are_one_line_errors(length, tmp_path):
-    with pytest.raises(SystemExit) as info:
-        main(["sweep", *length, "--out", str(tmp_path / "o")])
-    assert str(info.value.code) == f"fcn sweep: {length[0]} must be a positive integer, got {length[1]}"
-    assert not (tmp_path / "o").exists()  # rejected before anything is written
-    with pytest.raises(SweepError, match="epochs must be a positive integer, got 0"):
-        run_sweep(epochs=0, out=tmp_path / "api")
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--epochs", "0", "must be a positive integer, got 0"),
+        ("--epochs", "-2", "must be a positive integer, got -2"),
+        ("--num-iters", "0", "must be a positive integer, got 0"),
+        ("--reduction-factor", "1", "must be a number >= 2, got 1.0"),  # Ray's ASHA asserts on it
+        ("--reduction-factor", "1.5", "must be a number >= 2, got 1.5"),
+        ("--grace-period", "0", "must be a finite number > 0, got '0'"),  # argparse's own check
+        ("--trial-num-train", "0", "must be a positive integer, got '0'"),
+    ],
+)
+def test_bad_sweep_arguments_are_one_line_errors_before_ray_starts(option, value, problem, tmp_path):
+    # no Ray is needed to refuse them, no data is read (the data folder does not exist), no folder is made
+    result = fcn_cli("sweep", option, value, "--data-dir", str(tmp_path / "nowhere"), "--no-download",
+                     "--out", str(tmp_path / "o"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    line = one_error_line(result, "sweep")
+    assert option in line and problem in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "problem"),
+    [
+        ("epochs", 0, "must be a positive integer, got 0"),
+        ("num_samples", 2.5, "must be a positive integer, got 2.5"),
+        ("trial_num_train", 0, "must be a positive integer, got 0"),  # 0 is not "all"
+        ("trial_num_train", True, "must be a positive integer, got True"),
+        ("grace_period", -1, "must be a number > 0, got -1"),
+        ("grace_period", 0, "must be a number > 0, got 0"),
+        ("reduction_factor", 1, "must be a number >= 2, got 1"),
+        ("reduction_factor", float("nan"), "must be a number >= 2, got nan"),
+        ("max_concurrent", 0, "must be a positive integer, got 0"),
+        ("cpus_per_trial", 0, "must be a number > 0, got 0"),
+        ("num_cpus", 0, "must be a positive integer, got 0"),
+        ("search_seed", -1, "must be an integer >= 0, got -1"),
+        ("scheduler", "hyperband", "must be 'asha' or 'fifo', got 'hyperband'"),
+        ("model", "cnn", "must be 'shallow' or 'fc', got 'cnn'"),
+    ],
+)
+def test_run_sweep_checks_its_arguments_before_anything_starts(no_ray, argument, value, problem, tmp_path):
+    # Ray's import is blocked: the argument is refused before Ray is looked for, the data read or a folder made
+    with pytest.raises(sweep.SweepInputError) as info:
+        run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "o", **{argument: value})
+    assert str(info.value) == f"{argument} {problem}" and info.value.argument == argument
+    assert isinstance(info.value, ValueError) and not (tmp_path / "o").exists()
 
 
 def test_a_sweep_without_validation_samples_is_refused(data, tmp_path):

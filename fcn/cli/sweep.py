@@ -10,10 +10,28 @@ import argparse
 import sys
 
 from ..factory import CHAPTER_DEFAULTS, ModelConfig, model_fields
-from ..sweep import DEFAULT_SPACE, PARAMETERS, SweepError, SweepResult, load_space, parse_spec, run_sweep
+from ..sweep import (
+    DEFAULT_SPACE,
+    PARAMETERS,
+    SweepError,
+    SweepInputError,
+    SweepResult,
+    check_sweep_arguments,
+    load_space,
+    parse_spec,
+    run_sweep,
+)
 from ..sweep.results import describe
 from . import common
-from .common import EXIT_INTERRUPTED, add_data_arguments, flags, nonnegative_int, positive_float, positive_int
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_data_arguments,
+    flags,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from .train import add_option, option_help
 
 __all__ = ["DESCRIPTION", "add_sweep_arguments", "sweep_command"]
@@ -22,10 +40,26 @@ _NUM_ITERS = CHAPTER_DEFAULTS["num_iters"]
 
 #: Options handed to run_sweep under their own names.
 _PASSED_ON = (
-    "data_dir", "num_train", "num_val", "num_test", "num_samples", "model", "epochs", "trial_num_train", "backend",
-    "dtype", "seed", "search_seed", "scheduler", "grace_period", "reduction_factor", "max_concurrent",
-    "cpus_per_trial", "address", "num_cpus",
-)  # fmt: skip
+    "data_dir",
+    "num_train",
+    "num_val",
+    "num_test",
+    "num_samples",
+    "model",
+    "epochs",
+    "trial_num_train",
+    "backend",
+    "dtype",
+    "seed",
+    "search_seed",
+    "scheduler",
+    "grace_period",
+    "reduction_factor",
+    "max_concurrent",
+    "cpus_per_trial",
+    "address",
+    "num_cpus",
+)
 
 DESCRIPTION = """Hyperparameter search on CIFAR-10 with Ray Tune (pip install "fcn-cifar[sweep]").
 
@@ -114,25 +148,27 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sweep_command(args: argparse.Namespace) -> SweepResult:
     """Run ``fcn sweep`` from parsed arguments; prints the best trials and where the results are."""
-    for name in ("num_iters", "epochs", "num_samples"):  # before anything is started or read
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise SystemExit(f"fcn sweep: --{name.replace('_', '-')} must be a positive integer, got {value}")
+    options = {k: getattr(args, k) for k in _PASSED_ON}
+    options["num_iters"] = args.num_iters if args.num_iters is not None or args.epochs is not None else _NUM_ITERS
     try:
+        check_sweep_arguments(options)  # before anything is started, read or written
         # The file (or the default space) is the base; each option replaces one parameter's spec, so
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
         space = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
         space.update({k: parse_spec(k, getattr(args, k)) for k in PARAMETERS if getattr(args, k, None) is not None})
         result = run_sweep(
             space,
-            **{k: getattr(args, k) for k in _PASSED_ON},
-            num_iters=args.num_iters if args.num_iters is not None or args.epochs is not None else _NUM_ITERS,
+            **options,
             download=not args.no_download,
             out=args.out or f"runs/sweep-{common.timestamp()}",
             retrain=not args.no_retrain,
             verbose=not args.quiet,
             command=" ".join(["fcn", *getattr(args, "argv", ["sweep"])]),
         )
+    except SweepInputError as exc:  # bad usage or input: named by its option, exit status 2
+        flag = f"--{exc.argument.replace('_', '-')} " if exc.argument else ""
+        print(f"fcn sweep: error: {flag}{exc.problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
     except SweepError as exc:
         # Same convention as fcn train: a one-line message and exit status 1, no traceback.
         raise SystemExit(f"fcn sweep: {exc}") from None

@@ -30,12 +30,22 @@ option replaces one parameter's spec; parameters outside the space keep ``fcn tr
 """
 
 from .results import SweepResult, plot_sweep
-from .run import RAY_MISSING_MESSAGE, MissingRayError, run_sweep, trial_row
-from .space import DEFAULT_SPACE, PARAMETERS, Parameter, SweepError, load_space, parse_spec, resolve_space, to_tune
+from .run import RAY_MISSING_MESSAGE, SWEEP_ARGUMENTS, MissingRayError, check_sweep_arguments, run_sweep, trial_row
+from .space import (
+    DEFAULT_SPACE,
+    PARAMETERS,
+    Parameter,
+    SweepError,
+    SweepInputError,
+    load_space,
+    parse_spec,
+    resolve_space,
+    to_tune,
+)
 from .trial import TrialSettings, retrain_full, train_trial
 
 __all__ = [
     "RAY_MISSING_MESSAGE", "PARAMETERS", "DEFAULT_SPACE", "SweepError", "MissingRayError", "TrialSettings",
     "SweepResult", "parse_spec", "load_space", "resolve_space", "to_tune", "train_trial", "retrain_full",
-    "trial_row", "run_sweep", "plot_sweep", "Parameter",
+    "trial_row", "run_sweep", "plot_sweep", "Parameter", "SweepInputError", "SWEEP_ARGUMENTS", "check_sweep_arguments",
 ]  # fmt: skip

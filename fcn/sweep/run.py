@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,9 +15,10 @@ from typing import Any
 
 import numpy
 
+from ..factory import MODELS
 from ..sysinfo import machine_info
 from .results import SweepResult, plot_sweep, sort_rows, write_json, write_tables
-from .space import SweepError, parse_value, resolve_space, to_tune
+from .space import SweepError, SweepInputError, parse_value, resolve_space, to_tune
 from .trial import TrialSettings, retrain_full, train_trial
 
 RAY_MISSING_MESSAGE = 'fcn sweep runs on Ray Tune, which is not installed: pip install "fcn-cifar[sweep]"'
@@ -25,6 +27,50 @@ _SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
 class MissingRayError(SweepError, ImportError):
     """Ray Tune is not installed; the message names the extra to install."""
+
+
+def _number(what: str, check: Callable[[float], bool], optional: bool = False) -> tuple[str, Callable[[Any], bool]]:
+    """A rule for a numeric argument: a finite real number (not a bool) passing ``check``; ``None`` if ``optional``."""
+
+    def ok(value: Any) -> bool:
+        if value is None:
+            return optional
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        return number and check(value)
+
+    return what, ok
+
+
+_COUNT = _number("a positive integer", lambda v: float(v).is_integer() and v >= 1)
+_COUNT_OR_NONE = _number("a positive integer", lambda v: float(v).is_integer() and v >= 1, optional=True)
+
+#: What each argument of :func:`run_sweep` must be: (what it is, the check), checked before anything is read
+#: or started. Ray's ASHA asserts ``grace_period > 0`` and ``reduction_factor > 1``; a factor just above 1
+#: builds millions of rungs, so 2 (each rung keeps the better half) is the least accepted.
+SWEEP_ARGUMENTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "num_samples": _COUNT,
+    "num_iters": _COUNT_OR_NONE,
+    "epochs": _COUNT_OR_NONE,
+    "trial_num_train": _COUNT_OR_NONE,
+    "grace_period": _number("a number > 0", lambda v: v > 0),
+    "reduction_factor": _number("a number >= 2", lambda v: v >= 2),
+    "max_concurrent": _COUNT_OR_NONE,
+    "cpus_per_trial": _number("a number > 0", lambda v: v > 0),
+    "num_cpus": _COUNT_OR_NONE,
+    "search_seed": _number("an integer >= 0", lambda v: float(v).is_integer() and v >= 0, optional=True),
+    "scheduler": ("'asha' or 'fifo'", lambda v: v in ("asha", "fifo")),
+    "model": (" or ".join(repr(m) for m in MODELS), lambda v: v in MODELS),
+}
+
+
+def check_sweep_arguments(values: Mapping[str, Any]) -> None:
+    """Check the arguments of :func:`run_sweep` in ``values`` against :data:`SWEEP_ARGUMENTS` (others are
+    not looked at); :class:`SweepInputError` naming the first bad one. Nothing is read or started."""
+    for name, value in values.items():
+        if name in SWEEP_ARGUMENTS and not SWEEP_ARGUMENTS[name][1](value):
+            raise SweepInputError(f"must be {SWEEP_ARGUMENTS[name][0]}, got {value!r}", argument=name)
+    if values.get("num_iters", 1) is None and values.get("epochs") is None:
+        raise SweepInputError("give each trial a length: num_iters or epochs")
 
 
 def _ray_trial(config: dict[str, Any], data: Mapping[str, Any], settings: TrialSettings) -> None:
@@ -116,16 +162,14 @@ def run_sweep(
     ``retrain``: train the best configuration on the full training split (``best_checkpoint.npz``).
     ``callbacks``: more Tune callbacks (``ray.tune.Callback``), e.g. a logger.
     """
-    for name, value in (("num_samples", num_samples), ("num_iters", num_iters), ("epochs", epochs)):
-        if value is not None and (not float(value).is_integer() or value < 1):
-            raise SweepError(f"{name} must be a positive integer, got {value}")
-    if num_iters is None and epochs is None:
-        raise SweepError("give each trial a length: num_iters or epochs")
+    check_sweep_arguments(dict(
+        num_samples=num_samples, num_iters=num_iters, epochs=epochs, trial_num_train=trial_num_train,
+        grace_period=grace_period, reduction_factor=reduction_factor, max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial, num_cpus=num_cpus, search_seed=search_seed, scheduler=scheduler, model=model,
+    ))  # fmt: skip
     n_val = len(data["y_val"]) if data is not None and "y_val" in data else num_val
     if n_val < 1:  # trials are ranked by validation accuracy: without validation samples there is no ranking
-        raise SweepError(f"a sweep ranks trials by validation accuracy and needs validation samples; got {n_val}")
-    if scheduler not in ("asha", "fifo") or model not in ("shallow", "fc"):
-        raise SweepError(f"scheduler must be 'asha' or 'fifo', model 'shallow' or 'fc'; got {scheduler!r}, {model!r}")
+        raise SweepInputError(f"a sweep ranks trials by validation accuracy and needs validation samples; got {n_val}")
     try:  # before anything slow, so a missing extra is the first thing said
         import ray
         from ray import tune
@@ -199,7 +243,7 @@ def run_sweep(
                 if scheduler == "asha"
                 else FIFOScheduler(),
                 search_alg=BasicVariantGenerator(random_state=search_seed),
-                max_concurrent_trials=max_concurrent or None,
+                max_concurrent_trials=max_concurrent,
                 reuse_actors=True,  # the trainable is stateless between trials; saves an actor start per trial
             ),
             run_config=tune.RunConfig(

@@ -24,6 +24,18 @@ class SweepError(RuntimeError):
     """A sweep could not run: a bad search space or setting, no usable trial, or a missing dependency."""
 
 
+class SweepInputError(SweepError, ValueError):
+    """The sweep's input is wrong: an argument, a search space, a space file. Raised before anything starts.
+
+    ``argument``: the argument at fault, when it is one (``fcn sweep`` names its option instead); ``problem``:
+    what is wrong with it. The message is both: ``reduction_factor must be a number >= 2, got 1``.
+    """
+
+    def __init__(self, problem: str, argument: str | None = None) -> None:
+        super().__init__(f"{argument} {problem}" if argument else problem)
+        self.problem, self.argument = problem, argument
+
+
 @dataclass(frozen=True)
 class Parameter:
     """A searchable setting. ``kind``: how its values are read and a plain range ``lo..hi`` is drawn --
@@ -79,7 +91,7 @@ def canonical_name(name: str) -> str:
     key = str(name).strip().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in PARAMETERS:
-        raise SweepError(f"unknown sweep parameter {name!r}; expected one of {', '.join(PARAMETERS)}")
+        raise SweepInputError(f"unknown sweep parameter {name!r}; expected one of {', '.join(PARAMETERS)}")
     return key
 
 
@@ -119,7 +131,7 @@ def parse_value(name: str, raw: Any) -> Any:
             raise ValueError("must be finite and non-negative")
         return number
     except (TypeError, ValueError, AttributeError) as exc:
-        raise SweepError(f"bad value {raw!r} for {name}: {exc}") from None
+        raise SweepInputError(f"bad value {raw!r} for {name}: {exc}") from None
 
 
 def parse_spec(name: str, spec: Any) -> Any:
@@ -135,10 +147,12 @@ def parse_spec(name: str, spec: Any) -> Any:
     kind: str | None = None  # None: a constant
     if isinstance(spec, Mapping):
         if len(spec) != 1:
-            raise SweepError(f"{name}: a spec dict has exactly one key (one of {', '.join(_KINDS)}), got {dict(spec)}")
+            raise SweepInputError(
+                f"{name}: a spec dict has exactly one key (one of {', '.join(_KINDS)}), got {dict(spec)}"
+            )
         ((kind, raw),) = spec.items()
         if kind not in _PREFIXES:
-            raise SweepError(f"{name}: unknown search kind {kind!r}; expected one of {', '.join(_KINDS)}")
+            raise SweepInputError(f"{name}: unknown search kind {kind!r}; expected one of {', '.join(_KINDS)}")
         kind, raw = _PREFIXES[kind], list(raw) if isinstance(raw, (list, tuple)) else [raw]
     elif isinstance(spec, (list, tuple)):
         kind, raw = "choice", list(spec)
@@ -147,18 +161,18 @@ def parse_spec(name: str, spec: Any) -> Any:
         kind, text = (_PREFIXES[prefix], text) if sep and prefix in _PREFIXES else (None, spec.strip())
         if ".." in text:
             if kind in ("grid", "choice"):
-                raise SweepError(f"{name}: {kind} takes a comma-separated list, not a range ({spec!r})")
+                raise SweepInputError(f"{name}: {kind} takes a comma-separated list, not a range ({spec!r})")
             raw = [p.strip() for p in text.split("..", 1)]
             kind = kind or ("loguniform" if PARAMETERS[name].kind in ("log", "hidden") else "uniform")
         else:
             raw = [p.strip() for p in text.split(",") if p.strip()]
             if kind in _RANGES:
-                raise SweepError(f"{name}: {kind} takes a range lo..hi, got {spec!r}")
+                raise SweepInputError(f"{name}: {kind} takes a range lo..hi, got {spec!r}")
             kind = kind or ("choice" if len(raw) > 1 else None)
     else:
         raw = [spec]
     if not raw:
-        raise SweepError(f"{name}: no values in {spec!r}")
+        raise SweepInputError(f"{name}: no values in {spec!r}")
     if kind is None or (kind == "choice" and len(raw) == 1):  # a choice of one is that constant
         return parse_value(name, raw[0])
     if kind not in _RANGES:
@@ -166,21 +180,21 @@ def parse_spec(name: str, spec: Any) -> Any:
 
     typ = PARAMETERS[name].kind
     if typ == "choice":
-        raise SweepError(f"{name} cannot be drawn from a range; give a list of values")
+        raise SweepInputError(f"{name} cannot be drawn from a range; give a list of values")
     if len(raw) != 2:
-        raise SweepError(f"{name}: a range needs two bounds, got {raw}")
+        raise SweepInputError(f"{name}: a range needs two bounds, got {raw}")
     lo, hi = (parse_value(name, v) for v in raw)
     if typ in ("int", "hidden"):  # integers: a hidden-size range is one hidden layer of that size
         lo, hi = (b[0] if isinstance(b, list) and len(b) == 1 else b for b in (lo, hi))
         if not (isinstance(lo, int) and isinstance(hi, int)):
-            raise SweepError(f"{name}: a range needs two integers, got {raw}")
+            raise SweepInputError(f"{name}: a range needs two integers, got {raw}")
         kind = "lograndint" if kind in ("loguniform", "lograndint") else "randint"
     elif kind in ("randint", "lograndint"):
-        raise SweepError(f"{name} takes uniform or loguniform ranges, not {kind}")
+        raise SweepInputError(f"{name} takes uniform or loguniform ranges, not {kind}")
     if not lo <= hi:
-        raise SweepError(f"{name}: {kind} needs two bounds low <= high, got {[lo, hi]}")
+        raise SweepInputError(f"{name}: {kind} needs two bounds low <= high, got {[lo, hi]}")
     if kind.startswith("log") and lo <= 0:
-        raise SweepError(f"{name}: {kind} needs positive bounds, got {[lo, hi]}")
+        raise SweepInputError(f"{name}: {kind} needs positive bounds, got {[lo, hi]}")
     return {kind: [lo, hi]}
 
 
@@ -191,7 +205,7 @@ def load_space(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SweepError(f"cannot read search space {path}: {exc}") from None
+        raise SweepInputError(f"cannot read search space {path}: {exc}") from None
     try:
         if not toml:
             raw = json.loads(text)
@@ -200,13 +214,13 @@ def load_space(path: str | os.PathLike[str]) -> dict[str, Any]:
 
             raw = tomllib.loads(text)
         else:
-            raise SweepError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON")
+            raise SweepInputError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON")
     except ValueError as exc:  # JSON's and TOML's decode errors are both ValueErrors
-        raise SweepError(f"{path} is not valid {'TOML' if toml else 'JSON'}: {exc}") from None
+        raise SweepInputError(f"{path} is not valid {'TOML' if toml else 'JSON'}: {exc}") from None
     if isinstance(raw, dict) and len(raw) == 1 and isinstance(raw.get("space"), dict):
         raw = raw["space"]
     if not isinstance(raw, dict):
-        raise SweepError(f"{path} must hold a table/object of parameter -> spec")
+        raise SweepInputError(f"{path} must hold a table/object of parameter -> spec")
     return {canonical_name(k): parse_spec(k, v) for k, v in raw.items()}
 
 
@@ -220,7 +234,7 @@ def resolve_space(space: Mapping[str, Any] | str | os.PathLike[str] | None, mode
         for k, v in (DEFAULT_SPACE if space is None else space).items():
             key = canonical_name(k)
             if key in given:
-                raise SweepError(f"parameter {key} given twice (as {k!r})")
+                raise SweepInputError(f"parameter {key} given twice (as {k!r})")
             given[key] = parse_spec(key, v)
     full = {}
     for name, param in PARAMETERS.items():
@@ -230,12 +244,12 @@ def resolve_space(space: Mapping[str, Any] | str | os.PathLike[str] | None, mode
         full[name] = given.get(name, default)
     fc_only = [k for k in ("normalization", "dropout_keep_ratio") if full[k] != PARAMETERS[k].default]
     if model == "shallow" and fc_only:
-        raise SweepError(f"{' and '.join(fc_only)} need model 'fc' (model 'shallow' has neither)")
+        raise SweepInputError(f"{' and '.join(fc_only)} need model 'fc' (model 'shallow' has neither)")
     hidden = full["hidden_dims"]
     nets = next(iter(hidden.values())) if isinstance(hidden, dict) else [hidden]
     multi = [v for v in nets if isinstance(v, list) and len(v) != 1]
     if model == "shallow" and multi:
-        raise SweepError(f"model 'shallow' has one hidden layer; hidden sizes {multi} need model 'fc'")
+        raise SweepInputError(f"model 'shallow' has one hidden layer; hidden sizes {multi} need model 'fc'")
     return full
 
 
