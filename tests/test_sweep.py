@@ -184,6 +184,55 @@ def test_space_files_json_and_toml(tmp_path):
         sweep.load_space(tmp_path / "bad.json")
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than any recursive parser goes
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("s.json", b'{"lr": 0.1, "learning_rate": 0.2}', r"learning_rate given twice \(as 'lr' and 'learning_rate'\)"),
+        ("s.json", b'{"hidden_dims": [200], "hidden": 100}', "hidden_dims given twice"),
+        ("s.json", b'{"hidden_dims": true}', "bad value True for hidden_dims: .*not true/false"),
+        ("s.json", b'{"hidden_dims": [100, false]}', "bad value False for hidden_dims"),
+        ("s.json", b'{"batch_size": true}', "bad value True for batch_size"),
+        ("s.json", b'{"reg": "caf\xe9"}', "is not UTF-8 text"),
+        ("s.json", DEEP.encode(), "nested too deeply"),
+        ("s.json", b'{"lr": ' + DEEP.encode() + b"}", "nested too deeply"),
+        ("s.toml", b"lr = 0.1\nlearning_rate = 0.2\n", "learning_rate given twice"),
+        ("s.toml", b"hidden_dims = true\n", "bad value True for hidden_dims"),
+        ("s.toml", b"lr = " + DEEP.encode() + b"\n", "nested too deeply"),
+    ],
+)
+def test_bad_space_files_are_one_line_errors_naming_the_file(name, content, match, tmp_path):
+    if name.endswith(".toml"):
+        pytest.importorskip("tomllib", reason="TOML needs Python 3.11+")
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(sweep.SweepInputError, match=match) as info:
+        sweep.load_space(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("space", [{"lr": 0.1, "learning_rate": 0.2}, {"hidden": 100, "hidden_dim": 200}])
+def test_a_parameter_given_under_two_names_is_refused(space):
+    with pytest.raises(sweep.SweepInputError, match="given twice"):
+        resolve_space(space)
+
+
+def test_the_sweep_draws_every_update_rule(tmp_path):
+    """The rules a sweep can draw are the update-rule table's, adamw included, and its help lists them."""
+    assert sweep.PARAMETERS["update_rule"].choices == tuple(fcn.optim.RULES)
+    help_text = " ".join(fcn_cli("sweep", "--help", cwd=tmp_path).stdout.split())
+    assert f"(one of {', '.join(fcn.optim.RULES)})" in help_text and "adamw" in help_text
+
+
+def test_cli_bad_space_file_exits_2_naming_it(tmp_path):
+    (tmp_path / "space.json").write_text('{"lr": ' + DEEP + "}")
+    result = fcn_cli("sweep", "--space", "space.json", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 2 and "space.json is nested too deeply" in one_error_line(result, "sweep")
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Without Ray: errors found before anything runs, and one trial
 # ------------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,8 @@ def parse_value(name: str, raw: Any) -> Any:
     try:
         if param.kind == "hidden":  # 100, "100", "512x256", [512, 256]
             parts = raw.lower().split("x") if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
+            if any(isinstance(p, bool) for p in parts):  # int(True) is 1: a flag is not a layer size
+                raise ValueError("sizes must be positive integers, not true/false")
             dims = [int(p) for p in parts]
             if not dims or any(d <= 0 or float(p) != d for p, d in zip(parts, dims, strict=True)):
                 raise ValueError("sizes must be positive integers")
@@ -198,30 +200,59 @@ def parse_spec(name: str, spec: Any) -> Any:
     return {kind: [lo, hi]}
 
 
-def load_space(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a search space (parameter -> spec; a top-level ``space`` table is accepted too) from a JSON or TOML
-    file (``.toml``: Python 3.11+ or the ``tomli`` package)."""
-    path, toml = Path(path), Path(path).suffix.lower() == ".toml"
+def _toml_parser(path: Path) -> Callable[[str], Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads
+    raise SweepInputError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON")
+
+
+def _read_space_file(path: Path) -> Any:
+    """The parsed contents of a JSON or TOML space file; every way it can be unreadable is one error naming it."""
+    toml = path.suffix.lower() == ".toml"
+    parse = _toml_parser(path) if toml else json.loads
+    if path.exists() and not path.is_file():  # a FIFO or a device would block the read or never end
+        raise SweepInputError(f"search space {path} is not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SweepInputError(f"cannot read search space {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepInputError(f"search space {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        if not toml:
-            raw = json.loads(text)
-        elif sys.version_info >= (3, 11):
-            import tomllib
-
-            raw = tomllib.loads(text)
-        else:
-            raise SweepInputError(f"{path}: reading TOML needs Python 3.11+; write the space as JSON")
+        return parse(text)
+    except RecursionError:  # both parsers recurse per nesting level; no search space is nested that deep
+        raise SweepInputError(f"search space {path} is nested too deeply to be a search space") from None
     except ValueError as exc:  # JSON's and TOML's decode errors are both ValueErrors
         raise SweepInputError(f"{path} is not valid {'TOML' if toml else 'JSON'}: {exc}") from None
+
+
+def _canonical_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter -> canonical spec; a parameter given twice, under any two of its names, is an error."""
+    given: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for k, v in space.items():
+        key = canonical_name(k)
+        if key in given:
+            raise SweepInputError(f"parameter {key} given twice (as {names[key]!r} and {k!r})")
+        given[key], names[key] = parse_spec(key, v), str(k)
+    return given
+
+
+def load_space(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a search space (parameter -> spec; a top-level ``space`` table is accepted too) from a JSON or TOML
+    file (``.toml``: Python 3.11+). Any problem is a :class:`SweepInputError` naming the file."""
+    path = Path(path)
+    raw = _read_space_file(path)
     if isinstance(raw, dict) and len(raw) == 1 and isinstance(raw.get("space"), dict):
         raw = raw["space"]
     if not isinstance(raw, dict):
         raise SweepInputError(f"{path} must hold a table/object of parameter -> spec")
-    return {canonical_name(k): parse_spec(k, v) for k, v in raw.items()}
+    try:
+        return _canonical_space(raw)
+    except SweepInputError as exc:
+        raise SweepInputError(f"{path}: {exc}") from None
 
 
 def resolve_space(space: Mapping[str, Any] | str | os.PathLike[str] | None, model: str = "shallow") -> dict[str, Any]:
@@ -230,12 +261,7 @@ def resolve_space(space: Mapping[str, Any] | str | os.PathLike[str] | None, mode
     if isinstance(space, (str, os.PathLike)):
         given = load_space(space)
     else:
-        given = {}
-        for k, v in (DEFAULT_SPACE if space is None else space).items():
-            key = canonical_name(k)
-            if key in given:
-                raise SweepInputError(f"parameter {key} given twice (as {k!r})")
-            given[key] = parse_spec(key, v)
+        given = _canonical_space(DEFAULT_SPACE if space is None else space)
     full = {}
     for name, param in PARAMETERS.items():
         default = param.default
