@@ -456,6 +456,20 @@ def test_ray_results_files(ray_sweep, ray_session):
     assert solver.iteration == 80 and solver.best_val_acc == pytest.approx(ray_sweep.retrained["best_val_acc"])
 
 
+def test_ray_best_model_file_and_history(ray_sweep, data):
+    """The retrained best configuration is written as fcn train writes a run: a model file fcn.load_model reads
+    (the same predictions as the retrained network's test accuracy) and its history."""
+    out, retrained = ray_sweep.out, ray_sweep.retrained
+    assert retrained["model_file"] == str(out / "model.npz")
+    net = fcn.load_model(out / "model.npz")
+    predicted = np.argmax(np.asarray(net.loss(data["X_test"])), axis=1)
+    assert np.mean(predicted == data["y_test"]) == pytest.approx(retrained["test_acc"]) and retrained["test_acc"] > 0.8
+    history = json.loads((out / "history.json").read_text())
+    assert history["iterations"] == 80 and history["test_acc"] == pytest.approx(retrained["test_acc"])
+    assert history["config"] == ray_sweep.best["config"] and history["settings"]["batch_size"] == 50
+    assert len(history["loss_history"]) == 80 and history["data_dir"] is None  # arrays given in Python
+
+
 def test_a_failing_trial_is_recorded_with_its_error(ray_session, data, tmp_path):
     bad = dict(data, X_val=data["X_val"].copy())
     bad["X_val"][0, 0] = np.nan  # every trial's Solver refuses this
@@ -510,7 +524,7 @@ def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     out = tmp_path / "run"
     args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8", "--lr", "grid:1e-4,1e-3"]
     assert main(["sweep", *args, "--num-samples", "1", "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
     assert "2 trials" in printed and "test acc" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_trials"] == 2 and summary["cluster"]["cpus"] == 2 and summary["command"].startswith("fcn sweep")
@@ -518,6 +532,14 @@ def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     assert summary["data"]["X_train"] == [250, 3, 32, 32]
     assert {"cpu", "cores", "python", "platform", "gpu"} <= set(summary["machine"])
     assert (out / "best_checkpoint.npz").exists() and (out / "trials.csv").exists()
+    # the best model is a model file fcn evaluate reads, scoring the test images as the retrained network did
+    assert f"fcn evaluate {out / 'model.npz'}" in printed
+    evaluated = fcn_cli("evaluate", str(out / "model.npz"), "--data-dir", str(tmp_path / "data"), "--no-download",
+                        cwd=tmp_path)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"test accuracy: {summary['retrained']['test_acc']:.4f} (" in evaluated.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history["data_dir"] == str(tmp_path / "data") and history["command"] == summary["command"]
 
 
 def test_ray_cli_searches_the_schedule_and_augmentation(ray_session, tmp_path):

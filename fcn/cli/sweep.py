@@ -67,8 +67,9 @@ Ray starts in this process on this machine's cores (one trial per CPU), or joins
 The data is read once and shared with every trial. Each trial trains one configuration drawn from the
 search space and reports its validation accuracy every epoch, so ASHA stops trials behind their peers; a
 diverging trial is recorded, not fatal. The output folder gets trials.csv and trials.json (one row per
-trial), summary.json, sweep.png, and the best configuration retrained on the full training split
-(best_checkpoint.npz). Ctrl-C stops the sweep: the table lists what finished.
+trial), summary.json, sweep.png, and the best configuration retrained on the full training split, written
+as fcn train writes a run (model.npz for fcn evaluate and fcn predict, history.json, best_checkpoint.npz).
+Ctrl-C stops the sweep: the table lists what finished.
 """
 
 SPACE_HELP = """SPEC is a value (0.95), a list to choose from (100,200,400), a range lo..hi (log scale for the learning
@@ -194,7 +195,8 @@ def _report(result: SweepResult) -> None:
     if result.retrained:
         r = result.retrained
         print(f"retrained on the full training split: val acc {r['val_acc']:.4f}, test acc {r['test_acc']:.4f}")
-    print(
-        f"outputs in {result.out}/ (trials.csv, trials.json, summary.json, sweep.png"
-        f"{', best_checkpoint.npz' if result.retrained else ''})"
-    )
+    model_file = (result.retrained or {}).get("model_file")
+    best_files = ", model.npz, history.json, best_checkpoint.npz" if model_file else ""
+    print(f"outputs in {result.out}/ (trials.csv, trials.json, summary.json, sweep.png{best_files})")
+    if model_file:
+        print(f"use the model: fcn evaluate {model_file}  |  fcn predict {model_file} IMAGE...")

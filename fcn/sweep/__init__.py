@@ -8,7 +8,9 @@
   with :class:`fcn.Solver` and reports its validation accuracy every epoch, so ASHA stops trials behind their
   peers. A diverging trial is recorded as ``diverged``, not fatal.
 - **Results** in ``out``: ``trials.csv`` / ``trials.json`` (one row per trial), ``summary.json``,
-  ``sweep.png``, and the best configuration retrained on the full training split (``best_checkpoint.npz``).
+  ``sweep.png``, and the best configuration retrained on the full training split, written as ``fcn train``
+  writes a run: ``model.npz`` (:func:`fcn.serialization.save_model`; ``fcn evaluate`` and ``fcn predict`` read
+  it), ``history.json`` and its checkpoint ``best_checkpoint.npz``.
   Ctrl-C stops the sweep: the table lists what finished, the rest as ``interrupted``; nothing is retrained.
 
 **Search spaces** map a parameter to a spec: any of :data:`PARAMETERS` -- the learning rate and AdamW's

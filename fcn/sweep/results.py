@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ class SweepResult:
     ``trials`` are rows sorted best first: the :data:`COLUMNS`, ``config`` (every tunable parameter) and
     ``error``. ``best`` is the best row (``None`` only when interrupted before any trial ended);
     ``retrained`` the best configuration trained again on the full training split (``val_acc``,
-    ``test_acc``, ``checkpoint``), or ``None`` when skipped; ``interrupted``: the sweep was stopped early.
+    ``test_acc``, ``model_file``, ``checkpoint``), or ``None`` when skipped; ``interrupted``: the sweep was
+    stopped early.
     """
 
     trials: list[dict[str, Any]]
@@ -83,9 +85,22 @@ def _json_safe(obj: Any) -> Any:
     return str(obj) if isinstance(obj, Path) else obj
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a reader sees
+    the old file or the new one, never half of it, and a symlink at ``path`` is replaced, not followed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """``obj`` as strict JSON (NaN as ``null``), one key per line."""
-    path.write_text(json.dumps(_json_safe(obj), indent=1) + "\n")
+    """``obj`` as strict JSON (NaN as ``null``), one key per line (atomically, :func:`write_file`)."""
+    write_file(path, (json.dumps(_json_safe(obj), indent=1) + "\n").encode())
 
 
 def write_tables(rows: Sequence[Mapping[str, Any]], names: Sequence[str], out: Path) -> None:

@@ -17,12 +17,13 @@ import numpy
 
 from ..factory import MODELS
 from ..sysinfo import machine_info
-from .results import SweepResult, plot_sweep, sort_rows, write_json, write_tables
+from .results import SweepResult, plot_sweep, sort_rows, write_file, write_json, write_tables
 from .space import SweepError, SweepInputError, parse_value, resolve_space, to_tune
 from .trial import TrialSettings, retrain_full, train_trial
 
 RAY_MISSING_MESSAGE = 'fcn sweep runs on Ray Tune, which is not installed: pip install "fcn-cifar[sweep]"'
 _SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+_PREPROCESSING = ("mean_image", "class_names")  # what the model file records of how its inputs were prepared
 
 
 class MissingRayError(SweepError, ImportError):
@@ -137,6 +138,28 @@ def _start_ray(ray: Any, address: str | None, num_cpus: int | None) -> None:
         ) from exc
 
 
+def _write_best(
+    out: Path,
+    info: Mapping[str, Any],
+    files: Mapping[str, bytes],
+    config: Mapping[str, Any],
+    command: str | None,
+    data_dir: str | None,
+) -> dict[str, str]:
+    """The retrained best configuration's files in ``out``, as ``fcn train`` writes a run's: ``model.npz`` (for
+    ``fcn evaluate`` / ``fcn predict``), ``history.json`` and its checkpoint ``best_checkpoint.npz``."""
+    write_file(out / "model.npz", files["model"])
+    write_file(out / "best_checkpoint.npz", files["checkpoint"])
+    history = {
+        "command": command, "config": config, "settings": info["settings"], "model": info["model"],
+        "data_dir": data_dir, "iterations": info["iterations"], "best_val_acc": info["best_val_acc"],
+        "val_acc": info["val_acc"], "test_acc": info["test_acc"], "train_seconds": info["train_seconds"],
+        "machine": machine_info(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info["stats"],
+    }  # fmt: skip
+    write_json(out / "history.json", history)
+    return {"model_file": str(out / "model.npz"), "checkpoint": str(out / "best_checkpoint.npz")}
+
+
 def run_sweep(
     space: Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
     data: Mapping[str, Any] | None = None, data_dir: str | os.PathLike[str] | None = None,
@@ -159,7 +182,8 @@ def run_sweep(
     trials behind their peers (first milestone ``grace_period`` epochs, keeps 1/``reduction_factor`` per
     rung); ``"fifo"`` runs all to the end. Ray: ``address`` (default ``$RAY_ADDRESS``) joins a cluster, else
     a local Ray starts on ``num_cpus`` CPUs; an already initialised Ray is used as is and left running.
-    ``retrain``: train the best configuration on the full training split (``best_checkpoint.npz``).
+    ``retrain``: train the best configuration on the full training split and write it as ``fcn train`` does
+    (``model.npz``, ``history.json``; its checkpoint ``best_checkpoint.npz``).
     ``callbacks``: more Tune callbacks (``ray.tune.Callback``), e.g. a logger.
     """
     check_sweep_arguments(dict(
@@ -190,7 +214,7 @@ def run_sweep(
 
         # Host arrays: the object store ships NumPy arrays; trials move them to their own device once.
         data = get_CIFAR10_data(num_train, num_val, num_test, root=data_dir, dtype=dtype, download=download)
-    host = {k: numpy.asarray(data[k]) for k in _SPLITS if k in data}
+    host = {k: numpy.asarray(data[k]) for k in (*_SPLITS, *_PREPROCESSING) if k in data}
     if any(k not in host for k in _SPLITS[:4]):
         raise SweepError(f"data needs {', '.join(_SPLITS[:4])}; got {', '.join(host)}")
     load_s = time.perf_counter() - t0
@@ -273,12 +297,16 @@ def run_sweep(
             # A Ray task with a trial's resources, so on a cluster it runs where a trial could (a GPU for cupy).
             say(f"retraining the best configuration on all {len(host['X_train'])} training images")
             task = ray.remote(retrain_full).options(num_cpus=cpus_per_trial, num_gpus=gpus)
-            info, blob = ray.get(task.remote(best["config"], data_ref, settings))
+            info, files = ray.get(task.remote(best["config"], data_ref, settings))
             retrained = {**{k: v for k, v in info.items() if k != "stats"}, "config": best["config"]}
-            if blob:
-                (out / "best_checkpoint.npz").write_bytes(blob)
-                retrained["checkpoint"] = str(out / "best_checkpoint.npz")
-                write_json(out / "best_history.json", info["stats"])
+            if files:
+                # the data folder as fcn train records it (None: arrays given in Python)
+                recorded = (
+                    None
+                    if source == "given arrays"
+                    else str(data_dir or os.environ.get("FCN_DATA_DIR") or "default cache")
+                )
+                retrained.update(_write_best(out, info, files, best["config"], command, recorded))
     finally:
         if started:
             ray.shutdown()
