@@ -258,6 +258,7 @@ def test_missing_ray_names_the_extra(no_ray, tmp_path):
         ("--reduction-factor", "1.5", "must be a number >= 2, got 1.5"),
         ("--grace-period", "0", "must be a finite number > 0, got '0'"),  # argparse's own check
         ("--trial-num-train", "0", "must be a positive integer, got '0'"),
+        ("--num-val", "0", "must be at least 1 (trials are ranked by validation accuracy), got 0"),
     ],
 )
 def test_bad_sweep_arguments_are_one_line_errors_before_ray_starts(option, value, problem, tmp_path):
@@ -300,9 +301,9 @@ def test_run_sweep_checks_its_arguments_before_anything_starts(no_ray, argument,
 def test_a_sweep_without_validation_samples_is_refused(data, tmp_path):
     """Trials are ranked by validation accuracy: no validation set, no ranking (refused before Ray starts)."""
     empty_val = {**data, "X_val": data["X_val"][:0], "y_val": data["y_val"][:0]}
-    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+    with pytest.raises(SweepError, match=r"^data has no validation samples \(y_val is empty\)"):
         run_sweep(data=empty_val, num_iters=4, out=tmp_path / "o")
-    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+    with pytest.raises(SweepError, match=r"^num_val must be at least 1 \(trials are ranked by validation accuracy\)"):
         run_sweep(num_val=0, num_iters=4, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
 

@@ -136,17 +136,8 @@ def parse_value(name: str, raw: Any) -> Any:
         raise SweepInputError(f"bad value {raw!r} for {name}: {exc}") from None
 
 
-def parse_spec(name: str, spec: Any) -> Any:
-    """The canonical spec of parameter ``name``: a constant, or ``{kind: [values]}``.
-
-    ``spec`` is a constant; a list (a random choice); a one-key dict ``{"grid" | "choice" | "uniform" |
-    "loguniform" | "log" | "randint" | "lograndint": [...]}``; or a string as on the command line: ``"1e-3"``,
-    ``"a,b,c"`` (choice), ``"lo..hi"`` (a range: log scale for learning rate, reg, weight scale and hidden
-    size), or those with a prefix ``grid:``, ``choice:``, ``uniform:``, ``log:``. Hidden sizes are lists
-    (``"512x256"`` is one two-layer net); integer parameters draw integers (both bounds included).
-    """
-    name = canonical_name(name)
-    kind: str | None = None  # None: a constant
+def _split_spec(name: str, spec: Any) -> tuple[str | None, list[Any]]:
+    """A spec's search kind (``None``: a constant; a prefix or ``log`` spelled out) and its raw values."""
     if isinstance(spec, Mapping):
         if len(spec) != 1:
             raise SweepInputError(
@@ -155,31 +146,26 @@ def parse_spec(name: str, spec: Any) -> Any:
         ((kind, raw),) = spec.items()
         if kind not in _PREFIXES:
             raise SweepInputError(f"{name}: unknown search kind {kind!r}; expected one of {', '.join(_KINDS)}")
-        kind, raw = _PREFIXES[kind], list(raw) if isinstance(raw, (list, tuple)) else [raw]
-    elif isinstance(spec, (list, tuple)):
-        kind, raw = "choice", list(spec)
-    elif isinstance(spec, str):
-        prefix, sep, text = spec.strip().partition(":")
-        kind, text = (_PREFIXES[prefix], text) if sep and prefix in _PREFIXES else (None, spec.strip())
-        if ".." in text:
-            if kind in ("grid", "choice"):
-                raise SweepInputError(f"{name}: {kind} takes a comma-separated list, not a range ({spec!r})")
-            raw = [p.strip() for p in text.split("..", 1)]
-            kind = kind or ("loguniform" if PARAMETERS[name].kind in ("log", "hidden") else "uniform")
-        else:
-            raw = [p.strip() for p in text.split(",") if p.strip()]
-            if kind in _RANGES:
-                raise SweepInputError(f"{name}: {kind} takes a range lo..hi, got {spec!r}")
-            kind = kind or ("choice" if len(raw) > 1 else None)
-    else:
-        raw = [spec]
-    if not raw:
-        raise SweepInputError(f"{name}: no values in {spec!r}")
-    if kind is None or (kind == "choice" and len(raw) == 1):  # a choice of one is that constant
-        return parse_value(name, raw[0])
-    if kind not in _RANGES:
-        return {kind: [parse_value(name, v) for v in raw]}
+        return _PREFIXES[kind], list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    if isinstance(spec, (list, tuple)):
+        return "choice", list(spec)
+    if not isinstance(spec, str):
+        return None, [spec]
+    prefix, sep, text = spec.strip().partition(":")
+    kind, text = (_PREFIXES[prefix], text) if sep and prefix in _PREFIXES else (None, spec.strip())
+    if ".." in text:
+        if kind in ("grid", "choice"):
+            raise SweepInputError(f"{name}: {kind} takes a comma-separated list, not a range ({spec!r})")
+        kind = kind or ("loguniform" if PARAMETERS[name].kind in ("log", "hidden") else "uniform")
+        return kind, [p.strip() for p in text.split("..", 1)]
+    if kind in _RANGES:
+        raise SweepInputError(f"{name}: {kind} takes a range lo..hi, got {spec!r}")
+    raw = [p.strip() for p in text.split(",") if p.strip()]
+    return kind or ("choice" if len(raw) > 1 else None), raw
 
+
+def _range(name: str, kind: str, raw: list[Any]) -> dict[str, list[Any]]:
+    """The canonical spec of a range ``kind`` (one of the range kinds) between the two bounds in ``raw``."""
     typ = PARAMETERS[name].kind
     if typ == "choice":
         raise SweepInputError(f"{name} cannot be drawn from a range; give a list of values")
@@ -198,6 +184,26 @@ def parse_spec(name: str, spec: Any) -> Any:
     if kind.startswith("log") and lo <= 0:
         raise SweepInputError(f"{name}: {kind} needs positive bounds, got {[lo, hi]}")
     return {kind: [lo, hi]}
+
+
+def parse_spec(name: str, spec: Any) -> Any:
+    """The canonical spec of parameter ``name``: a constant, or ``{kind: [values]}``.
+
+    ``spec`` is a constant; a list (a random choice); a one-key dict ``{"grid" | "choice" | "uniform" |
+    "loguniform" | "log" | "randint" | "lograndint": [...]}``; or a string as on the command line: ``"1e-3"``,
+    ``"a,b,c"`` (choice), ``"lo..hi"`` (a range: log scale for learning rate, reg, weight scale and hidden
+    size), or those with a prefix ``grid:``, ``choice:``, ``uniform:``, ``log:``. Hidden sizes are lists
+    (``"512x256"`` is one two-layer net); integer parameters draw integers (both bounds included).
+    """
+    name = canonical_name(name)
+    kind, raw = _split_spec(name, spec)
+    if not raw:
+        raise SweepInputError(f"{name}: no values in {spec!r}")
+    if kind is None or (kind == "choice" and len(raw) == 1):  # a choice of one is that constant
+        return parse_value(name, raw[0])
+    if kind not in _RANGES:
+        return {kind: [parse_value(name, v) for v in raw]}
+    return _range(name, kind, raw)
 
 
 def _toml_parser(path: Path) -> Callable[[str], Any]:
