@@ -375,6 +375,24 @@ def test_plot_sweep_log_axes(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == PNG
 
 
+def test_result_files_replace_symlinks_instead_of_writing_through_them(tmp_path):
+    """Each file goes through a temporary file and os.replace: a symlink in the output folder is replaced, and
+    what it pointed at (outside the folder) is left as it was."""
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    out.mkdir()
+    outside.write_text("keep")
+    for name in ("trials.csv", "trials.json", "sweep.png"):
+        (out / name).symlink_to(outside)
+    rows = [{"trial": "a", "status": "completed", "best_val_acc": 0.5, "last_val_acc": 0.5, "iterations": 8,
+             "epochs": 1.0, "seconds": 1.0, "config": {"learning_rate": 1e-3, "reg": 0.1}, "error": ""}]  # fmt: skip
+    sweep.results.write_tables(rows, ["learning_rate", "reg"], out)
+    sweep.plot_sweep(rows, out / "sweep.png")
+    assert outside.read_text() == "keep"
+    names = sorted(p.name for p in out.iterdir())  # no temporary file left behind
+    assert names == ["sweep.png", "trials.csv", "trials.json"] and not any(p.is_symlink() for p in out.iterdir())
+    assert (out / "trials.csv").read_text().splitlines()[1].startswith("a,completed,0.5,")
+
+
 # ------------------------------------------------------------------------------------------------------------
 # With Ray (one shared session and one shared sweep)
 # ------------------------------------------------------------------------------------------------------------

@@ -126,7 +126,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace-period", type=positive_float, default=2.0, help="ASHA: epochs before a trial can be stopped"
     )
     search.add_argument(
-        "--reduction-factor", type=positive_float, default=3.0, help="ASHA: keep the best 1/rf at each rung"
+        "--reduction-factor",
+        type=positive_float,
+        default=3.0,
+        help="ASHA: keep the best 1/rf at each rung (at least 2)",
     )
     search.add_argument("--max-concurrent", type=positive_int, default=None, help="at most this many trials at once")
     search.add_argument("--cpus-per-trial", type=positive_float, default=1.0, help="CPUs each trial reserves")

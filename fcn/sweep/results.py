@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -107,16 +108,17 @@ def write_tables(rows: Sequence[Mapping[str, Any]], names: Sequence[str], out: P
     """``trials.json`` and ``trials.csv`` in ``out``: one row per trial, the parameters ``names`` as columns."""
     flat = [{**{k: row[k] for k in COLUMNS}, **row["config"], "error": row["error"]} for row in rows]
     write_json(out / "trials.json", flat)
-    with open(out / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, "error"], extrasaction="ignore")
-        writer.writeheader()
-        for item in flat:  # floats to 6 digits: readable, and enough to reproduce a run
-            writer.writerow(
-                {
-                    k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
-                    for k, v in item.items()
-                }
-            )
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, *names, "error"], extrasaction="ignore")
+    writer.writeheader()
+    for item in flat:  # floats to 6 digits: readable, and enough to reproduce a run
+        writer.writerow(
+            {
+                k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
+                for k, v in item.items()
+            }
+        )
+    write_file(out / "trials.csv", text.getvalue().encode())
 
 
 def plot_sweep(
@@ -166,5 +168,7 @@ def plot_sweep(
     ax.set(xlabel="learning rate", ylabel="L2 regularisation (reg)")
     ax.set_title(title or f"Sweep: {len(trials)} trials (marker size ~ hidden units)")
     if path is not None:
-        fig.savefig(path, dpi=110)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_file(Path(path), png.getvalue())
     return fig
