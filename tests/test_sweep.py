@@ -213,6 +213,13 @@ def test_bad_space_files_are_one_line_errors_naming_the_file(name, content, matc
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_space_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    os.mkfifo(tmp_path / "space.json")  # reading it would block until a writer came
+    with pytest.raises(sweep.SweepInputError, match="space.json is not a regular file"):
+        sweep.load_space(tmp_path / "space.json")
+
+
 @pytest.mark.parametrize("space", [{"lr": 0.1, "learning_rate": 0.2}, {"hidden": 100, "hidden_dim": 200}])
 def test_a_parameter_given_under_two_names_is_refused(space):
     with pytest.raises(sweep.SweepInputError, match="given twice"):
