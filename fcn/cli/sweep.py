@@ -40,26 +40,10 @@ _NUM_ITERS = CHAPTER_DEFAULTS["num_iters"]
 
 #: Options handed to run_sweep under their own names.
 _PASSED_ON = (
-    "data_dir",
-    "num_train",
-    "num_val",
-    "num_test",
-    "num_samples",
-    "model",
-    "epochs",
-    "trial_num_train",
-    "backend",
-    "dtype",
-    "seed",
-    "search_seed",
-    "scheduler",
-    "grace_period",
-    "reduction_factor",
-    "max_concurrent",
-    "cpus_per_trial",
-    "address",
-    "num_cpus",
-)
+    "data_dir", "num_train", "num_val", "num_test", "num_samples", "model", "epochs", "trial_num_train", "backend",
+    "dtype", "seed", "search_seed", "scheduler", "grace_period", "reduction_factor", "max_concurrent",
+    "cpus_per_trial", "address", "num_cpus",
+)  # fmt: skip
 
 DESCRIPTION = """Hyperparameter search on CIFAR-10 with Ray Tune (pip install "fcn-cifar[sweep]").
 

@@ -12,6 +12,8 @@
   writes a run: ``model.npz`` (:func:`fcn.serialization.save_model`; ``fcn evaluate`` and ``fcn predict`` read
   it), ``history.json`` and its checkpoint ``best_checkpoint.npz``.
   Ctrl-C stops the sweep: the table lists what finished, the rest as ``interrupted``; nothing is retrained.
+- **Bad input** (an argument, see :data:`SWEEP_ARGUMENTS`; a spec; a space file) is a :class:`SweepInputError`
+  naming it, raised before Ray is imported or anything is read or written.
 
 **Search spaces** map a parameter to a spec: any of :data:`PARAMETERS` -- the learning rate and AdamW's
 ``weight_decay``, the model's ``hidden_dims``, ``weight_scale``, ``reg``, ``normalization``,
