@@ -23,8 +23,10 @@ from fcn.sweep import MissingRayError, SweepError, TrialSettings, parse_spec, re
 
 try:
     from _cifar_fixtures import write_cifar10
+    from test_cli_errors import fcn_cli, one_error_line
 except ImportError:  # pragma: no cover - tests imported as a package
     from ._cifar_fixtures import write_cifar10
+    from .test_cli_errors import fcn_cli, one_error_line
 
 CHANCE = 0.1
 GOOD_LR, TINY_LR, DIVERGING_LR = 0.05, 1e-6, 1e4
@@ -182,6 +184,62 @@ def test_space_files_json_and_toml(tmp_path):
         sweep.load_space(tmp_path / "bad.json")
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than any recursive parser goes
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("s.json", b'{"lr": 0.1, "learning_rate": 0.2}', r"learning_rate given twice \(as 'lr' and 'learning_rate'\)"),
+        ("s.json", b'{"hidden_dims": [200], "hidden": 100}', "hidden_dims given twice"),
+        ("s.json", b'{"hidden_dims": true}', "bad value True for hidden_dims: .*not true/false"),
+        ("s.json", b'{"hidden_dims": [100, false]}', "bad value False for hidden_dims"),
+        ("s.json", b'{"batch_size": true}', "bad value True for batch_size"),
+        ("s.json", b'{"reg": "caf\xe9"}', "is not UTF-8 text"),
+        ("s.json", DEEP.encode(), "nested too deeply"),
+        ("s.json", b'{"lr": ' + DEEP.encode() + b"}", "nested too deeply"),
+        ("s.toml", b"lr = 0.1\nlearning_rate = 0.2\n", "learning_rate given twice"),
+        ("s.toml", b"hidden_dims = true\n", "bad value True for hidden_dims"),
+        ("s.toml", b"lr = " + DEEP.encode() + b"\n", "nested too deeply"),
+    ],
+)
+def test_bad_space_files_are_one_line_errors_naming_the_file(name, content, match, tmp_path):
+    if name.endswith(".toml"):
+        pytest.importorskip("tomllib", reason="TOML needs Python 3.11+")
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(sweep.SweepInputError, match=match) as info:
+        sweep.load_space(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_space_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    os.mkfifo(tmp_path / "space.json")  # reading it would block until a writer came
+    with pytest.raises(sweep.SweepInputError, match="space.json is not a regular file"):
+        sweep.load_space(tmp_path / "space.json")
+
+
+@pytest.mark.parametrize("space", [{"lr": 0.1, "learning_rate": 0.2}, {"hidden": 100, "hidden_dim": 200}])
+def test_a_parameter_given_under_two_names_is_refused(space):
+    with pytest.raises(sweep.SweepInputError, match="given twice"):
+        resolve_space(space)
+
+
+def test_the_sweep_draws_every_update_rule(tmp_path):
+    """The rules a sweep can draw are the update-rule table's, adamw included, and its help lists them."""
+    assert sweep.PARAMETERS["update_rule"].choices == tuple(fcn.optim.RULES)
+    help_text = " ".join(fcn_cli("sweep", "--help", cwd=tmp_path).stdout.split())
+    assert f"(one of {', '.join(fcn.optim.RULES)})" in help_text and "adamw" in help_text
+
+
+def test_cli_bad_space_file_exits_2_naming_it(tmp_path):
+    (tmp_path / "space.json").write_text('{"lr": ' + DEEP + "}")
+    result = fcn_cli("sweep", "--space", "space.json", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 2 and "space.json is nested too deeply" in one_error_line(result, "sweep")
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Without Ray: errors found before anything runs, and one trial
 # ------------------------------------------------------------------------------------------------------------
@@ -197,22 +255,62 @@ def test_missing_ray_names_the_extra(no_ray, tmp_path):
     assert str(exit_info.value.code) == f"fcn sweep: {sweep.RAY_MISSING_MESSAGE}"
 
 
-@pytest.mark.parametrize("length", [["--epochs", "0"], ["--epochs", "-2"], ["--num-iters", "0"]])
-def test_non_positive_lengths_are_one_line_errors(length, tmp_path):
-    with pytest.raises(SystemExit) as info:
-        main(["sweep", *length, "--out", str(tmp_path / "o")])
-    assert str(info.value.code) == f"fcn sweep: {length[0]} must be a positive integer, got {length[1]}"
-    assert not (tmp_path / "o").exists()  # rejected before anything is written
-    with pytest.raises(SweepError, match="epochs must be a positive integer, got 0"):
-        run_sweep(epochs=0, out=tmp_path / "api")
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--epochs", "0", "must be a positive integer, got 0"),
+        ("--epochs", "-2", "must be a positive integer, got -2"),
+        ("--num-iters", "0", "must be a positive integer, got 0"),
+        ("--reduction-factor", "1", "must be a number >= 2, got 1.0"),  # Ray's ASHA asserts on it
+        ("--reduction-factor", "1.5", "must be a number >= 2, got 1.5"),
+        ("--grace-period", "0", "must be a finite number > 0, got '0'"),  # argparse's own check
+        ("--trial-num-train", "0", "must be a positive integer, got '0'"),
+        ("--num-val", "0", "must be at least 1 (trials are ranked by validation accuracy), got 0"),
+    ],
+)
+def test_bad_sweep_arguments_are_one_line_errors_before_ray_starts(option, value, problem, tmp_path):
+    # no Ray is needed to refuse them, no data is read (the data folder does not exist), no folder is made
+    result = fcn_cli("sweep", option, value, "--data-dir", str(tmp_path / "nowhere"), "--no-download",
+                     "--out", str(tmp_path / "o"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    line = one_error_line(result, "sweep")
+    assert option in line and problem in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "problem"),
+    [
+        ("epochs", 0, "must be a positive integer, got 0"),
+        ("num_samples", 2.5, "must be a positive integer, got 2.5"),
+        ("trial_num_train", 0, "must be a positive integer, got 0"),  # 0 is not "all"
+        ("trial_num_train", True, "must be a positive integer, got True"),
+        ("grace_period", -1, "must be a number > 0, got -1"),
+        ("grace_period", 0, "must be a number > 0, got 0"),
+        ("reduction_factor", 1, "must be a number >= 2, got 1"),
+        ("reduction_factor", float("nan"), "must be a number >= 2, got nan"),
+        ("max_concurrent", 0, "must be a positive integer, got 0"),
+        ("cpus_per_trial", 0, "must be a number > 0, got 0"),
+        ("num_cpus", 0, "must be a positive integer, got 0"),
+        ("search_seed", -1, "must be an integer >= 0, got -1"),
+        ("scheduler", "hyperband", "must be 'asha' or 'fifo', got 'hyperband'"),
+        ("model", "cnn", "must be 'shallow' or 'fc', got 'cnn'"),
+    ],
+)
+def test_run_sweep_checks_its_arguments_before_anything_starts(no_ray, argument, value, problem, tmp_path):
+    # Ray's import is blocked: the argument is refused before Ray is looked for, the data read or a folder made
+    with pytest.raises(sweep.SweepInputError) as info:
+        run_sweep(data_dir=tmp_path / "nowhere", download=False, out=tmp_path / "o", **{argument: value})
+    assert str(info.value) == f"{argument} {problem}" and info.value.argument == argument
+    assert isinstance(info.value, ValueError) and not (tmp_path / "o").exists()
 
 
 def test_a_sweep_without_validation_samples_is_refused(data, tmp_path):
     """Trials are ranked by validation accuracy: no validation set, no ranking (refused before Ray starts)."""
     empty_val = {**data, "X_val": data["X_val"][:0], "y_val": data["y_val"][:0]}
-    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+    with pytest.raises(SweepError, match=r"^data has no validation samples \(y_val is empty\)"):
         run_sweep(data=empty_val, num_iters=4, out=tmp_path / "o")
-    with pytest.raises(SweepError, match="needs validation samples; got 0"):
+    with pytest.raises(SweepError, match=r"^num_val must be at least 1 \(trials are ranked by validation accuracy\)"):
         run_sweep(num_val=0, num_iters=4, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
@@ -282,6 +380,24 @@ def test_plot_sweep_log_axes(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert (tmp_path / "p.png").read_bytes()[:8] == PNG
+
+
+def test_result_files_replace_symlinks_instead_of_writing_through_them(tmp_path):
+    """Each file goes through a temporary file and os.replace: a symlink in the output folder is replaced, and
+    what it pointed at (outside the folder) is left as it was."""
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    out.mkdir()
+    outside.write_text("keep")
+    for name in ("trials.csv", "trials.json", "sweep.png"):
+        (out / name).symlink_to(outside)
+    rows = [{"trial": "a", "status": "completed", "best_val_acc": 0.5, "last_val_acc": 0.5, "iterations": 8,
+             "epochs": 1.0, "seconds": 1.0, "config": {"learning_rate": 1e-3, "reg": 0.1}, "error": ""}]  # fmt: skip
+    sweep.results.write_tables(rows, ["learning_rate", "reg"], out)
+    sweep.plot_sweep(rows, out / "sweep.png")
+    assert outside.read_text() == "keep"
+    names = sorted(p.name for p in out.iterdir())  # no temporary file left behind
+    assert names == ["sweep.png", "trials.csv", "trials.json"] and not any(p.is_symlink() for p in out.iterdir())
+    assert (out / "trials.csv").read_text().splitlines()[1].startswith("a,completed,0.5,")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -366,6 +482,20 @@ def test_ray_results_files(ray_sweep, ray_session):
     assert solver.iteration == 80 and solver.best_val_acc == pytest.approx(ray_sweep.retrained["best_val_acc"])
 
 
+def test_ray_best_model_file_and_history(ray_sweep, data):
+    """The retrained best configuration is written as fcn train writes a run: a model file fcn.load_model reads
+    (the same predictions as the retrained network's test accuracy) and its history."""
+    out, retrained = ray_sweep.out, ray_sweep.retrained
+    assert retrained["model_file"] == str(out / "model.npz")
+    net = fcn.load_model(out / "model.npz")
+    predicted = np.argmax(np.asarray(net.loss(data["X_test"])), axis=1)
+    assert np.mean(predicted == data["y_test"]) == pytest.approx(retrained["test_acc"]) and retrained["test_acc"] > 0.8
+    history = json.loads((out / "history.json").read_text())
+    assert history["iterations"] == 80 and history["test_acc"] == pytest.approx(retrained["test_acc"])
+    assert history["config"] == ray_sweep.best["config"] and history["settings"]["batch_size"] == 50
+    assert len(history["loss_history"]) == 80 and history["data_dir"] is None  # arrays given in Python
+
+
 def test_a_failing_trial_is_recorded_with_its_error(ray_session, data, tmp_path):
     bad = dict(data, X_val=data["X_val"].copy())
     bad["X_val"][0, 0] = np.nan  # every trial's Solver refuses this
@@ -420,7 +550,7 @@ def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     out = tmp_path / "run"
     args = [*synthetic_cifar_args(tmp_path), "--hidden-dims", "8", "--lr", "grid:1e-4,1e-3"]
     assert main(["sweep", *args, "--num-samples", "1", "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
     assert "2 trials" in printed and "test acc" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_trials"] == 2 and summary["cluster"]["cpus"] == 2 and summary["command"].startswith("fcn sweep")
@@ -428,6 +558,14 @@ def test_ray_cli_on_synthetic_cifar(ray_session, tmp_path, capsys):
     assert summary["data"]["X_train"] == [250, 3, 32, 32]
     assert {"cpu", "cores", "python", "platform", "gpu"} <= set(summary["machine"])
     assert (out / "best_checkpoint.npz").exists() and (out / "trials.csv").exists()
+    # the best model is a model file fcn evaluate reads, scoring the test images as the retrained network did
+    assert f"fcn evaluate {out / 'model.npz'}" in printed
+    evaluated = fcn_cli("evaluate", str(out / "model.npz"), "--data-dir", str(tmp_path / "data"), "--no-download",
+                        cwd=tmp_path)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"test accuracy: {summary['retrained']['test_acc']:.4f} (" in evaluated.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history["data_dir"] == str(tmp_path / "data") and history["command"] == summary["command"]
 
 
 def test_ray_cli_searches_the_schedule_and_augmentation(ray_session, tmp_path):

@@ -10,10 +10,28 @@ import argparse
 import sys
 
 from ..factory import CHAPTER_DEFAULTS, ModelConfig, model_fields
-from ..sweep import DEFAULT_SPACE, PARAMETERS, SweepError, SweepResult, load_space, parse_spec, run_sweep
+from ..sweep import (
+    DEFAULT_SPACE,
+    PARAMETERS,
+    SweepError,
+    SweepInputError,
+    SweepResult,
+    check_sweep_arguments,
+    load_space,
+    parse_spec,
+    run_sweep,
+)
 from ..sweep.results import describe
 from . import common
-from .common import EXIT_INTERRUPTED, add_data_arguments, flags, nonnegative_int, positive_float, positive_int
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_data_arguments,
+    flags,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from .train import add_option, option_help
 
 __all__ = ["DESCRIPTION", "add_sweep_arguments", "sweep_command"]
@@ -33,8 +51,9 @@ Ray starts in this process on this machine's cores (one trial per CPU), or joins
 The data is read once and shared with every trial. Each trial trains one configuration drawn from the
 search space and reports its validation accuracy every epoch, so ASHA stops trials behind their peers; a
 diverging trial is recorded, not fatal. The output folder gets trials.csv and trials.json (one row per
-trial), summary.json, sweep.png, and the best configuration retrained on the full training split
-(best_checkpoint.npz). Ctrl-C stops the sweep: the table lists what finished.
+trial), summary.json, sweep.png, and the best configuration retrained on the full training split, written
+as fcn train writes a run (model.npz for fcn evaluate and fcn predict, history.json, best_checkpoint.npz).
+Ctrl-C stops the sweep: the table lists what finished.
 """
 
 SPACE_HELP = """SPEC is a value (0.95), a list to choose from (100,200,400), a range lo..hi (log scale for the learning
@@ -91,7 +110,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace-period", type=positive_float, default=2.0, help="ASHA: epochs before a trial can be stopped"
     )
     search.add_argument(
-        "--reduction-factor", type=positive_float, default=3.0, help="ASHA: keep the best 1/rf at each rung"
+        "--reduction-factor",
+        type=positive_float,
+        default=3.0,
+        help="ASHA: keep the best 1/rf at each rung (at least 2)",
     )
     search.add_argument("--max-concurrent", type=positive_int, default=None, help="at most this many trials at once")
     search.add_argument("--cpus-per-trial", type=positive_float, default=1.0, help="CPUs each trial reserves")
@@ -114,25 +136,27 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sweep_command(args: argparse.Namespace) -> SweepResult:
     """Run ``fcn sweep`` from parsed arguments; prints the best trials and where the results are."""
-    for name in ("num_iters", "epochs", "num_samples"):  # before anything is started or read
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise SystemExit(f"fcn sweep: --{name.replace('_', '-')} must be a positive integer, got {value}")
+    options = {k: getattr(args, k) for k in _PASSED_ON}
+    options["num_iters"] = args.num_iters if args.num_iters is not None or args.epochs is not None else _NUM_ITERS
     try:
+        check_sweep_arguments(options)  # before anything is started, read or written
         # The file (or the default space) is the base; each option replaces one parameter's spec, so
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
         space = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
         space.update({k: parse_spec(k, getattr(args, k)) for k in PARAMETERS if getattr(args, k, None) is not None})
         result = run_sweep(
             space,
-            **{k: getattr(args, k) for k in _PASSED_ON},
-            num_iters=args.num_iters if args.num_iters is not None or args.epochs is not None else _NUM_ITERS,
+            **options,
             download=not args.no_download,
             out=args.out or f"runs/sweep-{common.timestamp()}",
             retrain=not args.no_retrain,
             verbose=not args.quiet,
             command=" ".join(["fcn", *getattr(args, "argv", ["sweep"])]),
         )
+    except SweepInputError as exc:  # bad usage or input: named by its option, exit status 2
+        flag = f"--{exc.argument.replace('_', '-')} " if exc.argument else ""
+        print(f"fcn sweep: error: {flag}{exc.problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
     except SweepError as exc:
         # Same convention as fcn train: a one-line message and exit status 1, no traceback.
         raise SystemExit(f"fcn sweep: {exc}") from None
@@ -158,7 +182,8 @@ def _report(result: SweepResult) -> None:
     if result.retrained:
         r = result.retrained
         print(f"retrained on the full training split: val acc {r['val_acc']:.4f}, test acc {r['test_acc']:.4f}")
-    print(
-        f"outputs in {result.out}/ (trials.csv, trials.json, summary.json, sweep.png"
-        f"{', best_checkpoint.npz' if result.retrained else ''})"
-    )
+    model_file = (result.retrained or {}).get("model_file")
+    best_files = ", model.npz, history.json, best_checkpoint.npz" if model_file else ""
+    print(f"outputs in {result.out}/ (trials.csv, trials.json, summary.json, sweep.png{best_files})")
+    if model_file:
+        print(f"use the model: fcn evaluate {model_file}  |  fcn predict {model_file} IMAGE...")

@@ -8,8 +8,12 @@
   with :class:`fcn.Solver` and reports its validation accuracy every epoch, so ASHA stops trials behind their
   peers. A diverging trial is recorded as ``diverged``, not fatal.
 - **Results** in ``out``: ``trials.csv`` / ``trials.json`` (one row per trial), ``summary.json``,
-  ``sweep.png``, and the best configuration retrained on the full training split (``best_checkpoint.npz``).
+  ``sweep.png``, and the best configuration retrained on the full training split, written as ``fcn train``
+  writes a run: ``model.npz`` (:func:`fcn.serialization.save_model`; ``fcn evaluate`` and ``fcn predict`` read
+  it), ``history.json`` and its checkpoint ``best_checkpoint.npz``.
   Ctrl-C stops the sweep: the table lists what finished, the rest as ``interrupted``; nothing is retrained.
+- **Bad input** (an argument, see :data:`SWEEP_ARGUMENTS`; a spec; a space file) is a :class:`SweepInputError`
+  naming it, raised before Ray is imported or anything is read or written.
 
 **Search spaces** map a parameter to a spec: any of :data:`PARAMETERS` -- the learning rate and AdamW's
 ``weight_decay``, the model's ``hidden_dims``, ``weight_scale``, ``reg``, ``normalization``,
@@ -30,12 +34,22 @@ option replaces one parameter's spec; parameters outside the space keep ``fcn tr
 """
 
 from .results import SweepResult, plot_sweep
-from .run import RAY_MISSING_MESSAGE, MissingRayError, run_sweep, trial_row
-from .space import DEFAULT_SPACE, PARAMETERS, Parameter, SweepError, load_space, parse_spec, resolve_space, to_tune
+from .run import RAY_MISSING_MESSAGE, SWEEP_ARGUMENTS, MissingRayError, check_sweep_arguments, run_sweep, trial_row
+from .space import (
+    DEFAULT_SPACE,
+    PARAMETERS,
+    Parameter,
+    SweepError,
+    SweepInputError,
+    load_space,
+    parse_spec,
+    resolve_space,
+    to_tune,
+)
 from .trial import TrialSettings, retrain_full, train_trial
 
 __all__ = [
     "RAY_MISSING_MESSAGE", "PARAMETERS", "DEFAULT_SPACE", "SweepError", "MissingRayError", "TrialSettings",
     "SweepResult", "parse_spec", "load_space", "resolve_space", "to_tune", "train_trial", "retrain_full",
-    "trial_row", "run_sweep", "plot_sweep", "Parameter",
+    "trial_row", "run_sweep", "plot_sweep", "Parameter", "SweepInputError", "SWEEP_ARGUMENTS", "check_sweep_arguments",
 ]  # fmt: skip

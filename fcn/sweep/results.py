@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ class SweepResult:
     ``trials`` are rows sorted best first: the :data:`COLUMNS`, ``config`` (every tunable parameter) and
     ``error``. ``best`` is the best row (``None`` only when interrupted before any trial ended);
     ``retrained`` the best configuration trained again on the full training split (``val_acc``,
-    ``test_acc``, ``checkpoint``), or ``None`` when skipped; ``interrupted``: the sweep was stopped early.
+    ``test_acc``, ``model_file``, ``checkpoint``), or ``None`` when skipped; ``interrupted``: the sweep was
+    stopped early.
     """
 
     trials: list[dict[str, Any]]
@@ -83,25 +86,39 @@ def _json_safe(obj: Any) -> Any:
     return str(obj) if isinstance(obj, Path) else obj
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a reader sees
+    the old file or the new one, never half of it, and a symlink at ``path`` is replaced, not followed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """``obj`` as strict JSON (NaN as ``null``), one key per line."""
-    path.write_text(json.dumps(_json_safe(obj), indent=1) + "\n")
+    """``obj`` as strict JSON (NaN as ``null``), one key per line (atomically, :func:`write_file`)."""
+    write_file(path, (json.dumps(_json_safe(obj), indent=1) + "\n").encode())
 
 
 def write_tables(rows: Sequence[Mapping[str, Any]], names: Sequence[str], out: Path) -> None:
     """``trials.json`` and ``trials.csv`` in ``out``: one row per trial, the parameters ``names`` as columns."""
     flat = [{**{k: row[k] for k in COLUMNS}, **row["config"], "error": row["error"]} for row in rows]
     write_json(out / "trials.json", flat)
-    with open(out / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, "error"], extrasaction="ignore")
-        writer.writeheader()
-        for item in flat:  # floats to 6 digits: readable, and enough to reproduce a run
-            writer.writerow(
-                {
-                    k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
-                    for k, v in item.items()
-                }
-            )
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, *names, "error"], extrasaction="ignore")
+    writer.writeheader()
+    for item in flat:  # floats to 6 digits: readable, and enough to reproduce a run
+        writer.writerow(
+            {
+                k: _hidden_text(v) if k == "hidden_dims" else f"{v:.6g}" if isinstance(v, float) else v
+                for k, v in item.items()
+            }
+        )
+    write_file(out / "trials.csv", text.getvalue().encode())
 
 
 def plot_sweep(
@@ -151,5 +168,7 @@ def plot_sweep(
     ax.set(xlabel="learning rate", ylabel="L2 regularisation (reg)")
     ax.set_title(title or f"Sweep: {len(trials)} trials (marker size ~ hidden units)")
     if path is not None:
-        fig.savefig(path, dpi=110)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_file(Path(path), png.getvalue())
     return fig

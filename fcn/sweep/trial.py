@@ -14,6 +14,7 @@ import numpy
 from ..backend import to_backend
 from ..factory import HYPERPARAMETERS, ModelConfig, model_fields
 from ..optim import RULES
+from ..serialization import save_model
 from ..solver import Solver, TrainingDiverged
 from ..training.config import TrainConfig, setting_fields
 
@@ -128,17 +129,29 @@ def train_trial(
 
 def retrain_full(
     config: Mapping[str, Any], data: Mapping[str, Any], settings: TrialSettings
-) -> tuple[dict[str, Any], bytes]:
-    """Train ``config`` on the full training split; return its summary and the checkpoint file's bytes
-    (bytes, not a path, so that it works as a Ray task on another node)."""
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Train ``config`` on the full training split; return its summary and its files' bytes: ``"checkpoint"``
+    (the Solver's checkpoint) and ``"model"`` (the model file :func:`fcn.serialization.save_model` writes, as
+    ``fcn train`` does, with ``data``'s ``mean_image`` and ``class_names`` when it has them), or no files when
+    it did not complete. Bytes, not paths, so that it works as a Ray task on another node.
+
+    The summary: the outcome of :func:`train_trial`, ``val_acc``, ``test_acc`` (NaN without a test split),
+    ``model`` (its repr), ``settings`` (the run's :class:`TrainConfig` as JSON) and ``stats`` (its history).
+    """
     outcome, solver = train_trial(config, data, settings, full_data=True)
     if outcome["status"] != "completed":
-        return {**outcome, "val_acc": float("nan"), "test_acc": float("nan")}, b""
+        return {**outcome, "val_acc": float("nan"), "test_acc": float("nan")}, {}
     be, test_acc = solver.backend, float("nan")
     if len(data.get("X_test", ())):
         test_acc = solver.check_accuracy(to_backend(data["X_test"], be), to_backend(data["y_test"], be))
     val_acc = solver.check_accuracy(solver.X_val, solver.y_val)
     summary = {**outcome, "val_acc": val_acc, "test_acc": test_acc, "model": repr(solver.model)}
-    summary["stats"] = solver.stats()
+    summary.update(settings=solver.config.to_json(), stats=solver.stats())
+    names = data.get("class_names")
     with tempfile.TemporaryDirectory() as tmp:
-        return summary, solver.save_checkpoint(Path(tmp) / "checkpoint.npz").read_bytes()
+        checkpoint = solver.save_checkpoint(Path(tmp) / "checkpoint.npz")
+        model = save_model(
+            solver.model, Path(tmp) / "model.npz", mean_image=data.get("mean_image"),
+            class_names=None if names is None else [str(c) for c in names],
+        )  # fmt: skip
+        return summary, {"checkpoint": checkpoint.read_bytes(), "model": model.read_bytes()}
