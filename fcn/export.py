@@ -88,9 +88,10 @@ class _Graph:
 def _normalize(g: _Graph, h: str, layer: BatchNorm | LayerNorm, params: Any, buffers: Any) -> str:
     """``gamma * (h - mean) / std + beta``: batchnorm with its running statistics, layernorm with each row's."""
     if isinstance(layer, BatchNorm):
-        var = numpy.asarray(to_host(buffers[layer.var]), dtype=g.dtype)
+        running_var = numpy.asarray(to_host(buffers[layer.var]), dtype=g.dtype)
         centred = g.op("Sub", h, g.constant(layer.mean, buffers[layer.mean]))
-        std = g.constant(f"std{layer.mean.removeprefix('running_mean')}", numpy.sqrt(var + g.dtype.type(layer.eps)))
+        std_value = numpy.sqrt(running_var + g.dtype.type(layer.eps))  # as fcn's kernels: in the model's dtype
+        std = g.constant(f"std{layer.mean.removeprefix('running_mean')}", std_value)
     else:
         centred = g.op("Sub", h, g.op("ReduceMean", h, axes=[1], keepdims=1))
         var = g.op("ReduceMean", g.op("Mul", centred, centred), axes=[1], keepdims=1)
