@@ -116,6 +116,24 @@ def _small_net(**options):
     return net
 
 
+@pytest.mark.parametrize(
+    ("mean_shape", "input_shape"),
+    [((3, 2, 2), [3, 2, 2]), ((12,), [12]), (None, [12])],
+    ids=["image-mean", "flat-mean", "no-mean"],
+)
+def test_the_images_input_has_the_mean_images_layout(mean_shape, input_shape):
+    pytest.importorskip("onnx", reason='the onnx extra is not installed (pip install "fcn-cifar[onnx]")')
+    net = _small_net()
+    net.mean_image = None if mean_shape is None else net.mean_image.reshape(mean_shape)
+    model = build_onnx(net)
+    (images,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in images.type.tensor_type.shape.dim]
+    assert images.name == "images" and dims == ["N", *input_shape]
+    raw = np.random.default_rng(5).integers(0, 256, size=(6, *input_shape), dtype=np.uint8)
+    (probabilities,) = _session(model).run(["probabilities"], {"images": raw})
+    np.testing.assert_allclose(probabilities, net.predict_proba(raw), rtol=0, atol=1e-12)  # float64: to rounding
+
+
 def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)  # as on a machine without the extra
     with pytest.raises(MissingOnnxError, match=r'pip install "fcn-cifar\[onnx\]"'):

@@ -251,20 +251,23 @@ def test_predict_proba_is_the_softmax_of_the_scores(tmp_path):
     assert proba.shape == (5, 3) and net.predict_proba(X[:0]).shape == (0, 3)
 
 
-def _net_with_mean(shape=(3, 4, 6), seed=0):
+def _net_with_mean(shape=(3, 4, 6), seed=0, backend=None):
     """A net taking images of ``shape`` (C, H, W), with a mean image that differs at every pixel."""
-    net = FullyConnectedNet(math.prod(shape), [7], 3, weight_scale=0.1, seed=seed)
+    net = FullyConnectedNet(math.prod(shape), [7], 3, weight_scale=0.1, seed=seed, backend=backend)
     net.mean_image = np.random.default_rng(seed).uniform(0, 255, size=shape)
     return net
 
 
-def test_channels_last_raw_images_are_transposed_not_reshaped():
-    net = _net_with_mean((3, 4, 6))  # height 4, width 6: a reshape would scramble rows and columns
+def test_channels_last_raw_images_are_transposed_not_reshaped(backend):
+    net = _net_with_mean((3, 4, 6), backend=backend)  # height 4, width 6: a reshape would scramble the pixels
     raw = np.random.default_rng(2).integers(0, 256, size=(5, 3, 4, 6), dtype=np.uint8)
     prepared = raw.astype(np.float64) - net.mean_image
+    expected = to_host(net.predict_proba(prepared))
     channels_last = np.ascontiguousarray(raw.transpose(0, 2, 3, 1))  # (5, 4, 6, 3), as Pillow gives images
-    np.testing.assert_array_equal(net.predict_proba(channels_last), net.predict_proba(prepared))
-    np.testing.assert_array_equal(net.predict_proba(raw.reshape(5, -1)), net.predict_proba(prepared))  # flat rows
+    np.testing.assert_allclose(to_host(net.predict_proba(channels_last)), expected, rtol=1e-12)
+    np.testing.assert_allclose(to_host(net.predict_proba(raw.reshape(5, -1))), expected, rtol=1e-12)  # flat rows
+    on_device = net.predict(fcn.to_backend(channels_last, net.backend))  # device input stays on the device
+    np.testing.assert_array_equal(to_host(on_device), np.argmax(expected, axis=1))
 
 
 def test_predict_proba_of_raw_images_sums_to_one_per_row():
