@@ -396,35 +396,43 @@ class FullyConnectedNet:
         return parts[0] if len(parts) == 1 else xp.concat(parts)
 
     def _channels_last(self, shape: tuple[int, ...]) -> bool:
-        """Whether an image batch of ``shape`` is ``(N, H, W, C)``: told by the mean image's ``(C, H, W)`` where
-        the model has one, else by a last axis of 1, 3 or 4 channels after a first that cannot be one."""
+        """Whether raw images of ``shape`` are ``(N, H, W, C)``: told by the mean image's ``(C, H, W)`` where the
+        model has one (images in neither layout are refused), else by a last axis of 1, 3 or 4 channels after a
+        first that cannot be one."""
         if len(shape) != 4:
             return False
-        mean_shape = None if self.mean_image is None else numpy.shape(self.mean_image)
-        if mean_shape is not None and len(mean_shape) == 3 and shape[1:] != mean_shape:
+        mean_shape = None if self.mean_image is None else tuple(self.mean_image.shape)
+        if mean_shape is not None and len(mean_shape) == 3:
             c, h, w = mean_shape
-            return shape[1:] == (h, w, c)
+            if shape[1:] not in (mean_shape, (h, w, c)):  # the right size in another order: wrong pixels
+                raise ValueError(
+                    f"raw images have shape {shape[1:]}, but the model's are {mean_shape} (channels first) or "
+                    f"{(h, w, c)} (channels last)"
+                )
+            return shape[1:] != mean_shape
         return shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
 
     def prepare(self, X: Any, *, raw: bool | None = None) -> Any:
         """Images made ready for the model, on its backend: the preprocessing its training data had.
 
         ``raw`` ``None``: integer input (``uint8`` pixels, as CIFAR-10 stores them) is raw, float input is
-        already preprocessed and passes unchanged. Raw images ``(N, C, H, W)`` or channels-last ``(N, H, W, C)``
-        become floats in the model's dtype, minus :attr:`mean_image` when the model has one (subtracted in
-        float64 and rounded once, as :func:`fcn.get_CIFAR10_data` does).
+        already preprocessed and passes unchanged; ``True`` / ``False`` say which it is whatever the dtype. Raw
+        images ``(N, C, H, W)`` or channels-last ``(N, H, W, C)`` (or flat ``(N, D)``) become floats in the
+        model's dtype, minus :attr:`mean_image` when the model has one (subtracted in float64 and rounded once,
+        as :func:`fcn.get_CIFAR10_data` does).
         """
+        if raw is not None and not isinstance(raw, bool):
+            raise TypeError(f"raw must be True, False or None (decided by the dtype), got {raw!r}")
         X_dev = to_backend(X, self.backend)
         if not (raw if raw is not None else not self.xp.isdtype(X_dev.dtype, "real floating")):
             return X_dev
         xp = self.xp
+        check_features(xp, X_dev, self.input_dim)  # before the mean is shaped like one image
         if self._channels_last(tuple(X_dev.shape)):
             X_dev = xp.permute_dims(X_dev, (0, 3, 1, 2))  # as image libraries give them
         X_dev = xp.astype(X_dev, xp.float64)
         if self.mean_image is not None:
-            mean = to_backend(numpy.asarray(self.mean_image, dtype=numpy.float64), self.backend)
-            if X_dev.ndim > 1 and mean.size == math.prod(X_dev.shape[1:]):
-                mean = xp.reshape(mean, X_dev.shape[1:])
+            mean = xp.reshape(to_backend(self.mean_image, self.backend, dtype="float64"), X_dev.shape[1:])
             X_dev = X_dev - mean
         return xp.astype(X_dev, self.dtype)
 

@@ -291,7 +291,10 @@ def load_model(path: str | os.PathLike[str], *, backend: Any = None, device: Any
 
     ``backend`` and ``device`` are as in :func:`fcn.get_backend` (``None``: NumPy on the CPU), whatever backend
     the model was trained on. The model comes back in its saved dtype, with ``mean_image`` (a host NumPy array,
-    or ``None``) and ``class_names`` (a list of str, or ``None``) set as attributes.
+    or ``None``) and ``class_names`` (a list of str, or ``None``) set as attributes. It applies that
+    preprocessing itself: ``net.predict(images)`` and ``net.predict_proba(images)`` on uint8 images as CIFAR-10
+    stores them subtract the mean image (see :meth:`fcn.FullyConnectedNet.prepare`); float input is taken as
+    already preprocessed.
 
     Raises :class:`ModelFileError`, naming the file, when it is missing, not a model file, corrupt, or holds
     arrays that do not fit the architecture it describes; :class:`fcn.BackendError` when the backend is

@@ -322,6 +322,19 @@ def test_evaluate_per_class_accuracy_and_confusion(trained, tmp_path):
         evaluate(net, batches, num_test=51, download=False)
 
 
+def test_a_loaded_model_predicts_on_raw_images_as_evaluate_and_predict_do(trained, tmp_path):
+    """The model file fcn train writes carries its preprocessing: uint8 test images go to net.predict as they are."""
+    out, batches = trained
+    net = fcn.load_model(out / "model.npz")
+    _, _, X_test, y_test = raw_cifar10(batches)
+    result = evaluate(net, batches, download=False)
+    assert np.mean(net.predict(X_test) == y_test) == result["accuracy"]
+    np.testing.assert_array_equal(net.predict(X_test), np.argmax(_reference_proba(net, X_test - net.mean_image), 1))
+    Image.fromarray(X_test[3].transpose(1, 2, 0)).save(tmp_path / "a.png")
+    (ranked,) = predict_files(net, [tmp_path / "a.png"], top=1)
+    assert ranked[0][1] == pytest.approx(float(net.predict_proba(X_test[3:4]).max()), rel=1e-6)
+
+
 def test_evaluate_writes_the_figure_where_asked(trained, tmp_path, capsys):
     out, batches = trained
     figure = tmp_path / "figs" / "cm.png"

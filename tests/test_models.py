@@ -251,6 +251,60 @@ def test_predict_proba_is_the_softmax_of_the_scores(tmp_path):
     assert proba.shape == (5, 3) and net.predict_proba(X[:0]).shape == (0, 3)
 
 
+def _net_with_mean(shape=(3, 4, 6), seed=0, backend=None):
+    """A net taking images of ``shape`` (C, H, W), with a mean image that differs at every pixel."""
+    net = FullyConnectedNet(math.prod(shape), [7], 3, weight_scale=0.1, seed=seed, backend=backend)
+    net.mean_image = np.random.default_rng(seed).uniform(0, 255, size=shape)
+    return net
+
+
+def test_channels_last_raw_images_are_transposed_not_reshaped(backend):
+    net = _net_with_mean((3, 4, 6), backend=backend)  # height 4, width 6: a reshape would scramble the pixels
+    raw = np.random.default_rng(2).integers(0, 256, size=(5, 3, 4, 6), dtype=np.uint8)
+    prepared = raw.astype(np.float64) - net.mean_image
+    expected = to_host(net.predict_proba(prepared))
+    channels_last = np.ascontiguousarray(raw.transpose(0, 2, 3, 1))  # (5, 4, 6, 3), as Pillow gives images
+    np.testing.assert_allclose(to_host(net.predict_proba(channels_last)), expected, rtol=1e-12)
+    np.testing.assert_allclose(to_host(net.predict_proba(raw.reshape(5, -1))), expected, rtol=1e-12)  # flat rows
+    on_device = net.predict(fcn.to_backend(channels_last, net.backend))  # device input stays on the device
+    np.testing.assert_array_equal(to_host(on_device), np.argmax(expected, axis=1))
+
+
+def test_predict_proba_of_raw_images_sums_to_one_per_row():
+    net = _net_with_mean()
+    raw = np.random.default_rng(3).integers(0, 256, size=(9, 4, 6, 3), dtype=np.uint8)
+    proba = net.predict_proba(raw)
+    assert proba.shape == (9, 3) and proba.dtype == net.dtype and (proba >= 0).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(np.argmax(proba, axis=1), net.predict(raw))
+
+
+def test_float_images_without_stored_preprocessing_are_used_as_given():
+    net = FullyConnectedNet(72, [7], 3, weight_scale=0.1, seed=0)  # no mean image
+    X = np.random.default_rng(4).normal(size=(4, 4, 6, 3))  # shaped like channels-last images, but float
+    scores = fcn.to_host(net.loss(X.reshape(4, -1)))
+    np.testing.assert_array_equal(net.predict(X), np.argmax(scores, axis=1))
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        (np.zeros((2, 3, 6, 4), np.uint8), ValueError, r"raw images have shape \(3, 6, 4\), but the model's are"),
+        (np.zeros((2, 3, 4, 5), np.uint8), ValueError, "60 features per sample .* expects 72"),
+        (np.zeros((2,), np.uint8), ValueError, "X must have shape"),
+    ],
+    ids=["width-and-height-swapped", "wrong-size", "one-dimensional"],
+)
+def test_raw_images_that_do_not_fit_the_model_are_refused(images, error, message):
+    with pytest.raises(error, match=message):
+        _net_with_mean().predict(images)
+
+
+def test_raw_must_be_a_bool_or_none():
+    with pytest.raises(TypeError, match="raw must be True, False or None"):
+        _net_with_mean().predict(np.zeros((1, 3, 4, 6), np.uint8), raw="yes")
+
+
 # -- FullyConnectedNet: construction, arguments, the layer list -----------------------------------------------------
 
 

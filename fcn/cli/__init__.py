@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..inference import ImageFileError
 from ..sysinfo import collect_env, format_env
-from . import evaluate, sweep, train
+from . import evaluate, export, sweep, train
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DefaultsFormatter
 from .rundir import RunExistsError
 
@@ -78,6 +78,9 @@ def build_parser() -> _Parser:
     evaluate.add_predict_arguments(
         _subcommand(parser, sub, "predict", "classify image files with a trained model", evaluate.PREDICT_DESCRIPTION)
     )
+    export.add_export_arguments(
+        _subcommand(parser, sub, "export", "write a trained model as an ONNX file", export.DESCRIPTION)
+    )
     info = _subcommand(
         parser, sub, "info", "print the environment (versions, BLAS, GPU, working backends) to paste into bug reports",
         "Versions of fcn, Python, NumPy and its BLAS, the array libraries, CUDA and the GPU, and which backends "
@@ -100,6 +103,7 @@ COMMANDS = {
     "sweep": sweep.sweep_command,
     "evaluate": evaluate.evaluate_command,
     "predict": evaluate.predict_command,
+    "export": export.export_command,
     "info": info_command,
 }
 
