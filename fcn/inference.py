@@ -30,9 +30,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "ImageFileError",
     "load_image",
-    "preprocess",
     "printable",
-    "predict_proba",
     "predict_files",
     "confusion_matrix",
     "evaluate",
@@ -105,51 +103,10 @@ def load_image(path: str | os.PathLike[str]) -> numpy.ndarray:
     return numpy.ascontiguousarray(numpy.asarray(rgb, dtype=numpy.uint8).transpose(2, 0, 1))
 
 
-def _model_dtype(net: Any) -> numpy.dtype[Any]:
-    """The NumPy dtype matching the model's (its namespace's dtype objects carry the same names)."""
-    dtype = getattr(net, "dtype", "float32")
-    try:
-        dt = numpy.dtype(dtype)
-    except TypeError:
-        dt = numpy.dtype(str(dtype).rsplit(".", 1)[-1])
-    return dt if dt.kind == "f" else numpy.dtype(numpy.float32)
-
-
-def preprocess(images: Any, mean_image: Any = None, dtype: Any = "float32") -> numpy.ndarray:
-    """uint8 images ``(N, 3, 32, 32)`` -> floats in ``dtype``, minus ``mean_image`` when given (host arrays).
-
-    ``mean_image`` has the shape of one image (or as many values); the subtraction is done in float64 and
-    rounded once, as :func:`fcn.get_CIFAR10_data` does for the training data. A ``mean_image`` holding NaN or
-    infinite values is refused (``ValueError``).
-    """
-    X = numpy.asarray(images)
-    out = numpy.empty(X.shape, dtype=numpy.dtype(dtype))
-    if mean_image is None:
-        out[...] = X
-    else:
-        mean = numpy.asarray(to_host(mean_image), dtype=numpy.float64).reshape(X.shape[1:])
-        if not numpy.isfinite(mean).all():  # said here: the images would be blamed for the NaN further on
-            raise ValueError("the model's mean_image holds NaN or infinite values: its preprocessing is broken")
-        numpy.subtract(X, mean, out=out, dtype=numpy.float64, casting="same_kind")
-    return out
-
-
 def _check_cifar_model(net: Any, what: str) -> None:
     expected = int(numpy.prod(IMAGE_SHAPE))
     if getattr(net, "input_dim", expected) != expected:
         raise ValueError(f"{what} needs a model that takes 3x32x32 images ({expected} features), not {net.input_dim}")
-
-
-def predict_proba(net: Any, X: Any, batch_size: int = 10_000) -> numpy.ndarray:
-    """Class probabilities (softmax of the scores), a host float64 array ``(N, C)``; ``X (N, ...)`` host data."""
-    n = len(X)
-    parts = []
-    for i in range(0, n, batch_size):
-        scores = numpy.asarray(to_host(net.loss(X[i : i + batch_size])), dtype=numpy.float64)
-        scores -= scores.max(axis=1, keepdims=True)  # exp of at most 0: no overflow
-        exp = numpy.exp(scores)
-        parts.append(exp / exp.sum(axis=1, keepdims=True))
-    return numpy.concatenate(parts) if parts else numpy.zeros((0, int(getattr(net, "num_classes", 0))))
 
 
 def printable(text: Any) -> str:
@@ -167,7 +124,8 @@ def _class_names(net: Any, num_classes: int) -> list[str]:
 def predict_files(net: Any, paths: Sequence[str | os.PathLike[str]], top: int = 3) -> list[list[tuple[str, float]]]:
     """The ``top`` most likely classes of each image file: ``[[(class name, probability), ...], ...]``.
 
-    Each image is read with :func:`load_image` and prepared with the model's ``mean_image`` and dtype. Class
+    Each image is read with :func:`load_image` and prepared by the model (:meth:`FullyConnectedNet.prepare
+    <fcn.FullyConnectedNet.prepare>`: its ``mean_image`` and dtype, as its training data was). Class
     names come from the model's ``class_names`` (``"class 3"`` where it has none). All files are read before
     the model runs, so an unreadable one fails fast with :class:`ImageFileError` naming it.
     """
@@ -175,7 +133,7 @@ def predict_files(net: Any, paths: Sequence[str | os.PathLike[str]], top: int = 
         raise ValueError(f"top must be at least 1, got {top}")
     _check_cifar_model(net, "predicting image files")
     images = numpy.stack([load_image(p) for p in paths]) if paths else numpy.zeros((0, *IMAGE_SHAPE), numpy.uint8)
-    proba = predict_proba(net, preprocess(images, getattr(net, "mean_image", None), _model_dtype(net)))
+    proba = numpy.asarray(to_host(net.predict_proba(images)), dtype=numpy.float64)
     names = _class_names(net, proba.shape[1])
     order = numpy.argsort(-proba, axis=1, kind="stable")[:, :top]
     return [[(names[j], float(p[j])) for j in row] for p, row in zip(proba, order, strict=True)]
@@ -213,10 +171,11 @@ def evaluate(
     """Accuracy of ``net`` on the CIFAR-10 test batch (the first ``num_test`` images; ``None``: all 10,000).
 
     The data folder is found as by :func:`fcn.get_CIFAR10_data` (``root``, ``FCN_DATA_DIR``, the cache
-    folder) and downloaded when absent and ``download`` is true. Images are prepared with the model's
-    ``mean_image`` and dtype, as its training data was. Returns a dict with ``accuracy``, ``correct``,
-    ``num_images``, ``per_class_accuracy`` (one entry per class, NaN for a class with no test image),
-    ``class_names``, ``confusion`` (host int64 ``(C, C)``, see :func:`confusion_matrix`) and ``data_file``.
+    folder) and downloaded when absent and ``download`` is true. The uint8 images go to ``net.predict`` as
+    they are: the model prepares them as its training data was (its ``mean_image`` and dtype). Returns a dict
+    with ``accuracy``, ``correct``, ``num_images``, ``per_class_accuracy`` (one entry per class, NaN for a
+    class with no test image), ``class_names``, ``confusion`` (host int64 ``(C, C)``, see
+    :func:`confusion_matrix`) and ``data_file``.
     """
     from .data import DatasetError, load_CIFAR10_batch
 
@@ -229,8 +188,9 @@ def evaluate(
         if num_test < 1 or num_test > len(y):
             raise ValueError(f"num_test must be in 1..{len(y)} (the images in {path}), got {num_test}")
         X_u8, y = X_u8[:num_test], y[:num_test]
-    X = preprocess(X_u8, getattr(net, "mean_image", None), _model_dtype(net))
-    pred = numpy.asarray(to_host(net.predict(X, batch_size=batch_size)), dtype=numpy.int64)
+    pred = numpy.asarray(
+        to_host(net.predict(X_u8, batch_size=batch_size)), dtype=numpy.int64
+    )  # raw: the model prepares it
     num_classes = int(getattr(net, "num_classes", 10))
     confusion = confusion_matrix(y, pred, num_classes)
     totals = confusion.sum(axis=1)

@@ -433,6 +433,8 @@ class FullyConnectedNet:
         X_dev = xp.astype(X_dev, xp.float64)
         if self.mean_image is not None:
             mean = xp.reshape(to_backend(self.mean_image, self.backend, dtype="float64"), X_dev.shape[1:])
+            if not all_finite(xp, mean):  # said here: the images would be blamed for the NaN further on
+                raise ValueError("the model's mean_image holds NaN or infinite values: its preprocessing is broken")
             X_dev = X_dev - mean
         return xp.astype(X_dev, self.dtype)
 

@@ -19,7 +19,6 @@ from fcn.inference import (
     evaluate,
     load_image,
     predict_files,
-    preprocess,
     printable,
 )
 from fcn.plotting import plot_confusion_matrix
@@ -179,23 +178,6 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_wide_samples_are_scaled_to_8_bits(tmp_path, array, suffix, grey):
     Image.fromarray(array).save(tmp_path / f"img.{suffix}")
     np.testing.assert_array_equal(load_image(tmp_path / f"img.{suffix}"), np.full((3, 32, 32), grey, np.uint8))
-
-
-def test_preprocess_subtracts_the_mean_in_the_model_dtype():
-    X = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2)
-    mean = np.full((3, 2, 2), 0.5)
-    out = preprocess(X, mean, "float32")
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, X.astype(np.float64) - 0.5)
-    np.testing.assert_array_equal(preprocess(X), X.astype(np.float32))
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_a_broken_mean_image_is_blamed_on_the_model(bad):
-    mean = np.zeros((3, 2, 2))
-    mean[1, 0, 0] = bad
-    with pytest.raises(ValueError, match="the model's mean_image holds NaN or infinite values"):
-        preprocess(np.zeros((1, 3, 2, 2), np.uint8), mean)
 
 
 @pytest.mark.parametrize(

@@ -300,6 +300,14 @@ def test_raw_images_that_do_not_fit_the_model_are_refused(images, error, message
         _net_with_mean().predict(images)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_broken_mean_image_is_blamed_on_the_model(bad):
+    net = _net_with_mean()
+    net.mean_image[1, 0, 0] = bad
+    with pytest.raises(ValueError, match="the model's mean_image holds NaN or infinite values"):
+        net.predict(np.zeros((1, 3, 4, 6), np.uint8))
+
+
 def test_raw_must_be_a_bool_or_none():
     with pytest.raises(TypeError, match="raw must be True, False or None"):
         _net_with_mean().predict(np.zeros((1, 3, 4, 6), np.uint8), raw="yes")
