@@ -19,7 +19,7 @@ import numpy
 
 from ..backend import Backend, to_backend
 from ..optim import RULES, UPDATE_RULES, RuleSpec, UpdateRule, get_update_rule
-from ..validation import check_float
+from ..validation import check_float, check_int
 
 __all__ = ["Optimizer", "is_state_array", "json_number"]
 
@@ -154,7 +154,7 @@ class Optimizer:
                 config["learning_rate"] = config["learning_rate"] * lr_decay**epoch
             saved_config = meta.get("optim_config") or {}
             if same_rule and "t" in saved_config:
-                config["t"] = saved_config["t"]
+                config["t"] = check_int("t", saved_config["t"], minimum=0)
             return config, kept, {}
         saved = meta.get("optim_config")
         if saved is None:  # the first format kept one copy of the (shared) config per parameter

@@ -95,6 +95,54 @@ def test_a_checkpoint_whose_meta_is_not_an_object_is_refused(tmp_path: Path, met
         solver.load_checkpoint(path)
 
 
+def _pcg64(state):
+    return {"bit_generator": "PCG64", "state": {"state": state, "inc": 3}, "has_uint32": 0, "uinteger": 0}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("iteration", "30"), ("iteration", -1), ("iteration", 2.5), ("iteration", True), ("epoch", None),
+        ("epoch", 10**6), ("epochs_without_improvement", "1"), ("stopped_early", "no"), ("best_val_acc", "0.5"),
+        ("rng_state", "PCG64"), ("rng_state", _pcg64(-1)), ("rng_state", _pcg64(2**200)), ("rng_state", _pcg64(1.5)),
+        ("model_rng_state", {"dropout_seed": "x"}), ("model_rng_state", {"seed": 1}), ("model_rng_state", [1]),
+        ("optim_config", [0.05]), ("optim_hyper", {"W1": 1}), ("update_rule", ["sgd_momentum"]),
+        ("settings", "all"), ("base_learning_rate", "0.05"), ("num_iters", -3), ("batch_size", 0), ("model", 3),
+    ],
+)  # fmt: skip
+def test_a_corrupt_meta_field_is_refused_naming_the_file_and_changes_nothing(tmp_path: Path, field, value):
+    """Every field is checked before anything is assigned: no half-restored solver, one error naming file and field."""
+    data = separable()
+    decaying_solver(data, num_iters=30, checkpoint=tmp_path / "ck.npz").train()
+    bad = rewrite_checkpoint(tmp_path / "ck.npz", tmp_path / "bad.npz", meta={field: value})
+    solver = decaying_solver(data, num_iters=36)
+    solver.train()
+
+    def state():
+        return (host_copy(solver.model.params), list(solver.loss_history), solver.iteration, solver.epoch,
+                solver.rng.bit_generator.state, solver.model.get_rng_state(), solver.stopped_early)  # fmt: skip
+
+    before = state()
+    with pytest.raises(fcn.CheckpointError, match=rf"bad\.npz.*{field}"):
+        solver.load_checkpoint(bad)
+    after = state()
+    assert_same(after[0], before[0])
+    assert after[1:] == before[1:]
+
+
+def test_a_corrupt_step_count_is_refused_when_loading_with_other_settings(tmp_path: Path):
+    """strict=False keeps Adam's step count ``t`` of the same rule: it is checked as a count."""
+    first = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    config = {"learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": "6"}
+    bad = rewrite_checkpoint(path, tmp_path / "bad.npz", meta={"optim_config": config})
+    other = small_net_solver("numpy", separable(80, 6), lr_decay=0.5)
+    with pytest.warns(UserWarning, match="lr_decay"), pytest.raises(fcn.CheckpointError, match=r"bad\.npz.*\bt\b"):
+        other.load_checkpoint(bad, strict=False)
+    assert other.iteration == 0 and other.optim_config.get("t", 0) == 0
+
+
 # -- what a checkpoint holds ----------------------------------------------------------------------------------------
 
 
