@@ -27,6 +27,7 @@ from ..backend import to_backend, to_host
 from ..npz import NpzError, read_npz, write_npz
 from ..validation import check_float, check_int
 from .config import setting_differences
+from .optimizer import OptimizerStateError
 
 if TYPE_CHECKING:
     from ..solver import Solver
@@ -303,8 +304,8 @@ def _prepare(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray], meta:
             meta, {name: _group(arrays, f"optim/{name}") for name in _optim_names(arrays)}, solver.model.params,
             loose=bool(differences), epoch=epoch, lr_decay=solver.config.lr_decay,
         )  # fmt: skip
-    except KeyError as exc:
-        raise CheckpointError(f"{path} holds {exc.args[0]}") from None
+    except OptimizerStateError as exc:
+        raise CheckpointError(f"{path} holds {exc}") from None
     _check_random_states(solver, path, meta)
     return prepared
 

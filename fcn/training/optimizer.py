@@ -21,7 +21,11 @@ from ..backend import Backend, to_backend
 from ..optim import RULES, UPDATE_RULES, RuleSpec, UpdateRule, get_update_rule
 from ..validation import check_float, check_int
 
-__all__ = ["Optimizer", "is_state_array", "json_number"]
+__all__ = ["Optimizer", "OptimizerStateError", "is_state_array", "json_number"]
+
+
+class OptimizerStateError(ValueError):
+    """Saved optimiser state that does not fit the parameters or the update rule (the message says how)."""
 
 
 def is_state_array(value: Any) -> bool:
@@ -136,14 +140,17 @@ class Optimizer:
         ``loose`` (a run with other settings, ``strict=False``): this optimiser's hyperparameters continue with
         the learning rate at the saved epoch's decay, the saved state kept only for the same rule.
         """
+        unknown = sorted(set(saved_state) - set(params))
+        if unknown:
+            raise OptimizerStateError(f"optimiser state for unknown parameter {unknown[0]!r}")
+        same_rule = meta.get("update_rule", self.name) == self.name
+        if self.spec is not None and same_rule:
+            self._check_state(saved_state, params, started=meta.get("iteration", 0) > 0)
         state: dict[str, dict[str, Any]] = {name: {} for name in params}
         for name, arrays in saved_state.items():
-            if name not in params:
-                raise KeyError(f"optimiser state for unknown parameter {name!r}")
             for key, value in arrays.items():
                 state[name][key] = to_backend(value, self.backend, dtype=params[name].dtype)
         hyper = meta.get("optim_hyper") or {}
-        same_rule = meta.get("update_rule", self.name) == self.name
         if self.spec is None:
             configs = {name: {**hyper.get(name, {}), **state[name]} for name in params}
             return dict(self.initial_config), {}, configs
@@ -166,6 +173,28 @@ class Optimizer:
         if rate is not None:
             config["learning_rate"] = check_float("learning_rate", rate, nonnegative=True)
         return config, kept, {}
+
+    def _check_state(
+        self, saved: Mapping[str, Mapping[str, numpy.ndarray]], params: Mapping[str, Any], *, started: bool
+    ) -> None:
+        """A built-in rule's saved state: its arrays for every parameter, each of the parameter's shape (or no
+        state at all before the first step, when the rule has not made any yet)."""
+        assert self.spec is not None
+        expected = set(self.spec.state)
+        if not expected or not (saved or started):
+            return
+        for name, param in params.items():
+            arrays = saved.get(name, {})
+            if set(arrays) != expected:
+                raise OptimizerStateError(
+                    f"optimiser state {sorted(arrays)} for parameter {name!r}, but {self.name} keeps {sorted(expected)}"
+                )
+            for key, value in arrays.items():
+                if tuple(value.shape) != tuple(param.shape):
+                    raise OptimizerStateError(
+                        f"optimiser state {name}/{key} of shape {tuple(value.shape)}, "
+                        f"but parameter {name} has shape {tuple(param.shape)}"
+                    )
 
     def load(self, prepared: tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]) -> None:
         """Assign what :meth:`prepare_load` checked."""

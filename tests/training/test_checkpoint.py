@@ -625,6 +625,48 @@ def test_a_damaged_checkpoint_is_refused_with_what_is_wrong(tmp_path: Path, chan
         _bn_solver().load_checkpoint(path)
 
 
+def _drop(prefix):
+    return lambda a, m: [a.pop(k) for k in list(a) if k.startswith(prefix)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a, m: a.update({"optim/W1/m": np.zeros(3)}),
+         r"optimiser state W1/m of shape \(3,\), but parameter W1 has shape \(48, 16\)"),
+        (lambda a, m: a.update({"optim/b1/m": np.zeros((16, 1))}), r"optimiser state b1/m of shape \(16, 1\)"),
+        (_drop("optim/W1/v"), r"optimiser state \['m'\] for parameter 'W1', but adam keeps \['m', 'v'\]"),
+        (_drop("optim/b2/"), r"optimiser state \[\] for parameter 'b2'"),
+        (_drop("optim/"), r"optimiser state \[\] for parameter"),
+        (lambda a, m: a.update({"optim/W1/velocity": np.zeros((48, 16))}), r"\['m', 'v', 'velocity'\]"),
+        (lambda a, m: a.update({"optim/W2/v": np.full(a["optim/W2/v"].shape, np.inf)}),
+         r"optimiser state W2/v holds NaN or infinite values"),
+        (lambda a, m: a.update({"params/gamma1": np.full(a["params/gamma1"].shape, -np.inf)}),
+         r"parameter gamma1 holds NaN or infinite values"),
+    ],
+    ids=["shape", "shape-2d", "key-missing", "parameter-missing", "all-missing", "extra-key", "inf-state", "inf-param"],
+)  # fmt: skip
+def test_optimiser_state_that_does_not_fit_the_parameters_is_refused(tmp_path: Path, change, message):
+    """A built-in rule's state must be there for every parameter, with the rule's arrays of the parameter's
+    shape, all finite: else the rule would fail or restart its moments in the middle of the run."""
+    first = _bn_solver()
+    first.train()
+    path = _edit(first.save_checkpoint(tmp_path / "ck.npz"), change)
+    fresh = _bn_solver()
+    before = host_copy(fresh.model.params)
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz.*{message}"):
+        fresh.load_checkpoint(path)
+    assert_same(host_copy(fresh.model.params), before)
+    assert fresh.iteration == 0 and fresh.optim_state == {}
+
+
+def test_a_checkpoint_from_before_the_first_step_has_no_optimiser_state_and_loads(tmp_path: Path):
+    path = _bn_solver(num_iters=0).save_checkpoint(tmp_path / "ck.npz")
+    resumed = _bn_solver().load_checkpoint(path)
+    resumed.train()
+    assert resumed.iteration == 4 and set(resumed.optim_state["W1"]) == {"m", "v"}
+
+
 def test_a_checkpoint_without_recorded_settings_still_refuses_another_batch_size(tmp_path: Path):
     """The first format recorded no settings, only the batch size and the order: both are still compared."""
     first = _bn_solver()
