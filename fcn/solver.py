@@ -30,11 +30,10 @@ from typing import Any
 import numpy
 from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidgets
 
-from .backend import dtype_name
 from .training import cuda_graph
 from .training.augment import Augmenter, check_image_batch
 from .training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, write_checkpoint
-from .training.config import TrainConfig
+from .training.config import TrainConfig, run_settings
 from .training.history import History, TrainingDiverged, check_accuracy, device_data
 from .training.interrupts import AtomicSections
 from .training.optimizer import Optimizer
@@ -192,16 +191,7 @@ class Solver(History):
 
     def settings(self) -> dict[str, Any]:
         """What defines this run, as saved in checkpoints and compared on resume (JSON)."""
-        first = next(iter(self.model.params.values()))
-        return {
-            **self.config.resume_settings(),
-            "optim_config": self.optimizer.settings(),
-            "num_train": self.num_train,
-            "num_val": self.num_val,
-            "reg": self.net.reg,
-            "dtype": dtype_name(first.dtype),
-            "dropout_keep_ratio": getattr(self.model, "dropout_keep_ratio", None),
-        }
+        return run_settings(self)
 
     # -- the loop ---------------------------------------------------------------------------------------------
 

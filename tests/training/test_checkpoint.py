@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -500,6 +501,31 @@ def test_resume_with_other_settings_names_them(tmp_path, changed, words):
         other.load_checkpoint(tmp_path / "ck.npz")
     for word in words:
         assert word in str(info.value)
+    assert_same(host_copy(other.model.params), before)
+
+
+@pytest.mark.parametrize(
+    ("saved", "resumed", "message"),
+    [
+        ({}, {"dtype": "float32"}, "dtype 'float64' in the checkpoint, 'float32' here"),
+        ({}, {"dropout_keep_ratio": 0.5}, "dropout_keep_ratio 1.0 in the checkpoint, 0.5 here"),
+        ({}, {"reg": 0.1}, "reg 0.0 in the checkpoint, 0.1 here"),
+        ({}, {"model": fcn.ShallowLayerNet}, "model 'FullyConnectedNet' in the checkpoint, 'ShallowLayerNet' here"),
+    ],
+)
+def test_resume_with_another_model_setting_names_it(tmp_path: Path, saved, resumed, message):
+    def solver(model=FullyConnectedNet, **options):
+        dims = {"hidden_dim": 8} if model is fcn.ShallowLayerNet else {"hidden_dims": [8]}
+        net = model(12, num_classes=3, weight_scale=0.1, seed=0, **dims, **options)
+        return make_solver(None, separable(), model=net, num_iters=6)
+
+    first = solver(**saved)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    other = solver(**resumed)
+    before = host_copy(other.model.params)
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz.*\({re.escape(message)}\)"):
+        other.load_checkpoint(path)
     assert_same(host_copy(other.model.params), before)
 
 
