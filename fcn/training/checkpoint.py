@@ -7,7 +7,8 @@
 - ``meta``: JSON with the format tag, counters, the optimiser's hyperparameters, the batch RNG's state, the
   model's random state, and the run's settings (compared on resume); :data:`META_FIELDS` lists its fields.
 
-Files are written atomically (:func:`fcn.npz.write_npz`) and are device-neutral: a checkpoint written on a GPU
+Files are written atomically (:func:`fcn.npz.write_npz`; a write removes the temporary files that earlier writers
+of the same checkpoint left when killed mid-write) and are device-neutral: a checkpoint written on a GPU
 loads on a CPU and back. Formats 1 and 2 (which kept only the current, decayed learning rate) still load.
 Reading checks everything before anything is assigned: a checkpoint that does not fit changes nothing.
 """
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy
 
 from ..backend import to_backend, to_host
-from ..npz import NpzError, read_npz, write_npz
+from ..npz import NpzError, read_npz, stale_temp_files, write_npz
 from ..validation import check_float, check_int
 from .config import setting_differences
 from .optimizer import OptimizerStateError
@@ -85,6 +86,8 @@ def write_checkpoint(solver: Solver, path: str | os.PathLike) -> Path:
             f"cannot save the optimiser's configuration ({exc}): an update rule's config may hold arrays "
             "(saved as state) and numbers or strings (saved as hyperparameters), nothing else"
         ) from None
+    for stale in stale_temp_files(path):  # what a writer killed mid-write (SIGKILL, power loss) left behind
+        stale.unlink(missing_ok=True)
     write_npz(path, arrays)  # readers see the old file or the new one, never half of one
     return path
 

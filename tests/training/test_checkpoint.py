@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -290,6 +293,49 @@ def test_training_continues_after_a_checkpoint_is_saved(tmp_path):
 
 
 # -- writing --------------------------------------------------------------------------------------------------------
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys, numpy
+sys.path[:0] = sys.argv[2:]
+from helpers import make_solver, separable
+solver = make_solver("numpy", separable(), num_epochs=1)
+solver.train()
+numpy.savez = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # killed halfway through the write
+solver.save_checkpoint(sys.argv[1])
+"""
+
+
+def test_a_checkpoint_write_removes_what_a_writer_killed_mid_write_left(tmp_path: Path):
+    """SIGKILL cannot be caught: the killed writer's temporary file stays until the checkpoint is next written."""
+    path = tmp_path / "ck.npz"
+    tests = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(path), str(tests), str(tests.parent)])
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and re.fullmatch(r"\.ck\.npz\.\w{8}\.tmp", left[0])
+    not_ours = [".ck.npz.tmp", ".ck.npz.abc.tmp", "ck.npz.abcd1234.tmp", ".ck2.npz.abcd1234.tmp",
+                ".ck.npz.abcd1234.tmp.bak", ".other.npz.abcd1234.tmp"]  # fmt: skip
+    for name in not_ours:
+        (tmp_path / name).write_bytes(b"someone else's")
+    (tmp_path / ".ck.npz.folder12.tmp").mkdir()
+
+    solver = make_solver("numpy", separable(), num_epochs=1)
+    solver.save_checkpoint(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ck.npz", ".ck.npz.folder12.tmp", *not_ours])
+    solver.load_checkpoint(path)
+
+
+def test_a_checkpoint_write_leaves_a_temporary_file_that_is_being_written(tmp_path: Path):
+    """Another writer of the same file holds a lock on its temporary file while it writes: not a leftover."""
+    fcntl = pytest.importorskip("fcntl")
+    live = tmp_path / ".ck.npz.abcd1234.tmp"
+    with open(live, "wb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        make_solver("numpy", separable(), num_epochs=1).save_checkpoint(tmp_path / "ck.npz")
+        assert live.exists()
+    make_solver("numpy", separable(), num_epochs=1).save_checkpoint(tmp_path / "ck.npz")
+    assert not live.exists()
 
 
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
