@@ -226,9 +226,9 @@ def _saved_settings(meta: dict[str, Any], arrays: dict[str, numpy.ndarray]) -> d
     """The settings a checkpoint records; older formats are completed from what they hold."""
     saved = dict(meta.get("settings") or {})
     saved.setdefault("batch_size", meta.get("batch_size"))
-    order = arrays.get("order")
-    if "num_train" not in saved and order is not None and order.ndim == 1:
-        saved["num_train"] = int(order.shape[0])
+    order = arrays.get("order")  # one entry per training sample
+    if order is not None and order.ndim == 1:
+        saved.setdefault("num_train", int(order.shape[0]))
     return saved
 
 
@@ -305,10 +305,10 @@ def _prepare(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray], meta:
     try:
         prepared["optimizer"] = solver.optimizer.prepare_load(
             meta, {name: _group(arrays, f"optim/{name}") for name in _optim_names(arrays)}, solver.model.params,
-            loose=bool(differences), epoch=epoch, lr_decay=solver.config.lr_decay,
+            loose=bool(differences),
         )  # fmt: skip
     except OptimizerStateError as exc:
-        raise CheckpointError(f"{path} holds {exc}") from None
+        raise CheckpointError(f"{path}: {exc}") from None
     _check_random_states(solver, path, meta)
     return prepared
 
@@ -363,7 +363,7 @@ def _assign(solver: Solver, meta: dict[str, Any], prepared: dict[str, Any]) -> N
     solver.discard_last_arrays()
     solver.sections.consistent = True
     solver.epochs_without_improvement = prepared["epochs_without_improvement"]
-    solver.stopped_early = meta.get("stopped_early", False)
+    solver.stopped_early = bool(meta.get("stopped_early", False))
     if meta.get("model_rng_state"):
         solver.net.set_rng_state(meta["model_rng_state"])
     solver.rebuild_schedule()

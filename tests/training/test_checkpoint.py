@@ -21,6 +21,7 @@ from helpers import (
     ScaledNet,
     assert_same,
     decaying_solver,
+    heavy_ball,
     host_copy,
     id_data,
     image_data,
@@ -112,6 +113,8 @@ def _pcg64(state):
         ("model_rng_state", {"dropout_seed": "x"}), ("model_rng_state", {"seed": 1}), ("model_rng_state", [1]),
         ("optim_config", [0.05]), ("optim_hyper", {"W1": 1}), ("update_rule", ["sgd_momentum"]),
         ("settings", "all"), ("base_learning_rate", "0.05"), ("num_iters", -3), ("batch_size", 0), ("model", 3),
+        ("best_val_acc", None), ("optim_config", {"learning_rate": -0.05, "momentum": 0.9}),
+        ("optim_config", {"learning_rate": 0.05, "momentum": "0.9"}),
     ],
 )  # fmt: skip
 def test_a_corrupt_meta_field_is_refused_naming_the_file_and_changes_nothing(tmp_path: Path, field, value):
@@ -382,7 +385,9 @@ def test_a_config_that_json_cannot_hold_is_refused_without_writing(tmp_path):
 
     solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, batch_size=10, num_iters=1))
     solver.train()
-    with pytest.raises(fcn.CheckpointError, match="cannot save the optimiser's configuration"):
+    with pytest.raises(fcn.CheckpointError, match=r"cannot save the optimiser's configuration \(.*\): an update "
+                       r"rule's config may hold arrays \(saved as state\) and numbers or strings \(saved as "
+                       r"hyperparameters\), nothing else$"):  # fmt: skip
         solver.save_checkpoint(tmp_path / "ck.npz")
     assert list(tmp_path.iterdir()) == []
 
@@ -443,8 +448,125 @@ def test_a_checkpoint_from_before_schedules_continues_its_decayed_rate(tmp_path)
     )
     resumed.load_checkpoint(tmp_path / "old.npz")
     assert resumed.learning_rate == 0.3
+    assert resumed.stopped_early is False and resumed.epochs_without_improvement == 0  # not recorded then
     resumed.train()
     assert resumed.learning_rate == 0.3 * 0.5  # one more epoch, one more decay
+
+
+def test_a_checkpoint_names_the_models_class_and_a_meta_that_is_not_json_names_the_error(tmp_path: Path):
+    solver = make_solver("numpy", separable(), num_iters=2)
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"]))["model"] == "FullyConnectedNet"
+    np.savez(tmp_path / "bad.npz", meta=np.asarray("{not json"))
+    with pytest.raises(fcn.CheckpointError, match=r"bad\.npz is not a readable fcn checkpoint \(JSONDecodeError: "):
+        solver.load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_a_first_format_checkpoint_without_settings_still_refuses_another_training_set(tmp_path: Path):
+    """The first format recorded no settings: the training set's size is read from the saved batch order."""
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    path = rewrite_checkpoint(tmp_path / "ck.npz", tmp_path / "v1.npz", drop_meta=["settings"])
+    smaller = decaying_solver({**data, "X_train": data["X_train"][:200], "y_train": data["y_train"][:200]})
+    with pytest.raises(fcn.CheckpointError, match=r"\(300 training samples in the checkpoint, 200 here\)"):
+        smaller.load_checkpoint(path)
+
+
+def test_a_checkpoint_past_the_runs_length_says_how_to_continue(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_iters=30, checkpoint=tmp_path / "ck.npz").train()
+    with pytest.raises(fcn.CheckpointError, match=r"ck\.npz is at iteration 30, past this run's length of 12 "
+                       r"iterations; ask for more iterations \(or epochs\) to continue it$"):  # fmt: skip
+        decaying_solver(data, num_iters=12).load_checkpoint(tmp_path / "ck.npz")
+
+
+def test_a_checkpoint_without_saved_hyperparameters_is_refused(tmp_path: Path):
+    first = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    first.train()
+    path = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "bad.npz",
+                              meta={"optim_config": None}, drop_meta=["optim_hyper"])  # fmt: skip
+    with pytest.raises(fcn.CheckpointError, match=r"bad\.npz: no saved hyperparameters of update rule adam"):
+        small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+
+
+def test_the_saved_rate_is_not_needed_the_schedule_gives_the_rate_of_the_saved_step(tmp_path: Path):
+    first = small_net_solver("numpy", separable(80, 6), num_iters=12)
+    first.train()
+    meta_config = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 12}  # no learning_rate
+    path = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "v.npz",
+                              meta={"optim_config": meta_config})  # fmt: skip
+    resumed = small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+    assert resumed.learning_rate == first.learning_rate == 1e-2 * 0.9 * 0.9
+
+
+# -- loading a checkpoint of other settings (strict=False) ----------------------------------------------------------
+
+
+def test_loose_loading_of_the_same_rule_continues_its_state_with_this_solvers_hyperparameters(tmp_path: Path):
+    data = separable(80, 6)
+    first = small_net_solver("numpy", data, num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    other = small_net_solver("numpy", data, optim_config={"learning_rate": 1e-2, "beta1": 0.5})
+    with pytest.warns(UserWarning, match=r"beta1 0\.9 in the checkpoint, 0\.5 here"):
+        other.load_checkpoint(path, strict=False)
+    assert other.optim_config["beta1"] == 0.5 and other.optim_config["t"] == 6  # Adam's step count continues
+    for name, state in first.optim_state.items():
+        assert_same(host_copy(other.optim_state[name]), host_copy(state))
+
+
+def test_loose_loading_of_another_rule_starts_this_rules_state_afresh(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()  # momentum SGD: a velocity each
+    adam = decaying_solver(data, update_rule="adam", optim_config={"learning_rate": 1e-3}, num_epochs=2)
+    with pytest.warns(UserWarning, match="update_rule 'sgd_momentum' in the checkpoint, 'adam' here"):
+        adam.load_checkpoint(tmp_path / "ck.npz", strict=False)
+    assert adam.optim_state == {} and adam.optim_config["t"] == 0
+    adam.train()
+    assert set(adam.optim_state["W1"]) == {"m", "v"} and adam.optim_config["t"] == 12
+
+
+def test_loose_loading_of_a_builtin_rules_checkpoint_gives_a_users_rule_its_own_config(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    users = decaying_solver(data, update_rule=heavy_ball, optim_config={"learning_rate": 0.02, "mu": 0.3},
+                            num_epochs=2)  # fmt: skip
+    with pytest.warns(UserWarning, match="update_rule"):
+        users.load_checkpoint(tmp_path / "ck.npz", strict=False)
+    rate = 0.02 * 0.9  # one epoch's decay, from this solver's rate
+    assert users.optim_configs == {name: {"learning_rate": rate, "mu": 0.3} for name in users.model.params}
+
+
+def test_a_checkpoint_that_does_not_name_its_rule_is_taken_for_this_solvers(tmp_path: Path):
+    data = separable(80, 6)
+    first = small_net_solver("numpy", data, num_iters=6)
+    first.train()
+    path = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "old.npz",
+                              drop_meta=["update_rule"])  # fmt: skip
+    resumed = small_net_solver("numpy", data).load_checkpoint(path)
+    for name, state in first.optim_state.items():
+        assert_same(host_copy(resumed.optim_state[name]), host_copy(state))
+
+
+def test_loose_loading_into_another_dtype_converts_the_optimiser_state_too(tmp_path: Path):
+    data = separable(80, 6)
+    first = small_net_solver("numpy", data, num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    single = small_net_solver("numpy", data, dtype="float32")
+    with pytest.warns(UserWarning, match="dtype 'float64' in the checkpoint, 'float32' here"):
+        single.load_checkpoint(path, strict=False)
+    assert {str(a.dtype) for s in single.optim_state.values() for a in s.values()} == {"float32"}
+    assert {str(p.dtype) for p in single.model.params.values()} == {"float32"}
+
+
+def test_loose_loading_names_every_difference_in_one_warning(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    other = decaying_solver(data, lr_decay=0.5, seed=4)
+    with pytest.warns(UserWarning, match=r"other settings \(lr_decay 0\.9 in the checkpoint, 0\.5 here; seed "):
+        other.load_checkpoint(tmp_path / "ck.npz", strict=False)
 
 
 # -- loading checks everything before it changes anything -----------------------------------------------------------
