@@ -15,6 +15,7 @@ Reading checks everything before anything is assigned: a checkpoint that does no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -87,7 +88,8 @@ def write_checkpoint(solver: Solver, path: str | os.PathLike) -> Path:
             "(saved as state) and numbers or strings (saved as hyperparameters), nothing else"
         ) from None
     for stale in stale_temp_files(path):  # what a writer killed mid-write (SIGKILL, power loss) left behind
-        stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # tidying up: a file that cannot be removed does not stop the write
+            stale.unlink(missing_ok=True)
     write_npz(path, arrays)  # readers see the old file or the new one, never half of one
     return path
 
