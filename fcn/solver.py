@@ -96,7 +96,8 @@ class Solver(History):
         if augmenter:
             check_image_batch(tuple(self.X_train.shape), "augment")
         self.X_val, self.y_val = device_data(self.net, data["X_val"], data["y_val"], "X_val", "y_val")
-        self.num_train, self.num_val = self.X_train.shape[0], self.X_val.shape[0]
+        self.num_train: int = self.X_train.shape[0]
+        self.num_val: int = self.X_val.shape[0]
         if self.num_train == 0:
             raise ValueError("X_train has no samples: the training set is empty")
         if self.patience is not None and self.num_val == 0:
