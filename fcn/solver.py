@@ -30,11 +30,10 @@ from typing import Any
 import numpy
 from tqdm import tqdm  # plain bar: tqdm.auto warns in a Jupyter without ipywidgets
 
-from .backend import dtype_name
 from .training import cuda_graph
 from .training.augment import Augmenter, check_image_batch
 from .training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, write_checkpoint
-from .training.config import TrainConfig
+from .training.config import TrainConfig, run_settings
 from .training.history import History, TrainingDiverged, check_accuracy, device_data
 from .training.interrupts import AtomicSections
 from .training.optimizer import Optimizer
@@ -97,7 +96,8 @@ class Solver(History):
         if augmenter:
             check_image_batch(tuple(self.X_train.shape), "augment")
         self.X_val, self.y_val = device_data(self.net, data["X_val"], data["y_val"], "X_val", "y_val")
-        self.num_train, self.num_val = self.X_train.shape[0], self.X_val.shape[0]
+        self.num_train: int = self.X_train.shape[0]
+        self.num_val: int = self.X_val.shape[0]
         if self.num_train == 0:
             raise ValueError("X_train has no samples: the training set is empty")
         if self.patience is not None and self.num_val == 0:
@@ -192,16 +192,7 @@ class Solver(History):
 
     def settings(self) -> dict[str, Any]:
         """What defines this run, as saved in checkpoints and compared on resume (JSON)."""
-        first = next(iter(self.model.params.values()))
-        return {
-            **self.config.resume_settings(),
-            "optim_config": self.optimizer.settings(),
-            "num_train": self.num_train,
-            "num_val": self.num_val,
-            "reg": self.net.reg,
-            "dtype": dtype_name(first.dtype),
-            "dropout_keep_ratio": getattr(self.model, "dropout_keep_ratio", None),
-        }
+        return run_settings(self)
 
     # -- the loop ---------------------------------------------------------------------------------------------
 

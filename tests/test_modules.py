@@ -109,3 +109,21 @@ def test_batchnorm_backward_in_evaluation_holds_the_running_statistics_fixed(bac
     np.testing.assert_allclose(
         to_host(grads["gamma1"]), (dout * (x - mean) / np.sqrt(var + layer.eps)).sum(axis=0), rtol=1e-12
     )
+
+
+def test_batchnorm_refuses_to_train_on_one_sample_and_changes_nothing(backend, rng):
+    """One sample is its own batch mean: every output and every gradient would be 0. Evaluation of one sample
+    (a single prediction) uses the running statistics and is fine, and two samples train."""
+    layer = BatchNorm(1, 5)
+    params = {"gamma1": backend.asarray(np.ones(5)), "beta1": backend.asarray(np.zeros(5))}
+    buffers = {"running_mean1": backend.asarray(np.zeros(5)), "running_var1": backend.asarray(np.ones(5))}
+    one, two = backend.asarray(rng.standard_normal((1, 5))), backend.asarray(rng.standard_normal((2, 5)))
+    with pytest.raises(ValueError, match=r"batch normalization needs at least 2 samples per training batch, got 1"):
+        layer.forward(backend.ops, one, params, buffers, True)
+    np.testing.assert_array_equal(to_host(buffers["running_mean1"]), np.zeros(5))  # not updated by the refusal
+    np.testing.assert_array_equal(to_host(buffers["running_var1"]), np.ones(5))
+    out, _ = layer.forward(backend.ops, one, params, buffers, False)
+    np.testing.assert_allclose(to_host(out), to_host(one) / np.sqrt(1 + layer.eps), rtol=1e-12)
+    out, _ = layer.forward(backend.ops, two, params, buffers, True)
+    np.testing.assert_allclose(np.abs(to_host(out)), np.ones((2, 5)), rtol=1e-4)  # two samples: +-1 each
+    assert not np.array_equal(to_host(buffers["running_mean1"]), np.zeros(5))

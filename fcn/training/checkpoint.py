@@ -5,28 +5,31 @@
 - ``optim/<param>/<state>``: the optimiser's state arrays;
 - ``loss_history``, ``train_acc_history``, ``val_acc_history``; ``order``: the current epoch's batch order;
 - ``meta``: JSON with the format tag, counters, the optimiser's hyperparameters, the batch RNG's state, the
-  model's random state, and the run's settings (compared on resume).
+  model's random state, and the run's settings (compared on resume); :data:`META_FIELDS` lists its fields.
 
-Files are written atomically (:func:`fcn.npz.write_npz`) and are device-neutral: a checkpoint written on a GPU
+Files are written atomically (:func:`fcn.npz.write_npz`; a write removes the temporary files that earlier writers
+of the same checkpoint left when killed mid-write) and are device-neutral: a checkpoint written on a GPU
 loads on a CPU and back. Formats 1 and 2 (which kept only the current, decayed learning rate) still load.
 Reading checks everything before anything is assigned: a checkpoint that does not fit changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy
 
 from ..backend import to_backend, to_host
-from ..npz import NpzError, read_npz, write_npz
-from ..validation import check_int
+from ..npz import NpzError, read_npz, stale_temp_files, write_npz
+from ..validation import check_float, check_int
 from .config import setting_differences
+from .optimizer import OptimizerStateError
 
 if TYPE_CHECKING:
     from ..solver import Solver
@@ -84,12 +87,16 @@ def write_checkpoint(solver: Solver, path: str | os.PathLike) -> Path:
             f"cannot save the optimiser's configuration ({exc}): an update rule's config may hold arrays "
             "(saved as state) and numbers or strings (saved as hyperparameters), nothing else"
         ) from None
+    for stale in stale_temp_files(path):  # what a writer killed mid-write (SIGKILL, power loss) left behind
+        with contextlib.suppress(OSError):  # tidying up: a file that cannot be removed does not stop the write
+            stale.unlink(missing_ok=True)
     write_npz(path, arrays)  # readers see the old file or the new one, never half of one
     return path
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, numpy.ndarray], dict[str, Any]]:
-    """The arrays and the meta of a checkpoint file, or :class:`CheckpointError` naming the file."""
+    """The arrays and the checked meta of a checkpoint file (:data:`META_FIELDS`), or :class:`CheckpointError`
+    naming the file."""
     try:
         arrays = read_npz(path, what="fcn checkpoint")
     except NpzError as exc:
@@ -101,7 +108,76 @@ def read_checkpoint(path: Path) -> tuple[dict[str, numpy.ndarray], dict[str, Any
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         tag = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(f"{path}: unknown checkpoint format {tag!r}")
-    return arrays, meta
+    return arrays, _checked_meta(path, meta)
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _object(key: str, value: Any) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"{key} must be a JSON object or null, got {type(value).__name__}")
+    return value
+
+
+def _per_parameter(key: str, value: Any) -> dict[str, Any] | None:
+    if _object(key, value) and not all(isinstance(v, dict) for v in value.values()):
+        raise TypeError(f"{key} must map each parameter to a JSON object")
+    return value
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _optional_number(key: str, value: Any) -> float | None:
+    return None if value is None else check_float(key, value)
+
+
+def _counter(key: str, value: Any) -> int:
+    return check_int(key, value, minimum=0)
+
+
+#: The meta's fields: name -> (whether every readable format has it, its check). Every field is checked when
+#: the file is read, before anything is compared or assigned; a field of no format is ignored.
+META_FIELDS: dict[str, tuple[bool, Callable[[str, Any], Any]]] = {
+    "format": (True, _text),
+    "model": (False, _text),
+    "iteration": (True, _counter),
+    "epoch": (True, _counter),
+    "num_iters": (False, _counter),
+    "batch_size": (False, lambda key, value: check_int(key, value, minimum=1)),
+    "update_rule": (False, _text),
+    "optim_config": (False, _object),
+    "optim_hyper": (False, _per_parameter),
+    "best_val_acc": (True, _optional_number),
+    "rng_state": (True, _object),
+    "settings": (False, _object),
+    "base_learning_rate": (False, _optional_number),
+    "epochs_without_improvement": (False, _counter),
+    "stopped_early": (False, _flag),
+    "model_rng_state": (False, _object),
+}
+
+
+def _checked_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with every field of :data:`META_FIELDS` checked (integers as ``int``), or CheckpointError."""
+    checked = dict(meta)
+    for key, (required, check) in META_FIELDS.items():
+        if key not in meta:
+            if required:
+                raise CheckpointError(f"{path} is not a complete fcn checkpoint: its meta has no {key!r}")
+            continue
+        try:
+            checked[key] = check(key, meta[key])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: corrupt {key} in the checkpoint's meta ({exc})") from None
+    return checked
 
 
 def load_checkpoint(solver: Solver, path: str | os.PathLike, *, strict: bool = True) -> None:
@@ -152,20 +228,17 @@ def _saved_settings(meta: dict[str, Any], arrays: dict[str, numpy.ndarray]) -> d
     """The settings a checkpoint records; older formats are completed from what they hold."""
     saved = dict(meta.get("settings") or {})
     saved.setdefault("batch_size", meta.get("batch_size"))
-    order = arrays.get("order")
-    if "num_train" not in saved and order is not None and order.ndim == 1:
-        saved["num_train"] = int(order.shape[0])
+    order = arrays.get("order")  # one entry per training sample
+    if order is not None and order.ndim == 1:
+        saved.setdefault("num_train", int(order.shape[0]))
     return saved
 
 
 def _best_val_acc(solver: Solver, path: Path, meta: dict[str, Any], strict: bool) -> float | None:
-    saved = meta["best_val_acc"]
-    best = None if saved is None else float(saved)
-    if best is not None and not math.isfinite(best):
-        raise CheckpointError(f"{path}: corrupt best_val_acc {saved!r}")
+    best = meta["best_val_acc"]  # a finite number or None (checked when read)
     if (best is None) != (solver.num_val == 0):
         if strict:
-            raise CheckpointError(f"{path}: best_val_acc {saved!r} does not fit {solver.num_val} validation samples")
+            raise CheckpointError(f"{path}: best_val_acc {best!r} does not fit {solver.num_val} validation samples")
         best = 0.0 if solver.num_val else None
     return best
 
@@ -207,8 +280,17 @@ def _prepare(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray], meta:
             f"{path} was written with other settings ({'; '.join(differences)}); this solver's apply from here",
             stacklevel=4,
         )
-    iteration = check_int("iteration", meta["iteration"], minimum=0)
-    epoch = check_int("epoch", meta["epoch"], minimum=0)
+    iteration, epoch = meta["iteration"], meta["epoch"]
+    if not differences and epoch > iteration // solver.iterations_per_epoch:  # an epoch ends after its last step
+        raise CheckpointError(
+            f"{path}: corrupt counters: epoch {epoch} ended by iteration {iteration}, with "
+            f"{solver.iterations_per_epoch} iterations an epoch"
+        )
+    if iteration > solver.num_iters and strict:
+        raise CheckpointError(
+            f"{path} is at iteration {iteration}, past this run's length of {solver.num_iters} iterations; "
+            "ask for more iterations (or epochs) to continue it"
+        )
     prepared = {
         "model": restored,
         "differences": differences,
@@ -217,9 +299,7 @@ def _prepare(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray], meta:
         "best_val_acc": _best_val_acc(solver, path, meta, strict),
         "order": _order(solver, path, arrays, strict),
         "histories": _histories(path, arrays, iteration),
-        "epochs_without_improvement": check_int(
-            "epochs_without_improvement", meta.get("epochs_without_improvement", 0), minimum=0
-        ),
+        "epochs_without_improvement": meta.get("epochs_without_improvement", 0),
     }
     for key, value in arrays.items():
         if key.startswith("optim/"):
@@ -227,24 +307,39 @@ def _prepare(solver: Solver, path: Path, arrays: dict[str, numpy.ndarray], meta:
     try:
         prepared["optimizer"] = solver.optimizer.prepare_load(
             meta, {name: _group(arrays, f"optim/{name}") for name in _optim_names(arrays)}, solver.model.params,
-            loose=bool(differences), epoch=epoch, lr_decay=solver.config.lr_decay,
+            loose=bool(differences),
         )  # fmt: skip
-    except KeyError as exc:
-        raise CheckpointError(f"{path} holds {exc.args[0]}") from None
-    rng_state = meta["rng_state"]
-    try:  # on a scratch generator: an invalid state must fail before anything is assigned
-        numpy.random.default_rng().bit_generator.state = rng_state
-    except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: invalid random generator state ({exc})") from None
-    if iteration > solver.num_iters and strict:
-        raise CheckpointError(
-            f"{path} is at iteration {iteration}, past this run's length of {solver.num_iters} iterations; "
-            "ask for more iterations (or epochs) to continue it"
-        )
-    model_rng = meta.get("model_rng_state")
-    if model_rng is not None and not isinstance(model_rng, dict):
-        raise CheckpointError(f"{path}: corrupt model_rng_state {model_rng!r}")
+    except OptimizerStateError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _check_random_states(solver, path, meta)
     return prepared
+
+
+def _check_random_states(solver: Solver, path: Path, meta: dict[str, Any]) -> None:
+    """The batch RNG's and the model's saved states, tried on a scratch generator and on the model (then put
+    back): a state they would not take, or would take only as another value, fails before anything is assigned."""
+    saved = meta["rng_state"]
+    scratch = type(solver.rng.bit_generator)()
+    try:
+        scratch.state = saved
+        taken = scratch.state == saved
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: corrupt rng_state, not a state of the batch generator ({exc})") from None
+    if not taken:
+        raise CheckpointError(f"{path}: corrupt rng_state: the batch order's generator reads it as another state")
+    model_rng = meta.get("model_rng_state")
+    if not model_rng:
+        return
+    net, current = solver.net, solver.net.get_rng_state()
+    try:
+        net.set_rng_state(model_rng)
+        taken = net.get_rng_state() == model_rng
+    except (TypeError, ValueError, KeyError, OverflowError):
+        taken = False
+    finally:
+        net.set_rng_state(current)
+    if not taken:
+        raise CheckpointError(f"{path}: corrupt model_rng_state {model_rng!r}: the model does not take it")
 
 
 def _optim_names(arrays: dict[str, numpy.ndarray]) -> list[str]:

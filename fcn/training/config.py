@@ -13,15 +13,19 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..backend import dtype_name
 from ..optim import RULES, UPDATE_RULES, get_update_rule
 from ..validation import check_float, check_int
 from .augment import parse_augment
 from .optimizer import is_state_array, json_number
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainConfig", "setting_fields", "setting_differences", "RESUME_SETTINGS"]
+if TYPE_CHECKING:
+    from ..solver import Solver
+
+__all__ = ["TrainConfig", "setting_fields", "setting_differences", "run_settings", "RESUME_SETTINGS", "RUN_SETTINGS"]
 
 
 def _setting(default: Any, help: str, *, resume: bool = False, search: str | None = None, **extra: Any) -> Any:
@@ -139,16 +143,35 @@ def setting_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
 
 
+#: What a run's data and model add to the resume-marked fields of TrainConfig: each setting's value on a Solver
+#: (JSON). Nothing else of the model needs comparing: its sizes and normalization layers show in the saved
+#: parameters and buffers (checked array by array), the saved parameters replace its initialisation, and a
+#: checkpoint may move between backends.
+RUN_SETTINGS: dict[str, Callable[[Solver], Any]] = {
+    "num_train": lambda solver: solver.num_train,
+    "num_val": lambda solver: solver.num_val,
+    "model": lambda solver: type(solver.model).__name__,
+    "reg": lambda solver: solver.net.reg,
+    "dtype": lambda solver: dtype_name(next(iter(solver.model.params.values())).dtype),
+    "dropout_keep_ratio": lambda solver: getattr(solver.model, "dropout_keep_ratio", None),
+}
+
 #: Settings a checkpoint records and a resumed run must share (the training length may change: that extends
-#: it): the resume-marked fields of TrainConfig, then what the run's data and model add.
+#: it): the resume-marked fields of TrainConfig, then :data:`RUN_SETTINGS`.
 RESUME_SETTINGS: tuple[str, ...] = (
     *(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resume"]),
-    "num_train",
-    "num_val",
-    "reg",
-    "dtype",
-    "dropout_keep_ratio",
+    *RUN_SETTINGS,
 )
+
+
+def run_settings(solver: Solver) -> dict[str, Any]:
+    """The values of :data:`RESUME_SETTINGS` for ``solver``: what a checkpoint records (JSON)."""
+    return {
+        **solver.config.resume_settings(),
+        "optim_config": solver.optimizer.settings(),
+        **{name: value(solver) for name, value in RUN_SETTINGS.items()},
+    }
+
 
 #: The built-in rules' functions by identity (a rule passed as fcn.optim.adam is the built-in adam).
 BUILTIN_NAMES = {fn: name for name, fn in UPDATE_RULES.items()}

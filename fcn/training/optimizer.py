@@ -19,9 +19,13 @@ import numpy
 
 from ..backend import Backend, to_backend
 from ..optim import RULES, UPDATE_RULES, RuleSpec, UpdateRule, get_update_rule
-from ..validation import check_float
+from ..validation import check_float, check_int
 
-__all__ = ["Optimizer", "is_state_array", "json_number"]
+__all__ = ["Optimizer", "OptimizerStateError", "is_state_array", "json_number"]
+
+
+class OptimizerStateError(ValueError):
+    """Saved optimiser state that does not fit the parameters or the update rule (the message says how)."""
 
 
 def is_state_array(value: Any) -> bool:
@@ -128,44 +132,92 @@ class Optimizer:
         params: Mapping[str, Any],
         *,
         loose: bool,
-        epoch: int,
-        lr_decay: float,
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-        """Check a checkpoint's optimiser part; return ``(config, state, configs)`` for :meth:`load`.
+        """Check a checkpoint's optimiser part; return ``(config, state, configs)`` for :meth:`load`, or raise
+        :class:`OptimizerStateError` saying what does not fit.
 
-        ``loose`` (a run with other settings, ``strict=False``): this optimiser's hyperparameters continue with
-        the learning rate at the saved epoch's decay, the saved state kept only for the same rule.
+        ``loose`` (a run with other settings, ``strict=False``): this optimiser's hyperparameters apply (the
+        schedule then sets the rate of the saved step); what the rule keeps for itself (its state arrays, Adam's
+        step count, what a user's rule added to its config) continues only for the same rule.
         """
+        unknown = sorted(set(saved_state) - set(params))
+        if unknown:
+            raise OptimizerStateError(f"optimiser state for unknown parameter {unknown[0]!r}")
+        same_rule = meta.get("update_rule", self.name) == self.name
+        if self.spec is not None and same_rule:
+            self._check_state(saved_state, params, started=meta.get("iteration", 0) > 0)
         state: dict[str, dict[str, Any]] = {name: {} for name in params}
-        for name, arrays in saved_state.items():
-            if name not in params:
-                raise KeyError(f"optimiser state for unknown parameter {name!r}")
+        for name, arrays in saved_state.items() if same_rule else ():
             for key, value in arrays.items():
                 state[name][key] = to_backend(value, self.backend, dtype=params[name].dtype)
-        hyper = meta.get("optim_hyper") or {}
-        same_rule = meta.get("update_rule", self.name) == self.name
         if self.spec is None:
-            configs = {name: {**hyper.get(name, {}), **state[name]} for name in params}
-            return dict(self.initial_config), {}, configs
-        kept = {name: s for name, s in state.items() if s} if same_rule else {}
+            hyper = (meta.get("optim_hyper") or {}) if same_rule else {}
+            return dict(self.initial_config), {}, self._user_configs(hyper, state, loose)
+        kept = {name: s for name, s in state.items() if s}
         if loose:
             config = dict(self.initial_config)
-            if "learning_rate" in config:
-                config["learning_rate"] = config["learning_rate"] * lr_decay**epoch
             saved_config = meta.get("optim_config") or {}
             if same_rule and "t" in saved_config:
-                config["t"] = saved_config["t"]
+                config["t"] = check_int("t", saved_config["t"], minimum=0)
             return config, kept, {}
+        return self._saved_config(meta), kept, {}
+
+    def _user_configs(
+        self, hyper: Mapping[str, Mapping[str, Any]], state: dict[str, dict[str, Any]], loose: bool
+    ) -> dict[str, dict[str, Any]]:
+        """A user's rule's config per parameter: the saved one, or (``loose``) this optimiser's hyperparameters
+        with what the rule added to its config itself."""
+        if loose:
+            return {
+                name: {**self.initial_config, **{k: v for k, v in hyper.get(name, {}).items()
+                                                 if k not in self.initial_config}, **arrays}
+                for name, arrays in state.items()
+            }  # fmt: skip
+        missing = [name for name in state if name not in hyper]
+        if missing:
+            raise OptimizerStateError(f"no saved configuration of the update rule for parameter {missing[0]!r}")
+        return {name: {**hyper[name], **arrays} for name, arrays in state.items()}
+
+    def _saved_config(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """A built-in rule's saved hyperparameters, checked."""
+        assert self.spec is not None
         saved = meta.get("optim_config")
         if saved is None:  # the first format kept one copy of the (shared) config per parameter
-            saved = next(iter(hyper.values()), {})
+            saved = next(iter((meta.get("optim_hyper") or {}).values()), None)
+        if saved is None:
+            raise OptimizerStateError(f"no saved hyperparameters of update rule {self.name}")
         saved = dict(saved)
         # the saved rate is the schedule's (0 at the end of a cosine run): checked as a rate, not as a base rate
         rate = saved.pop("learning_rate", None)
-        config = self.spec.hyperparameters(saved)
-        if rate is not None:
-            config["learning_rate"] = check_float("learning_rate", rate, nonnegative=True)
-        return config, kept, {}
+        try:
+            config = self.spec.hyperparameters(saved)
+            if rate is not None:
+                config["learning_rate"] = check_float("learning_rate", rate, nonnegative=True)
+        except (TypeError, ValueError) as exc:
+            raise OptimizerStateError(f"corrupt optim_config ({exc})") from None
+        return config
+
+    def _check_state(
+        self, saved: Mapping[str, Mapping[str, numpy.ndarray]], params: Mapping[str, Any], *, started: bool
+    ) -> None:
+        """A built-in rule's saved state: its arrays for every parameter, each of the parameter's shape (or no
+        state at all before the first step, when the rule has not made any yet)."""
+        assert self.spec is not None
+        expected = set(self.spec.state)
+        if not expected or not (saved or started):
+            return
+        for name, param in params.items():
+            arrays = saved.get(name, {})
+            if set(arrays) != expected:
+                raise OptimizerStateError(
+                    f"optimiser state {sorted(arrays)} for parameter {name!r}, but {self.name} keeps {sorted(expected)}"
+                )
+            for key, value in arrays.items():
+                if tuple(value.shape) != tuple(param.shape):
+                    raise OptimizerStateError(
+                        f"optimiser state {name}/{key} of shape {tuple(value.shape)}, "
+                        f"but parameter {name} has shape {tuple(param.shape)}"
+                    )
 
     def load(self, prepared: tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]) -> None:
         """Assign what :meth:`prepare_load` checked."""

@@ -123,6 +123,26 @@ def test_non_image_data_is_refused(to_dev):
         Augmenter("flip")(to_dev(np.ones((4, 3072))), np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize(
+    ("where", "apply"),
+    [
+        ("augment", lambda X: Augmenter("flip,crop")(X, np.random.default_rng(0))),
+        ("augment", lambda X: augment_batch(X, "flip", np.random.default_rng(0))),
+        ("flip_crop", lambda X: flip_crop(X, flips=np.ones(X.shape[0], dtype=bool))),
+    ],
+    ids=["Augmenter", "augment_batch", "flip_crop"],
+)
+def test_channels_last_images_are_refused_naming_the_layout_they_need(to_dev, where, apply, channels):
+    """A flip of (N, H, W, C) would mirror the colour channels and a crop would pad them: refused, never run."""
+    X = to_dev(np.ones((5, 32, 32, channels)))
+    layouts = rf"channels-last shape \(5, 32, 32, {channels}\); transpose them to \(N, {channels}, 32, 32\)"
+    message = rf"{where}: flips and crops need channels-first images .*{layouts}"
+    with pytest.raises(ValueError, match=message):
+        apply(X)
+    assert apply(to_dev(np.ones((5, channels, 32, 32)))).shape == (5, channels, 32, 32)  # the same, channels first
+
+
 def test_bad_offsets_and_pad_are_refused(to_dev, images):
     X = to_dev(images)
     with pytest.raises(ValueError, match=r"offsets must lie in \[0, 8\]"):

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from helpers import (
     ScaledNet,
     assert_same,
     decaying_solver,
+    heavy_ball,
     host_copy,
     id_data,
     image_data,
@@ -93,6 +98,56 @@ def test_a_checkpoint_whose_meta_is_not_an_object_is_refused(tmp_path: Path, met
     solver = fcn.Solver(fixture_net(), fixture_data(), verbose=False, progress=False)
     with pytest.raises(fcn.CheckpointError, match=r"ck\.npz"):
         solver.load_checkpoint(path)
+
+
+def _pcg64(state):
+    return {"bit_generator": "PCG64", "state": {"state": state, "inc": 3}, "has_uint32": 0, "uinteger": 0}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("iteration", "30"), ("iteration", -1), ("iteration", 2.5), ("iteration", True), ("epoch", None),
+        ("epoch", 10**6), ("epochs_without_improvement", "1"), ("stopped_early", "no"), ("best_val_acc", "0.5"),
+        ("rng_state", "PCG64"), ("rng_state", _pcg64(-1)), ("rng_state", _pcg64(2**200)), ("rng_state", _pcg64(1.5)),
+        ("model_rng_state", {"dropout_seed": "x"}), ("model_rng_state", {"seed": 1}), ("model_rng_state", [1]),
+        ("optim_config", [0.05]), ("optim_hyper", {"W1": 1}), ("update_rule", ["sgd_momentum"]),
+        ("settings", "all"), ("base_learning_rate", "0.05"), ("num_iters", -3), ("batch_size", 0), ("model", 3),
+        ("best_val_acc", None), ("optim_config", {"learning_rate": -0.05, "momentum": 0.9}),
+        ("optim_config", {"learning_rate": 0.05, "momentum": "0.9"}),
+    ],
+)  # fmt: skip
+def test_a_corrupt_meta_field_is_refused_naming_the_file_and_changes_nothing(tmp_path: Path, field, value):
+    """Every field is checked before anything is assigned: no half-restored solver, one error naming file and field."""
+    data = separable()
+    decaying_solver(data, num_iters=30, checkpoint=tmp_path / "ck.npz").train()
+    bad = rewrite_checkpoint(tmp_path / "ck.npz", tmp_path / "bad.npz", meta={field: value})
+    solver = decaying_solver(data, num_iters=36)
+    solver.train()
+
+    def state():
+        return (host_copy(solver.model.params), list(solver.loss_history), solver.iteration, solver.epoch,
+                solver.rng.bit_generator.state, solver.model.get_rng_state(), solver.stopped_early)  # fmt: skip
+
+    before = state()
+    with pytest.raises(fcn.CheckpointError, match=rf"bad\.npz.*{field}"):
+        solver.load_checkpoint(bad)
+    after = state()
+    assert_same(after[0], before[0])
+    assert after[1:] == before[1:]
+
+
+def test_a_corrupt_step_count_is_refused_when_loading_with_other_settings(tmp_path: Path):
+    """strict=False keeps Adam's step count ``t`` of the same rule: it is checked as a count."""
+    first = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    config = {"learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": "6"}
+    bad = rewrite_checkpoint(path, tmp_path / "bad.npz", meta={"optim_config": config})
+    other = small_net_solver("numpy", separable(80, 6), lr_decay=0.5)
+    with pytest.warns(UserWarning, match="lr_decay"), pytest.raises(fcn.CheckpointError, match=r"bad\.npz.*\bt\b"):
+        other.load_checkpoint(bad, strict=False)
+    assert other.iteration == 0 and other.optim_config.get("t", 0) == 0
 
 
 # -- what a checkpoint holds ----------------------------------------------------------------------------------------
@@ -243,6 +298,49 @@ def test_training_continues_after_a_checkpoint_is_saved(tmp_path):
 # -- writing --------------------------------------------------------------------------------------------------------
 
 
+KILLED_MID_WRITE = """
+import os, signal, sys, numpy
+sys.path[:0] = sys.argv[2:]
+from helpers import make_solver, separable
+solver = make_solver("numpy", separable(), num_epochs=1)
+solver.train()
+numpy.savez = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # killed halfway through the write
+solver.save_checkpoint(sys.argv[1])
+"""
+
+
+def test_a_checkpoint_write_removes_what_a_writer_killed_mid_write_left(tmp_path: Path):
+    """SIGKILL cannot be caught: the killed writer's temporary file stays until the checkpoint is next written."""
+    path = tmp_path / "ck.npz"
+    tests = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(path), str(tests), str(tests.parent)])
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and re.fullmatch(r"\.ck\.npz\.\w{8}\.tmp", left[0])
+    not_ours = [".ck.npz.tmp", ".ck.npz.abc.tmp", "ck.npz.abcd1234.tmp", ".ck2.npz.abcd1234.tmp",
+                ".ck.npz.abcd1234.tmp.bak", ".other.npz.abcd1234.tmp"]  # fmt: skip
+    for name in not_ours:
+        (tmp_path / name).write_bytes(b"someone else's")
+    (tmp_path / ".ck.npz.folder12.tmp").mkdir()
+
+    solver = make_solver("numpy", separable(), num_epochs=1)
+    solver.save_checkpoint(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ck.npz", ".ck.npz.folder12.tmp", *not_ours])
+    solver.load_checkpoint(path)
+
+
+def test_a_checkpoint_write_leaves_a_temporary_file_that_is_being_written(tmp_path: Path):
+    """Another writer of the same file holds a lock on its temporary file while it writes: not a leftover."""
+    fcntl = pytest.importorskip("fcntl")
+    live = tmp_path / ".ck.npz.abcd1234.tmp"
+    with open(live, "wb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        make_solver("numpy", separable(), num_epochs=1).save_checkpoint(tmp_path / "ck.npz")
+        assert live.exists()
+    make_solver("numpy", separable(), num_epochs=1).save_checkpoint(tmp_path / "ck.npz")
+    assert not live.exists()
+
+
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     solver = make_solver("numpy", separable(), num_epochs=1)
     solver.train()
@@ -287,7 +385,9 @@ def test_a_config_that_json_cannot_hold_is_refused_without_writing(tmp_path):
 
     solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(update_rule=rule, batch_size=10, num_iters=1))
     solver.train()
-    with pytest.raises(fcn.CheckpointError, match="cannot save the optimiser's configuration"):
+    with pytest.raises(fcn.CheckpointError, match=r"cannot save the optimiser's configuration \(.*\): an update "
+                       r"rule's config may hold arrays \(saved as state\) and numbers or strings \(saved as "
+                       r"hyperparameters\), nothing else$"):  # fmt: skip
         solver.save_checkpoint(tmp_path / "ck.npz")
     assert list(tmp_path.iterdir()) == []
 
@@ -348,8 +448,125 @@ def test_a_checkpoint_from_before_schedules_continues_its_decayed_rate(tmp_path)
     )
     resumed.load_checkpoint(tmp_path / "old.npz")
     assert resumed.learning_rate == 0.3
+    assert resumed.stopped_early is False and resumed.epochs_without_improvement == 0  # not recorded then
     resumed.train()
     assert resumed.learning_rate == 0.3 * 0.5  # one more epoch, one more decay
+
+
+def test_a_checkpoint_names_the_models_class_and_a_meta_that_is_not_json_names_the_error(tmp_path: Path):
+    solver = make_solver("numpy", separable(), num_iters=2)
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"]))["model"] == "FullyConnectedNet"
+    np.savez(tmp_path / "bad.npz", meta=np.asarray("{not json"))
+    with pytest.raises(fcn.CheckpointError, match=r"bad\.npz is not a readable fcn checkpoint \(JSONDecodeError: "):
+        solver.load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_a_first_format_checkpoint_without_settings_still_refuses_another_training_set(tmp_path: Path):
+    """The first format recorded no settings: the training set's size is read from the saved batch order."""
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    path = rewrite_checkpoint(tmp_path / "ck.npz", tmp_path / "v1.npz", drop_meta=["settings"])
+    smaller = decaying_solver({**data, "X_train": data["X_train"][:200], "y_train": data["y_train"][:200]})
+    with pytest.raises(fcn.CheckpointError, match=r"\(300 training samples in the checkpoint, 200 here\)"):
+        smaller.load_checkpoint(path)
+
+
+def test_a_checkpoint_past_the_runs_length_says_how_to_continue(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_iters=30, checkpoint=tmp_path / "ck.npz").train()
+    with pytest.raises(fcn.CheckpointError, match=r"ck\.npz is at iteration 30, past this run's length of 12 "
+                       r"iterations; ask for more iterations \(or epochs\) to continue it$"):  # fmt: skip
+        decaying_solver(data, num_iters=12).load_checkpoint(tmp_path / "ck.npz")
+
+
+def test_a_checkpoint_without_saved_hyperparameters_is_refused(tmp_path: Path):
+    first = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    first.train()
+    path = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "bad.npz",
+                              meta={"optim_config": None}, drop_meta=["optim_hyper"])  # fmt: skip
+    with pytest.raises(fcn.CheckpointError, match=r"bad\.npz: no saved hyperparameters of update rule adam"):
+        small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+
+
+def test_the_saved_rate_is_not_needed_the_schedule_gives_the_rate_of_the_saved_step(tmp_path: Path):
+    first = small_net_solver("numpy", separable(80, 6), num_iters=12)
+    first.train()
+    meta_config = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 12}  # no learning_rate
+    path = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "v.npz",
+                              meta={"optim_config": meta_config})  # fmt: skip
+    resumed = small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+    assert resumed.learning_rate == first.learning_rate == 1e-2 * 0.9 * 0.9
+
+
+# -- loading a checkpoint of other settings (strict=False) ----------------------------------------------------------
+
+
+def test_loose_loading_of_the_same_rule_continues_its_state_with_this_solvers_hyperparameters(tmp_path: Path):
+    data = separable(80, 6)
+    first = small_net_solver("numpy", data, num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    other = small_net_solver("numpy", data, optim_config={"learning_rate": 1e-2, "beta1": 0.5})
+    with pytest.warns(UserWarning, match=r"beta1 0\.9 in the checkpoint, 0\.5 here"):
+        other.load_checkpoint(path, strict=False)
+    assert other.optim_config["beta1"] == 0.5 and other.optim_config["t"] == 6  # Adam's step count continues
+    for name, state in first.optim_state.items():
+        assert_same(host_copy(other.optim_state[name]), host_copy(state))
+
+
+def test_loose_loading_of_another_rule_starts_this_rules_state_afresh(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()  # momentum SGD: a velocity each
+    adam = decaying_solver(data, update_rule="adam", optim_config={"learning_rate": 1e-3}, num_epochs=2)
+    with pytest.warns(UserWarning, match="update_rule 'sgd_momentum' in the checkpoint, 'adam' here"):
+        adam.load_checkpoint(tmp_path / "ck.npz", strict=False)
+    assert adam.optim_state == {} and adam.optim_config["t"] == 0
+    adam.train()
+    assert set(adam.optim_state["W1"]) == {"m", "v"} and adam.optim_config["t"] == 12
+
+
+def test_loose_loading_of_a_builtin_rules_checkpoint_gives_a_users_rule_its_own_config(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    users = decaying_solver(data, update_rule=heavy_ball, optim_config={"learning_rate": 0.02, "mu": 0.3},
+                            num_epochs=2)  # fmt: skip
+    with pytest.warns(UserWarning, match="update_rule"):
+        users.load_checkpoint(tmp_path / "ck.npz", strict=False)
+    rate = 0.02 * 0.9  # one epoch's decay, from this solver's rate
+    assert users.optim_configs == {name: {"learning_rate": rate, "mu": 0.3} for name in users.model.params}
+
+
+def test_a_checkpoint_that_does_not_name_its_rule_is_taken_for_this_solvers(tmp_path: Path):
+    data = separable(80, 6)
+    first = small_net_solver("numpy", data, num_iters=6)
+    first.train()
+    path = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "old.npz",
+                              drop_meta=["update_rule"])  # fmt: skip
+    resumed = small_net_solver("numpy", data).load_checkpoint(path)
+    for name, state in first.optim_state.items():
+        assert_same(host_copy(resumed.optim_state[name]), host_copy(state))
+
+
+def test_loose_loading_into_another_dtype_converts_the_optimiser_state_too(tmp_path: Path):
+    data = separable(80, 6)
+    first = small_net_solver("numpy", data, num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    single = small_net_solver("numpy", data, dtype="float32")
+    with pytest.warns(UserWarning, match="dtype 'float64' in the checkpoint, 'float32' here"):
+        single.load_checkpoint(path, strict=False)
+    assert {str(a.dtype) for s in single.optim_state.values() for a in s.values()} == {"float32"}
+    assert {str(p.dtype) for p in single.model.params.values()} == {"float32"}
+
+
+def test_loose_loading_names_every_difference_in_one_warning(tmp_path: Path):
+    data = separable()
+    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    other = decaying_solver(data, lr_decay=0.5, seed=4)
+    with pytest.warns(UserWarning, match=r"other settings \(lr_decay 0\.9 in the checkpoint, 0\.5 here; seed "):
+        other.load_checkpoint(tmp_path / "ck.npz", strict=False)
 
 
 # -- loading checks everything before it changes anything -----------------------------------------------------------
@@ -452,6 +669,31 @@ def test_resume_with_other_settings_names_them(tmp_path, changed, words):
         other.load_checkpoint(tmp_path / "ck.npz")
     for word in words:
         assert word in str(info.value)
+    assert_same(host_copy(other.model.params), before)
+
+
+@pytest.mark.parametrize(
+    ("saved", "resumed", "message"),
+    [
+        ({}, {"dtype": "float32"}, "dtype 'float64' in the checkpoint, 'float32' here"),
+        ({}, {"dropout_keep_ratio": 0.5}, "dropout_keep_ratio 1.0 in the checkpoint, 0.5 here"),
+        ({}, {"reg": 0.1}, "reg 0.0 in the checkpoint, 0.1 here"),
+        ({}, {"model": fcn.ShallowLayerNet}, "model 'FullyConnectedNet' in the checkpoint, 'ShallowLayerNet' here"),
+    ],
+)
+def test_resume_with_another_model_setting_names_it(tmp_path: Path, saved, resumed, message):
+    def solver(model=FullyConnectedNet, **options):
+        dims = {"hidden_dim": 8} if model is fcn.ShallowLayerNet else {"hidden_dims": [8]}
+        net = model(12, num_classes=3, weight_scale=0.1, seed=0, **dims, **options)
+        return make_solver(None, separable(), model=net, num_iters=6)
+
+    first = solver(**saved)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    other = solver(**resumed)
+    before = host_copy(other.model.params)
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz.*\({re.escape(message)}\)"):
+        other.load_checkpoint(path)
     assert_same(host_copy(other.model.params), before)
 
 
@@ -575,6 +817,48 @@ def test_a_damaged_checkpoint_is_refused_with_what_is_wrong(tmp_path: Path, chan
     path = _edit(first.save_checkpoint(tmp_path / "ck.npz"), change)
     with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz.*{message}"):
         _bn_solver().load_checkpoint(path)
+
+
+def _drop(prefix):
+    return lambda a, m: [a.pop(k) for k in list(a) if k.startswith(prefix)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a, m: a.update({"optim/W1/m": np.zeros(3)}),
+         r"optimiser state W1/m of shape \(3,\), but parameter W1 has shape \(48, 16\)"),
+        (lambda a, m: a.update({"optim/b1/m": np.zeros((16, 1))}), r"optimiser state b1/m of shape \(16, 1\)"),
+        (_drop("optim/W1/v"), r"optimiser state \['m'\] for parameter 'W1', but adam keeps \['m', 'v'\]"),
+        (_drop("optim/b2/"), r"optimiser state \[\] for parameter 'b2'"),
+        (_drop("optim/"), r"optimiser state \[\] for parameter"),
+        (lambda a, m: a.update({"optim/W1/velocity": np.zeros((48, 16))}), r"\['m', 'v', 'velocity'\]"),
+        (lambda a, m: a.update({"optim/W2/v": np.full(a["optim/W2/v"].shape, np.inf)}),
+         r"optimiser state W2/v holds NaN or infinite values"),
+        (lambda a, m: a.update({"params/gamma1": np.full(a["params/gamma1"].shape, -np.inf)}),
+         r"parameter gamma1 holds NaN or infinite values"),
+    ],
+    ids=["shape", "shape-2d", "key-missing", "parameter-missing", "all-missing", "extra-key", "inf-state", "inf-param"],
+)  # fmt: skip
+def test_optimiser_state_that_does_not_fit_the_parameters_is_refused(tmp_path: Path, change, message):
+    """A built-in rule's state must be there for every parameter, with the rule's arrays of the parameter's
+    shape, all finite: else the rule would fail or restart its moments in the middle of the run."""
+    first = _bn_solver()
+    first.train()
+    path = _edit(first.save_checkpoint(tmp_path / "ck.npz"), change)
+    fresh = _bn_solver()
+    before = host_copy(fresh.model.params)
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz.*{message}"):
+        fresh.load_checkpoint(path)
+    assert_same(host_copy(fresh.model.params), before)
+    assert fresh.iteration == 0 and fresh.optim_state == {}
+
+
+def test_a_checkpoint_from_before_the_first_step_has_no_optimiser_state_and_loads(tmp_path: Path):
+    path = _bn_solver(num_iters=0).save_checkpoint(tmp_path / "ck.npz")
+    resumed = _bn_solver().load_checkpoint(path)
+    resumed.train()
+    assert resumed.iteration == 4 and set(resumed.optim_state["W1"]) == {"m", "v"}
 
 
 def test_a_checkpoint_without_recorded_settings_still_refuses_another_batch_size(tmp_path: Path):

@@ -21,6 +21,8 @@ from helpers import (
 )
 
 from fcn import Solver
+from fcn.factory import model_fields
+from fcn.training.config import RESUME_SETTINGS, RUN_SETTINGS, setting_fields
 
 
 @pytest.mark.parametrize(
@@ -109,3 +111,16 @@ def test_augmentation_off_keeps_the_chapters_run():
                warmup_epochs=0, patience=None, clip_grad_norm=None, **base)  # fmt: skip
     a.train(), b.train()
     assert a.loss_history == b.loss_history
+
+
+def test_a_checkpoint_records_every_compared_setting_and_each_model_setting_is_decided():
+    """The compared settings are TrainConfig's resume-marked fields plus RUN_SETTINGS, and a Solver records all
+    of them. A model setting is compared unless the saved arrays decide it (sizes, normalization layers) or it
+    cannot change a resumed run (the initialisation, the backend): a new ModelConfig field fails here until
+    that is decided."""
+    solver = decaying_solver(separable())
+    assert list(solver.settings()) == list(RESUME_SETTINGS)
+    resume_fields = {f.name for f in setting_fields() if f.metadata["resume"]}
+    assert set(RESUME_SETTINGS) == resume_fields | set(RUN_SETTINGS)
+    assert {f.name for f in model_fields()} - set(RESUME_SETTINGS) == {"hidden_dims", "normalization",
+                                                                       "weight_scale", "backend"}  # fmt: skip

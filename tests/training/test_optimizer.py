@@ -115,3 +115,10 @@ def test_a_users_rule_without_learning_rate_survives_the_epoch_end():
     solver.train()  # no learning rate to schedule: the rule's config is left as the user gave it
     assert math.isnan(solver.learning_rate)
     assert all("learning_rate" not in config for config in solver.optim_configs.values())
+
+
+def test_a_builtin_rule_keeps_one_shared_config_and_a_users_rule_one_per_parameter():
+    builtin = small_net_solver("numpy", separable(80, 6), num_iters=1)
+    assert builtin.optim_configs == {} and builtin.optim_config["learning_rate"] == 1e-2
+    users = small_net_solver("numpy", separable(80, 6), update_rule=heavy_ball, optim_config={"mu": 0.3})
+    assert users.optim_configs == {name: {"mu": 0.3} for name in users.model.params}
