@@ -8,13 +8,14 @@
 - Both probe that the folder is writable (a temporary file is created and removed), so a read-only or full
   location fails at once, not after the first epoch.
 - :class:`RunDir` remembers which folders it created, so a run that fails before producing anything can
-  remove them again (:meth:`RunDir.discard`) and leave no empty ``runs/...`` behind.
+  remove them again (:meth:`RunDir.discard`) and leave no empty ``runs/...`` behind. A folder that holds
+  anything (a checkpoint, a history) is never removed: ``rmdir`` removes empty folders only, so the check and
+  the removal are one step.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,18 +35,16 @@ class RunDir:
     created: list[Path] = field(default_factory=list)
 
     def discard(self) -> None:
-        """Remove what this run created (the folder with everything in it, then empty parents it made).
+        """Remove the folders this run created, deepest first, as long as they are empty.
 
-        A folder that existed before the run is left as it is.
+        A run that failed after producing something (a checkpoint, a history) keeps its folder; a folder that
+        existed before the run is left as it is.
         """
-        for i, folder in enumerate(self.created):
-            if i == 0:
-                shutil.rmtree(folder, ignore_errors=True)
-            else:
-                try:
-                    folder.rmdir()  # only if empty: another run may have put its folder there meanwhile
-                except OSError:
-                    break
+        for folder in self.created:
+            try:
+                folder.rmdir()  # only if empty: what the run wrote, or another run's folder, stays
+            except OSError:
+                break
 
 
 def _missing_parents(path: Path) -> list[Path]:

@@ -234,9 +234,9 @@ def train_config(args: argparse.Namespace, checkpoint: Path | None = None) -> Tr
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``fcn train``; returns the summary that is also written to ``history.json``.
 
-    Everything that can be checked before training is checked first (options, backend, output folder), and
-    a run that fails leaves nothing behind: a folder it created is removed again (an interrupted run keeps
-    its folder, with a checkpoint to resume from).
+    Everything that can be checked before training is checked first (options, backend, output folder). A run
+    that fails before writing anything leaves nothing behind (a folder it created is removed again); one that
+    wrote something (a checkpoint to resume from, a history) keeps its folder, whatever stopped it.
     """
     model, config = model_config(args), train_config(args)
     if args.resume and args.out is None:
@@ -252,8 +252,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return _train(args, model, config.replace(checkpoint=run.path / "checkpoint.npz"), run.path)
     except (Exception, KeyboardInterrupt):
-        # only what this run created; an interrupt during training saves a checkpoint and exits with SystemExit
-        run.discard()
+        run.discard()  # only folders this run created, and only while they are empty
         raise
 
 
