@@ -311,17 +311,21 @@ def rewrite_checkpoint(
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fcn_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, prelude: str = "") -> subprocess.CompletedProcess:
-    """Run ``fcn ARGS`` from this checkout in a subprocess; ``prelude`` is Python run before ``main`` (to plant a
-    fault, fix the clock, set the umask)."""
+def fcn_command(*args: str, env: dict[str, str] | None = None, prelude: str = "") -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run ``fcn ARGS`` from this checkout (see :func:`fcn_cli`)."""
     environ = {k: v for k, v in os.environ.items() if k not in ("FCN_DEBUG", "FCN_DATA_DIR")}
     environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])
     environ.update(env or {})
     if prelude:
         code = f"import sys, fcn.cli as cli\n{prelude}\nsys.exit(cli.main(sys.argv[1:]))"
-        command = [sys.executable, "-c", code, *args]
-    else:
-        command = [sys.executable, "-m", "fcn.cli", *args]
+        return [sys.executable, "-c", code, *args], environ
+    return [sys.executable, "-m", "fcn.cli", *args], environ
+
+
+def fcn_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, prelude: str = "") -> subprocess.CompletedProcess:
+    """Run ``fcn ARGS`` from this checkout in a subprocess; ``prelude`` is Python run before ``main`` (to plant a
+    fault, fix the clock, set the umask)."""
+    command, environ = fcn_command(*args, env=env, prelude=prelude)
     return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=300)
 
 

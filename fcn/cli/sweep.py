@@ -12,7 +12,7 @@ import sys
 from ..factory import CHAPTER_DEFAULTS, ModelConfig, model_fields
 from ..sweep import DEFAULT_SPACE, PARAMETERS, SweepError, SweepResult, load_space, parse_spec, run_sweep
 from ..sweep.results import describe
-from . import common
+from . import common, rundir
 from .common import EXIT_INTERRUPTED, add_data_arguments, flags, nonnegative_int, positive_float, positive_int
 from .train import add_option, option_help
 
@@ -118,6 +118,8 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SystemExit(f"fcn sweep: --{name.replace('_', '-')} must be a positive integer, got {value}")
+    out = args.out or f"runs/sweep-{common.timestamp()}"
+    claim = rundir.claim(out)  # one writer per folder: a second command for it is refused
     try:
         # The file (or the default space) is the base; each option replaces one parameter's spec, so
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
@@ -128,7 +130,7 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
             **{k: getattr(args, k) for k in _PASSED_ON},
             num_iters=args.num_iters if args.num_iters is not None or args.epochs is not None else _NUM_ITERS,
             download=not args.no_download,
-            out=args.out or f"runs/sweep-{common.timestamp()}",
+            out=out,
             retrain=not args.no_retrain,
             verbose=not args.quiet,
             command=" ".join(["fcn", *getattr(args, "argv", ["sweep"])]),
@@ -139,6 +141,8 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
     except KeyboardInterrupt:  # while loading or retraining (Tune itself handles Ctrl-C during the trials)
         print("\nfcn sweep: interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        claim.discard()  # the lock, and the folder too where the sweep wrote nothing there
 
     _report(result)
     if result.interrupted:

@@ -248,12 +248,17 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     else:
         run = rundir.prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     try:
+        checkpoint = run.path / "checkpoint.npz"
+        if args.resume and not checkpoint.is_file():
+            raise ValueError(f"--resume: there is no {checkpoint} to continue from (leave out --resume to start anew)")
         # NumPy's overflow warnings would bury fcn's own message: the Solver checks for NaN/inf and says so
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return _train(args, model, config.replace(checkpoint=run.path / "checkpoint.npz"), run.path)
+            return _train(args, model, config.replace(checkpoint=checkpoint), run.path)
     except (Exception, KeyboardInterrupt):
         run.discard()  # only folders this run created, and only while they are empty
         raise
+    finally:
+        run.release()  # the folder's lock: the next command for it may start
 
 
 def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, out: Path) -> dict[str, Any]:
@@ -271,12 +276,9 @@ def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, ou
 
     checkpoint = out / "checkpoint.npz"
     solver = Solver(net, data, config)
-    if args.resume and checkpoint.exists():
+    if args.resume:
         solver.load_checkpoint(checkpoint)  # refuses a checkpoint of other settings, naming them
         say(f"resumed from {checkpoint} at iteration {solver.iteration}")
-    if args.overwrite:  # the new run is ready to start: only now remove the run it replaces
-        for name in rundir.TRAIN_OUTPUTS:
-            (out / name).unlink(missing_ok=True)
 
     t1 = time.perf_counter()
     try:
@@ -290,7 +292,12 @@ def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, ou
 def _finish(
     solver: Solver, data: dict[str, Any], args: argparse.Namespace, out: Path, times: dict[str, float]
 ) -> dict[str, Any]:
-    """After training: score; write the checkpoint, the model file, the plots and history.json; say where."""
+    """After training: score; write the checkpoint, then the model file, the plots and history.json; say where.
+
+    The checkpoint comes first: whatever stops the rest, the run can be resumed (and finished) from it. The
+    other files are staged and moved into place together, so the folder holds the previous result (that
+    ``--overwrite`` replaces) or this one, never a mix.
+    """
     from ..plotting import plot_stats, plot_weights  # matplotlib is slow to import: only once there is a figure
 
     net, checkpoint, stats = solver.model, out / "checkpoint.npz", solver.stats()
@@ -298,29 +305,19 @@ def _finish(
     val_acc = solver.check_accuracy(data["X_val"], data["y_val"]) if args.num_val else None
     test_acc = solver.check_accuracy(data["X_test"], data["y_test"]) if args.num_test else None
     solver.save_checkpoint(checkpoint)  # the last parameters to continue from, and the best ones the model now has
-    # The model alone, with the preprocessing its inputs need: what fcn evaluate / fcn predict / fcn.load_model read
-    model_file = save_model(
-        net, out / "model.npz", mean_image=data["mean_image"], class_names=[str(c) for c in data["class_names"]]
-    )
-    plot_stats(stats, out / "curves.png", title=repr(net))
-    plot_weights(net.params["W1"], path=out / "weights.png")
-
-    summary = {
-        "command": " ".join(["fcn", *args.argv]),
-        "config": {k: v for k, v in vars(args).items() if k != "argv"},
-        "settings": solver.config.to_json(),
-        "model": repr(net),
-        "data_dir": str(args.data_dir or os.environ.get("FCN_DATA_DIR") or "default cache"),
-        "iterations": solver.iteration,
-        "best_val_acc": stats["best_val_acc"],
-        "val_acc": val_acc,
-        "test_acc": test_acc,
-        **times,
-        "machine": machine_info(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **stats,
-    }
-    (out / "history.json").write_text(json.dumps(summary, indent=1))
+    summary = {**_record(solver, args), "val_acc": val_acc, "test_acc": test_acc, **times}
+    outputs = rundir.Outputs(out)
+    try:
+        # the model alone, with the preprocessing its inputs need: what fcn evaluate / predict / load_model read
+        class_names = [str(c) for c in data["class_names"]]
+        save_model(net, outputs.path("model.npz"), mean_image=data["mean_image"], class_names=class_names)
+        plot_stats(stats, outputs.path("curves.png"), title=repr(net))
+        plot_weights(net.params["W1"], path=outputs.path("weights.png"))
+        outputs.path("history.json").write_text(json.dumps(summary, indent=1))
+        outputs.commit()
+    finally:
+        outputs.discard()
+    model_file = out / "model.npz"
     if val_acc is None:
         print("final validation accuracy: n/a (no validation set: the last parameters were kept)")
     else:
@@ -334,12 +331,34 @@ def _finish(
     return summary
 
 
+def _record(solver: Solver, args: argparse.Namespace) -> dict[str, Any]:
+    """What history.json says of every run: the command, its settings, the model, the machine, the histories."""
+    return {
+        "command": " ".join(["fcn", *args.argv]),
+        "config": {k: v for k, v in vars(args).items() if k != "argv"},
+        "settings": solver.config.to_json(),
+        "model": repr(solver.model),
+        "data_dir": str(args.data_dir or os.environ.get("FCN_DATA_DIR") or "default cache"),
+        "iterations": solver.iteration,
+        "machine": machine_info(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **solver.stats(),
+    }
+
+
 def _save_interrupted(solver: Solver, args: argparse.Namespace, out: Path, checkpoint: Path) -> NoReturn:
-    """Ctrl-C during training: save the state if it is whole, say how to continue, exit with 130."""
+    """Ctrl-C during training: save the state if it is whole, say how to continue, exit with 130.
+
+    The history so far is written too, except over the run that ``--overwrite`` replaces only once this one
+    has finished (the checkpoint holds it anyway).
+    """
     resume = "--resume" if args.out is not None else f"--out {out} --resume"
+    if args.overwrite:
+        resume = "--resume instead of --overwrite"
     if solver.consistent:  # the usual case: the interrupt was held back until the step or epoch end was complete
         solver.save_checkpoint(checkpoint)
-        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+        if not args.overwrite:
+            (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
         print(
             f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
             f"continue with the same command plus {resume}",
@@ -348,7 +367,7 @@ def _save_interrupted(solver: Solver, args: argparse.Namespace, out: Path, check
         raise SystemExit(EXIT_INTERRUPTED) from None
     if not checkpoint.exists():
         print("\ninterrupted in the middle of the first epoch: nothing to resume", file=sys.stderr)
-        raise KeyboardInterrupt  # train_command removes the folder this run created
+        raise KeyboardInterrupt  # train_command removes the folder this run created, now empty
     print(
         f"\ninterrupted in the middle of a step; {checkpoint}, written at the last epoch end, is intact: "
         f"continue with the same command plus {resume}",

@@ -7,11 +7,14 @@ replaces one function before ``main`` runs.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from _cifar_fixtures import write_cifar10
-from helpers import fcn_cli, one_error_line, tree
+from helpers import fcn_cli, fcn_command, one_error_line, tree
 
 #: 250 training images in batches of 50: an epoch is 5 iterations, and each epoch end writes a checkpoint.
 SMALL = ["--num-train", "250", "--num-val", "50", "--num-test", "50", "--batch-size", "50", "--quiet"]
@@ -50,7 +53,8 @@ def test_a_failure_after_checkpoints_keeps_the_folder(tiny_cifar, tmp_path, erro
     )
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
-    assert {"checkpoint.npz", "model.npz"} <= set(tree(tmp_path / "run"))
+    assert "checkpoint.npz" in tree(tmp_path / "run")  # to resume from: that finishes the run
+    assert not [name for name in tree(tmp_path / "run") if name.startswith(".staged-")]
 
 
 def test_a_print_error_at_the_end_keeps_the_folder(tiny_cifar, tmp_path):
@@ -67,3 +71,81 @@ def test_a_failure_before_anything_was_written_removes_the_folder(tiny_cifar, tm
     assert result.returncode == 1
     one_error_line(result)
     assert tree(tmp_path) == []  # the folder and the parent it created
+
+
+# -- --overwrite replaces a run only with one that succeeded; --resume needs a checkpoint --------------------------
+
+
+def test_a_failing_overwrite_keeps_the_previous_model_and_history(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "2", "--out", "run").returncode == 0
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("model.npz", "history.json", "curves.png")}
+    planted = fault("fcn.plotting:plot_weights", DISK_FULL)
+    result = train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run", "--overwrite", prelude=planted)
+    assert result.returncode == 1
+    assert "No space left on device" in one_error_line(result)
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    assert not [name for name in tree(tmp_path / "run") if name.startswith(".staged-")]
+
+
+def test_a_successful_overwrite_replaces_the_run(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "2", "--out", "run").returncode == 0
+    assert train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run", "--overwrite").returncode == 0
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["iterations"] == 7
+    assert tree(tmp_path / "run") == ["checkpoint.npz", "curves.png", "history.json", "model.npz", "weights.png"]
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty", "not-a-run"])
+def test_resume_without_a_checkpoint_is_refused(tiny_cifar, tmp_path, folder):
+    out = tmp_path / "run"
+    if folder != "missing":
+        out.mkdir()
+    if folder == "not-a-run":
+        (out / "notes.txt").write_text("mine")
+    before = tree(tmp_path)
+    result = train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run", "--resume")
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "--resume" in line and "no run/checkpoint.npz to continue from" in line
+    assert tree(tmp_path) == before
+
+
+# -- one writer per folder -----------------------------------------------------------------------------------------
+
+#: A prelude that holds ``fcn train`` just before training (its folder made and locked) until the file ``go``
+#: exists, after saying so with the file ``started`` (both in the working folder, outside the run's).
+HOLD = """import os, time, fcn.solver as m
+real = m.Solver.train
+def held(self, *a, **k):
+    open("started", "w").close()
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+    return real(self, *a, **k)
+m.Solver.train = held"""
+
+
+def test_a_second_writer_for_a_folder_is_refused(tiny_cifar, tmp_path):
+    command, env = fcn_command(
+        "train", "--data-dir", str(tiny_cifar), "--no-download", *SMALL, "--num-iters", "7", "--out", "run",
+        prelude=HOLD,
+    )  # fmt: skip
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        others = {
+            "train": train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run"),
+            "resume": train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run", "--resume"),
+            "sweep": fcn_cli("sweep", "--data-dir", str(tiny_cifar), "--no-download", "--out", "run", cwd=tmp_path),
+        }
+    finally:
+        (tmp_path / "go").touch()
+        out, err = first.communicate(timeout=300)
+    for command, result in others.items():
+        assert result.returncode == 2, (command, result.stderr)
+        line = one_error_line(result, "sweep" if command == "sweep" else "train")
+        assert "run is in use by another fcn command" in line, line
+    assert first.returncode == 0, err
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["iterations"] == 7
+    assert tree(tmp_path / "run") == ["checkpoint.npz", "curves.png", "history.json", "model.npz", "weights.png"]
