@@ -1,7 +1,8 @@
 """``.npz`` files, the one place fcn writes and reads them: whole or not at all, and never through pickle.
 
-:func:`write_npz` writes through a temporary file and ``os.replace``, so a reader sees the old file or the new
-one, never half of one. :func:`read_npz` reads with ``allow_pickle=False`` (loading a file never runs code) and
+:func:`write_npz` writes through :func:`fcn.atomic.write_atomic` (a temporary file and ``os.replace``), so a
+reader sees the old file or the new one, never half of one.
+:func:`read_npz` reads with ``allow_pickle=False`` (loading a file never runs code) and
 turns every way a file can be missing or damaged into one :class:`NpzError` naming the file, which callers
 re-raise as their own error type (checkpoints as :class:`fcn.CheckpointError`, model files as
 :class:`fcn.ModelFileError`). :class:`NpzArchive` reads entry by entry, each entry's header before its data.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy
 
+from .atomic import write_atomic
 from .validation import InputFileError, regular_file
 
 __all__ = ["NpzError", "NpzArchive", "write_npz", "read_npz"]
@@ -39,24 +40,11 @@ class NpzError(ValueError):
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:
     """Write ``arrays`` to ``path`` as an ``.npz`` (no pickle) atomically and return the path.
 
-    The arrays go to a temporary file in the same folder (created if needed), which is flushed to disk and then
-    moved into place with ``os.replace``. An error or an interrupt leaves the previous file, if any, as it was
-    and no temporary file behind.
+    As :func:`fcn.atomic.write_atomic` writes every file: through a temporary file in the same folder (created if
+    needed), flushed to disk and moved into place with ``os.replace``. An error or an interrupt leaves the
+    previous file, if any, as it was and no temporary file behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder: os.replace is atomic only within one file system.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename, so a crash cannot leave a renamed empty file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: numpy.savez(f, **arrays))
 
 
 def _a(what: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import numpy
 
+from ..atomic import write_text_atomic
 from ..backend import get_backend
 from ..data import get_CIFAR10_data
 from ..factory import CHAPTER_DEFAULTS, HYPERPARAMETERS, ModelConfig, model_fields
@@ -313,7 +314,7 @@ def _finish(
         save_model(net, outputs.path("model.npz"), mean_image=data["mean_image"], class_names=class_names)
         plot_stats(stats, outputs.path("curves.png"), title=repr(net))
         plot_weights(net.params["W1"], path=outputs.path("weights.png"))
-        outputs.path("history.json").write_text(json.dumps(summary, indent=1))
+        write_text_atomic(outputs.path("history.json"), json.dumps(summary, indent=1))
         outputs.commit()
     finally:
         outputs.discard()
@@ -358,7 +359,7 @@ def _save_interrupted(solver: Solver, args: argparse.Namespace, out: Path, check
     if solver.consistent:  # the usual case: the interrupt was held back until the step or epoch end was complete
         solver.save_checkpoint(checkpoint)
         if not args.overwrite:
-            (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+            write_text_atomic(out / "history.json", json.dumps(solver.stats(), indent=1))
         print(
             f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
             f"continue with the same command plus {resume}",

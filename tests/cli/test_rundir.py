@@ -149,3 +149,23 @@ def test_a_second_writer_for_a_folder_is_refused(tiny_cifar, tmp_path):
     assert first.returncode == 0, err
     assert json.loads((tmp_path / "run" / "history.json").read_text())["iterations"] == 7
     assert tree(tmp_path / "run") == ["checkpoint.npz", "curves.png", "history.json", "model.npz", "weights.png"]
+
+
+# -- every file written whole, through no symlink, with the umask's permissions ------------------------------------
+
+
+def test_run_files_replace_symlinks_and_honour_the_umask(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "5", "--out", "run").returncode == 0
+    outside = tmp_path / "outside"
+    outside.write_text("keep me")
+    for name in ("history.json", "curves.png"):
+        (tmp_path / "run" / name).unlink()
+        (tmp_path / "run" / name).symlink_to(outside)
+    umask = "import os\nos.umask(0o027)"
+    result = train(tiny_cifar, tmp_path, "--num-iters", "7", "--out", "run", "--resume", prelude=umask)
+    assert result.returncode == 0, result.stderr
+    assert outside.read_text() == "keep me"
+    for name in tree(tmp_path / "run"):
+        path = tmp_path / "run" / name
+        assert not path.is_symlink(), name
+        assert oct(path.stat().st_mode & 0o777) == oct(0o640), name
