@@ -254,7 +254,9 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--resume: there is no {checkpoint} to continue from (leave out --resume to start anew)")
         # NumPy's overflow warnings would bury fcn's own message: the Solver checks for NaN/inf and says so
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return _train(args, model, config.replace(checkpoint=checkpoint), run.path)
+            # the bar only on a terminal: a redirected run's log gets plain lines, not a stream of \r frames
+            config = config.replace(checkpoint=checkpoint, progress=None if config.progress else False)
+            return _train(args, model, config, run.path)
     except (Exception, KeyboardInterrupt):
         run.discard()  # only folders this run created, and only while they are empty
         raise

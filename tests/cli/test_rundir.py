@@ -169,3 +169,18 @@ def test_run_files_replace_symlinks_and_honour_the_umask(tiny_cifar, tmp_path):
         path = tmp_path / "run" / name
         assert not path.is_symlink(), name
         assert oct(path.stat().st_mode & 0o777) == oct(0o640), name
+
+
+# -- the log of a redirected run -----------------------------------------------------------------------------------
+
+
+def test_a_redirected_run_logs_plain_lines(tiny_cifar, tmp_path):
+    small = [a for a in SMALL if a != "--quiet"]
+    result = fcn_cli(
+        "train", "--data-dir", str(tiny_cifar), "--no-download", *small, "--num-iters", "7", "--out", "run",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # (text mode reads a \r as a line end: the bar's frames show as lines with its rate)
+    assert "it/s" not in result.stderr + result.stdout
+    assert "train acc" in result.stdout
