@@ -331,7 +331,17 @@ def _finish(
         "checkpoint.npz, model.npz)"
     )
     print(f"use the model: fcn evaluate {model_file}  |  fcn predict {model_file} IMAGE...")
+    print(_kept(stats, solver.iteration))
     return summary
+
+
+def _kept(stats: dict[str, Any], iteration: int) -> str:
+    """The last line of a run: which parameters the model file holds (the best epoch's, or the last ones)."""
+    if stats["best_val_acc"] is None:
+        return f"no validation set: parameters of the last iteration ({iteration}) kept"
+    # one evaluation per epoch (the last may end a partial epoch): the first best is the snapshot kept
+    epoch = stats["val_acc_history"].index(stats["best_val_acc"]) + 1
+    return f"best val acc {stats['best_val_acc']:.3f} at epoch {epoch}, parameters of that epoch kept"
 
 
 def _record(solver: Solver, args: argparse.Namespace) -> dict[str, Any]:

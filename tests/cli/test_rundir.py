@@ -184,3 +184,12 @@ def test_a_redirected_run_logs_plain_lines(tiny_cifar, tmp_path):
     # (text mode reads a \r as a line end: the bar's frames show as lines with its rate)
     assert "it/s" not in result.stderr + result.stdout
     assert "train acc" in result.stdout
+
+
+def test_the_last_line_says_which_parameters_were_kept(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run")
+    assert result.returncode == 0, result.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())["val_acc_history"]
+    best = max(history)
+    last = result.stdout.splitlines()[-1]
+    assert last == f"best val acc {best:.3f} at epoch {history.index(best) + 1}, parameters of that epoch kept"
