@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ from ..solver import Solver
 from ..sysinfo import machine_info
 from ..training.augment import parse_augment
 from ..training.config import TrainConfig, setting_fields
+from ..training.history import TrainingDiverged
 from . import common, rundir
 from .common import (
     EXIT_INTERRUPTED,
@@ -288,6 +290,8 @@ def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, ou
         solver.train()
     except KeyboardInterrupt:
         _save_interrupted(solver, args, out, checkpoint)
+    except TrainingDiverged as exc:
+        _save_diverged(solver, args, out, exc)
     times = {"load_seconds": round(load_s, 2), "train_seconds": round(time.perf_counter() - t1, 2)}
     return _finish(solver, data, args, out, times)
 
@@ -357,6 +361,23 @@ def _record(solver: Solver, args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **solver.stats(),
     }
+
+
+def _save_diverged(solver: Solver, args: argparse.Namespace, out: Path, exc: TrainingDiverged) -> NoReturn:
+    """Training diverged: keep its history and curves (no model file) so the user sees what happened.
+
+    Not over the run that ``--overwrite`` would have replaced: that one stays as it was.
+    """
+    from ..plotting import plot_stats
+
+    if args.overwrite:
+        raise exc
+    record = _record(solver, args)
+    # NaN and infinity are no JSON: the losses that blew up are written as null
+    record["loss_history"] = [v if math.isfinite(v) else None for v in record["loss_history"]]
+    write_text_atomic(out / "history.json", json.dumps({**record, "diverged": str(exc)}, indent=1))
+    plot_stats(solver.stats(), out / "curves.png", title=f"{solver.model!r} (diverged)")
+    raise TrainingDiverged(f"{exc} (the history and curves are in {out}/)") from None
 
 
 def _save_interrupted(solver: Solver, args: argparse.Namespace, out: Path, checkpoint: Path) -> NoReturn:

@@ -193,3 +193,31 @@ def test_the_last_line_says_which_parameters_were_kept(tiny_cifar, tmp_path):
     best = max(history)
     last = result.stdout.splitlines()[-1]
     assert last == f"best val acc {best:.3f} at epoch {history.index(best) + 1}, parameters of that epoch kept"
+
+
+# -- a diverged run keeps its record ---------------------------------------------------------------------------------
+
+#: Training "diverges" in the second epoch, after the first epoch's checkpoint was written.
+DIVERGE_LATE = """import fcn.training.history as h
+real = h.History.check_params_finite
+def late(self):
+    if self.iteration > 5:
+        raise h.TrainingDiverged("the parameters W1 became NaN or infinite by iteration 10")
+    return real(self)
+h.History.check_params_finite = late"""
+
+
+def test_a_run_diverging_after_a_checkpoint_keeps_it_with_its_history(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run", prelude=DIVERGE_LATE)
+    assert result.returncode == 1
+    assert "NaN or infinite" in one_error_line(result)
+    assert tree(tmp_path / "run") == ["checkpoint.npz", "curves.png", "history.json"]
+    assert "NaN or infinite" in json.loads((tmp_path / "run" / "history.json").read_text())["diverged"]
+
+
+def test_a_diverging_overwrite_keeps_the_previous_run(tiny_cifar, tmp_path):
+    assert train(tiny_cifar, tmp_path, "--num-iters", "2", "--out", "run").returncode == 0
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("model.npz", "history.json", "curves.png")}
+    result = train(tiny_cifar, tmp_path, "--num-iters", "12", "--out", "run", "--overwrite", "--lr", "1e30")
+    assert result.returncode == 1
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
