@@ -1,7 +1,8 @@
 """``.npz`` files, the one place fcn writes and reads them: whole or not at all, and never through pickle.
 
-:func:`write_npz` writes through a temporary file and ``os.replace``, so a reader sees the old file or the new
-one, never half of one. :func:`read_npz` reads with ``allow_pickle=False`` (loading a file never runs code) and
+:func:`write_npz` writes through :func:`fcn.atomic.write_atomic` (a temporary file and ``os.replace``), so a
+reader sees the old file or the new one, never half of one.
+:func:`read_npz` reads with ``allow_pickle=False`` (loading a file never runs code) and
 turns every way a file can be missing or damaged into one :class:`NpzError` naming the file, which callers
 re-raise as their own error type (checkpoints as :class:`fcn.CheckpointError`, model files as
 :class:`fcn.ModelFileError`). :class:`NpzArchive` reads entry by entry, each entry's header before its data.
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +19,10 @@ from typing import Any
 
 import numpy
 
+from .atomic import write_atomic
 from .validation import InputFileError, regular_file
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
-__all__ = ["NpzError", "NpzArchive", "write_npz", "read_npz", "stale_temp_files"]
+__all__ = ["NpzError", "NpzArchive", "write_npz", "read_npz"]
 
 
 class NpzError(ValueError):
@@ -42,68 +37,14 @@ class NpzError(ValueError):
         self.missing = missing
 
 
-def _temp_affixes(path: Path) -> tuple[str, str]:
-    """How :func:`write_npz` names its temporary file next to ``path``: ``.<name>.<8 random characters>.tmp``."""
-    return f".{path.name}.", ".tmp"
-
-
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> Path:
     """Write ``arrays`` to ``path`` as an ``.npz`` (no pickle) atomically and return the path.
 
-    The arrays go to a temporary file in the same folder (created if needed), which is flushed to disk and then
-    moved into place with ``os.replace``. An error or an interrupt leaves the previous file, if any, as it was
-    and no temporary file behind; only a process killed outright (SIGKILL, power loss) leaves its temporary
-    file, which :func:`stale_temp_files` finds. The writer holds a lock on its temporary file while it writes.
+    As :func:`fcn.atomic.write_atomic` writes every file: through a temporary file in the same folder (created if
+    needed), flushed to disk and moved into place with ``os.replace``. An error or an interrupt leaves the
+    previous file, if any, as it was and no temporary file behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = _temp_affixes(path)
-    # Same folder: os.replace is atomic only within one file system.
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if fcntl is not None:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes, or the process dies
-            numpy.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename, so a crash cannot leave a renamed empty file
-            if fcntl is not None:
-                os.replace(tmp, path)  # still locked: no other writer takes it for a leftover
-        if fcntl is None:
-            os.replace(tmp, path)  # where there are no locks, an open file may not be renamable
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The temporary files of :func:`write_npz` for ``path`` that a killed writer left behind.
-
-    Only regular files named as :func:`write_npz` names them for this ``path``; a file that a live writer is
-    still writing (it holds the lock) is not listed.
-    """
-    path = Path(path)
-    prefix, suffix = _temp_affixes(path)
-    name = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(suffix))  # mkstemp's random part
-    try:
-        candidates = [p for p in path.parent.iterdir() if name.fullmatch(p.name)]
-    except OSError:  # no folder yet: nothing left behind
-        return []
-    return [p for p in candidates if p.is_file() and not p.is_symlink() and not _being_written(p)]
-
-
-def _being_written(path: Path) -> bool:
-    if fcntl is None:  # no advisory locks (Windows): a file's writer cannot be told from a dead one's leftover
-        return True
-    try:
-        with open(path, "rb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:  # vanished or unreadable: not ours to remove
-        return True
-    return False
+    return write_atomic(path, lambda f: numpy.savez(f, **arrays))
 
 
 def _a(what: str) -> str:

@@ -1,8 +1,10 @@
 """The chapter's figures: training curves, first-layer weights and confusion matrices as images.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, not through ``pyplot``: no global state,
-no GUI backend needed, so saving works headless (CI, servers). In a notebook, run ``%matplotlib inline``
-once (it registers the display hook) and the returned figure shows when it is a cell's last value.
+no GUI backend needed, so saving works headless (CI, servers). Figures are saved through
+:func:`fcn.atomic.write_atomic`, in the format the file name's suffix says (PNG without one). In a notebook,
+run ``%matplotlib inline`` once (it registers the display hook) and the returned figure shows when it is a
+cell's last value.
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ from typing import Any
 import numpy
 from matplotlib.figure import Figure
 
+from .atomic import write_atomic
 from .backend import to_host
 
 __all__ = ["plot_stats", "visualize_grid", "plot_weights", "plot_confusion_matrix"]
+
+
+def _save(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Save ``fig`` to ``path`` whole or not at all, replacing (never following) a symlink there."""
+    kind = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    write_atomic(path, lambda f: fig.savefig(f, format=kind, dpi=dpi))
 
 
 def plot_stats(stats: Mapping[str, Any], path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
@@ -39,7 +48,7 @@ def plot_stats(stats: Mapping[str, Any], path: str | os.PathLike | None = None, 
     if title:
         fig.suptitle(title)
     if path is not None:
-        fig.savefig(path, dpi=100)
+        _save(fig, path)
     return fig
 
 
@@ -73,7 +82,7 @@ def plot_weights(
     ax.set_axis_off()
     ax.set_title(f"First-layer weights ({W.shape[1]} hidden units)")
     if path is not None:
-        fig.savefig(path, dpi=100)
+        _save(fig, path)
     return fig
 
 
@@ -120,5 +129,5 @@ def plot_confusion_matrix(
     correct = int(numpy.trace(counts))
     ax.set_title(title or f"Confusion matrix: {correct} of {total} correct ({correct / max(total, 1):.1%})")
     if path is not None:
-        fig.savefig(path, dpi=100)
+        _save(fig, path)
     return fig

@@ -7,6 +7,9 @@ seeded: two calls with the same arguments give the same data, the same model and
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -301,3 +304,40 @@ def rewrite_checkpoint(
         entries.update(arrays or {})
 
     return rewrite_npz(src, change, dst)
+
+
+# -- the command line --------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fcn_command(*args: str, env: dict[str, str] | None = None, prelude: str = "") -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run ``fcn ARGS`` from this checkout (see :func:`fcn_cli`)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("FCN_DEBUG", "FCN_DATA_DIR")}
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])
+    environ.update(env or {})
+    if prelude:
+        code = f"import sys, fcn.cli as cli\n{prelude}\nsys.exit(cli.main(sys.argv[1:]))"
+        return [sys.executable, "-c", code, *args], environ
+    return [sys.executable, "-m", "fcn.cli", *args], environ
+
+
+def fcn_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, prelude: str = "") -> subprocess.CompletedProcess:
+    """Run ``fcn ARGS`` from this checkout in a subprocess; ``prelude`` is Python run before ``main`` (to plant a
+    fault, fix the clock, set the umask)."""
+    command, environ = fcn_command(*args, env=env, prelude=prelude)
+    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess, command: str = "train") -> str:
+    """The single line a failing command prints: ``fcn <command>: error: ...``, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"fcn {command}: error: "), lines[0]
+    return lines[0]
+
+
+def tree(path: Path) -> list[str]:
+    """The files and folders under ``path``, relative to it, sorted (empty when ``path`` does not exist)."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []

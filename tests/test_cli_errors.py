@@ -101,7 +101,8 @@ def test_diverged_training(tiny_cifar, tmp_path):
     result = train(tiny_cifar, tmp_path, "--lr", "1e30", "--num-iters", "10", "--out", "run")
     assert result.returncode == 1
     assert "diverged" in one_error_line(result)
-    assert tree(tmp_path) == []
+    assert {"run/history.json", "run/curves.png"} <= set(tree(tmp_path)) and "run/model.npz" not in tree(tmp_path)
+    assert "diverged" in strict_json(tmp_path / "run" / "history.json")
 
 
 def test_unwritable_out_fails_before_loading_data(tmp_path):
@@ -278,7 +279,7 @@ def test_parameters_that_blew_up_are_not_reported_as_trained(tiny_cifar, tmp_pat
     assert result.returncode == 1
     line = one_error_line(result)
     assert "W1" in line and "NaN or infinite" in line and "learning rate" in line
-    assert tree(tmp_path) == []
+    assert tree(tmp_path) == ["run", "run/curves.png", "run/history.json"]  # what happened, but no model
 
 
 def test_resume_with_a_changed_learning_rate_is_refused(tiny_cifar, tmp_path):

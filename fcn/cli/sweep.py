@@ -22,7 +22,7 @@ from ..sweep import (
     run_sweep,
 )
 from ..sweep.results import describe
-from . import common
+from . import common, rundir
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -138,8 +138,11 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
     """Run ``fcn sweep`` from parsed arguments; prints the best trials and where the results are."""
     options = {k: getattr(args, k) for k in _PASSED_ON}
     options["num_iters"] = args.num_iters if args.num_iters is not None or args.epochs is not None else _NUM_ITERS
+    out = args.out or f"runs/sweep-{common.timestamp()}"
+    claim = None
     try:
         check_sweep_arguments(options)  # before anything is started, read or written
+        claim = rundir.claim(out)  # one writer per folder: a second command for it is refused
         # The file (or the default space) is the base; each option replaces one parameter's spec, so
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
         space = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
@@ -148,7 +151,7 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
             space,
             **options,
             download=not args.no_download,
-            out=args.out or f"runs/sweep-{common.timestamp()}",
+            out=out,
             retrain=not args.no_retrain,
             verbose=not args.quiet,
             command=" ".join(["fcn", *getattr(args, "argv", ["sweep"])]),
@@ -163,6 +166,9 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
     except KeyboardInterrupt:  # while loading or retraining (Tune itself handles Ctrl-C during the trials)
         print("\nfcn sweep: interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        if claim is not None:
+            claim.discard()  # the lock, and the folder too where the sweep wrote nothing there
 
     _report(result)
     if result.interrupted:

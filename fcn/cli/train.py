@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 
 import numpy
 
+from ..atomic import write_text_atomic
 from ..backend import get_backend
 from ..data import get_CIFAR10_data
 from ..factory import CHAPTER_DEFAULTS, HYPERPARAMETERS, ModelConfig, model_fields
@@ -30,6 +32,7 @@ from ..solver import Solver
 from ..sysinfo import machine_info
 from ..training.augment import parse_augment
 from ..training.config import TrainConfig, setting_fields
+from ..training.history import TrainingDiverged
 from . import common, rundir
 from .common import (
     EXIT_INTERRUPTED,
@@ -234,9 +237,9 @@ def train_config(args: argparse.Namespace, checkpoint: Path | None = None) -> Tr
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``fcn train``; returns the summary that is also written to ``history.json``.
 
-    Everything that can be checked before training is checked first (options, backend, output folder), and
-    a run that fails leaves nothing behind: a folder it created is removed again (an interrupted run keeps
-    its folder, with a checkpoint to resume from).
+    Everything that can be checked before training is checked first (options, backend, output folder). A run
+    that fails before writing anything leaves nothing behind (a folder it created is removed again); one that
+    wrote something (a checkpoint to resume from, a history) keeps its folder, whatever stopped it.
     """
     model, config = model_config(args), train_config(args)
     if args.resume and args.out is None:
@@ -248,13 +251,19 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     else:
         run = rundir.prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     try:
+        checkpoint = run.path / "checkpoint.npz"
+        if args.resume and not checkpoint.is_file():
+            raise ValueError(f"--resume: there is no {checkpoint} to continue from (leave out --resume to start anew)")
         # NumPy's overflow warnings would bury fcn's own message: the Solver checks for NaN/inf and says so
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return _train(args, model, config.replace(checkpoint=run.path / "checkpoint.npz"), run.path)
+            # the bar only on a terminal: a redirected run's log gets plain lines, not a stream of \r frames
+            config = config.replace(checkpoint=checkpoint, progress=None if config.progress else False)
+            return _train(args, model, config, run.path)
     except (Exception, KeyboardInterrupt):
-        # only what this run created; an interrupt during training saves a checkpoint and exits with SystemExit
-        run.discard()
+        run.discard()  # only folders this run created, and only while they are empty
         raise
+    finally:
+        run.release()  # the folder's lock: the next command for it may start
 
 
 def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, out: Path) -> dict[str, Any]:
@@ -272,18 +281,17 @@ def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, ou
 
     checkpoint = out / "checkpoint.npz"
     solver = Solver(net, data, config)
-    if args.resume and checkpoint.exists():
+    if args.resume:
         solver.load_checkpoint(checkpoint)  # refuses a checkpoint of other settings, naming them
         say(f"resumed from {checkpoint} at iteration {solver.iteration}")
-    if args.overwrite:  # the new run is ready to start: only now remove the run it replaces
-        for name in rundir.TRAIN_OUTPUTS:
-            (out / name).unlink(missing_ok=True)
 
     t1 = time.perf_counter()
     try:
         solver.train()
     except KeyboardInterrupt:
         _save_interrupted(solver, args, out, checkpoint)
+    except TrainingDiverged as exc:
+        _save_diverged(solver, args, out, exc)
     times = {"load_seconds": round(load_s, 2), "train_seconds": round(time.perf_counter() - t1, 2)}
     return _finish(solver, data, args, out, times)
 
@@ -291,7 +299,12 @@ def _train(args: argparse.Namespace, model: ModelConfig, config: TrainConfig, ou
 def _finish(
     solver: Solver, data: dict[str, Any], args: argparse.Namespace, out: Path, times: dict[str, float]
 ) -> dict[str, Any]:
-    """After training: score; write the checkpoint, the model file, the plots and history.json; say where."""
+    """After training: score; write the checkpoint, then the model file, the plots and history.json; say where.
+
+    The checkpoint comes first: whatever stops the rest, the run can be resumed (and finished) from it. The
+    other files are staged and moved into place together, so the folder holds the previous result (that
+    ``--overwrite`` replaces) or this one, never a mix.
+    """
     from ..plotting import plot_stats, plot_weights  # matplotlib is slow to import: only once there is a figure
 
     net, checkpoint, stats = solver.model, out / "checkpoint.npz", solver.stats()
@@ -299,29 +312,19 @@ def _finish(
     val_acc = solver.check_accuracy(data["X_val"], data["y_val"]) if args.num_val else None
     test_acc = solver.check_accuracy(data["X_test"], data["y_test"]) if args.num_test else None
     solver.save_checkpoint(checkpoint)  # the last parameters to continue from, and the best ones the model now has
-    # The model alone, with the preprocessing its inputs need: what fcn evaluate / fcn predict / fcn.load_model read
-    model_file = save_model(
-        net, out / "model.npz", mean_image=data["mean_image"], class_names=[str(c) for c in data["class_names"]]
-    )
-    plot_stats(stats, out / "curves.png", title=repr(net))
-    plot_weights(net.params["W1"], path=out / "weights.png")
-
-    summary = {
-        "command": " ".join(["fcn", *args.argv]),
-        "config": {k: v for k, v in vars(args).items() if k != "argv"},
-        "settings": solver.config.to_json(),
-        "model": repr(net),
-        "data_dir": str(args.data_dir or os.environ.get("FCN_DATA_DIR") or "default cache"),
-        "iterations": solver.iteration,
-        "best_val_acc": stats["best_val_acc"],
-        "val_acc": val_acc,
-        "test_acc": test_acc,
-        **times,
-        "machine": machine_info(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **stats,
-    }
-    (out / "history.json").write_text(json.dumps(summary, indent=1))
+    summary = {**_record(solver, args), "val_acc": val_acc, "test_acc": test_acc, **times}
+    outputs = rundir.Outputs(out)
+    try:
+        # the model alone, with the preprocessing its inputs need: what fcn evaluate / predict / load_model read
+        class_names = [str(c) for c in data["class_names"]]
+        save_model(net, outputs.path("model.npz"), mean_image=data["mean_image"], class_names=class_names)
+        plot_stats(stats, outputs.path("curves.png"), title=repr(net))
+        plot_weights(net.params["W1"], path=outputs.path("weights.png"))
+        write_text_atomic(outputs.path("history.json"), json.dumps(summary, indent=1))
+        outputs.commit()
+    finally:
+        outputs.discard()
+    model_file = out / "model.npz"
     if val_acc is None:
         print("final validation accuracy: n/a (no validation set: the last parameters were kept)")
     else:
@@ -332,15 +335,64 @@ def _finish(
         "checkpoint.npz, model.npz)"
     )
     print(f"use the model: fcn evaluate {model_file}  |  fcn predict {model_file} IMAGE...")
+    print(_kept(stats, solver.iteration))
     return summary
 
 
+def _kept(stats: dict[str, Any], iteration: int) -> str:
+    """The last line of a run: which parameters the model file holds (the best epoch's, or the last ones)."""
+    if stats["best_val_acc"] is None:
+        return f"no validation set: parameters of the last iteration ({iteration}) kept"
+    # one evaluation per epoch (the last may end a partial epoch): the first best is the snapshot kept
+    epoch = stats["val_acc_history"].index(stats["best_val_acc"]) + 1
+    return f"best val acc {stats['best_val_acc']:.3f} at epoch {epoch}, parameters of that epoch kept"
+
+
+def _record(solver: Solver, args: argparse.Namespace) -> dict[str, Any]:
+    """What history.json says of every run: the command, its settings, the model, the machine, the histories."""
+    return {
+        "command": " ".join(["fcn", *args.argv]),
+        "config": {k: v for k, v in vars(args).items() if k != "argv"},
+        "settings": solver.config.to_json(),
+        "model": repr(solver.model),
+        "data_dir": str(args.data_dir or os.environ.get("FCN_DATA_DIR") or "default cache"),
+        "iterations": solver.iteration,
+        "machine": machine_info(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **solver.stats(),
+    }
+
+
+def _save_diverged(solver: Solver, args: argparse.Namespace, out: Path, exc: TrainingDiverged) -> NoReturn:
+    """Training diverged: keep its history and curves (no model file) so the user sees what happened.
+
+    Not over the run that ``--overwrite`` would have replaced: that one stays as it was.
+    """
+    from ..plotting import plot_stats
+
+    if args.overwrite:
+        raise exc
+    record = _record(solver, args)
+    # NaN and infinity are no JSON: the losses that blew up are written as null
+    record["loss_history"] = [v if math.isfinite(v) else None for v in record["loss_history"]]
+    write_text_atomic(out / "history.json", json.dumps({**record, "diverged": str(exc)}, indent=1))
+    plot_stats(solver.stats(), out / "curves.png", title=f"{solver.model!r} (diverged)")
+    raise TrainingDiverged(f"{exc} (the history and curves are in {out}/)") from None
+
+
 def _save_interrupted(solver: Solver, args: argparse.Namespace, out: Path, checkpoint: Path) -> NoReturn:
-    """Ctrl-C during training: save the state if it is whole, say how to continue, exit with 130."""
+    """Ctrl-C during training: save the state if it is whole, say how to continue, exit with 130.
+
+    The history so far is written too, except over the run that ``--overwrite`` replaces only once this one
+    has finished (the checkpoint holds it anyway).
+    """
     resume = "--resume" if args.out is not None else f"--out {out} --resume"
+    if args.overwrite:
+        resume = "--resume instead of --overwrite"
     if solver.consistent:  # the usual case: the interrupt was held back until the step or epoch end was complete
         solver.save_checkpoint(checkpoint)
-        (out / "history.json").write_text(json.dumps(solver.stats(), indent=1))
+        if not args.overwrite:
+            write_text_atomic(out / "history.json", json.dumps(solver.stats(), indent=1))
         print(
             f"\ninterrupted at iteration {solver.iteration}: state saved to {checkpoint}; "
             f"continue with the same command plus {resume}",
@@ -349,7 +401,7 @@ def _save_interrupted(solver: Solver, args: argparse.Namespace, out: Path, check
         raise SystemExit(EXIT_INTERRUPTED) from None
     if not checkpoint.exists():
         print("\ninterrupted in the middle of the first epoch: nothing to resume", file=sys.stderr)
-        raise KeyboardInterrupt  # train_command removes the folder this run created
+        raise KeyboardInterrupt  # train_command removes the folder this run created, now empty
     print(
         f"\ninterrupted in the middle of a step; {checkpoint}, written at the last epoch end, is intact: "
         f"continue with the same command plus {resume}",

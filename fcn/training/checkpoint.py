@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
+from ..atomic import stale_temp_files
 from ..backend import to_backend, to_host
-from ..npz import NpzError, read_npz, stale_temp_files, write_npz
+from ..npz import NpzError, read_npz, write_npz
 from ..validation import check_float, check_int
 from .config import setting_differences
 from .optimizer import OptimizerStateError

@@ -174,11 +174,11 @@ class History:
         bar.set_postfix(loss=f"{self.loss_history[-1]:.3f}", lr=f"{self.learning_rate:.2e}",
                         train=f"{train_acc:.3f}", val=val_text)  # fmt: skip
         if self.verbose:
+            # whole epochs: a run that ends mid-epoch says so with its iteration, not "Epoch 2.4 / 2.4"
             ipe = self.iterations_per_epoch
-            tqdm.write(
-                f"(Epoch {self.iteration / ipe:.4g} / {self.num_iters / ipe:.4g}) "
-                f"train acc: {train_acc:.3f}; val acc: {val_text}"
-            )
+            epoch, total = -(-self.iteration // ipe), -(-self.num_iters // ipe)
+            partial = f", iteration {self.iteration}" if self.iteration % ipe else ""
+            tqdm.write(f"(Epoch {epoch} / {total}{partial}) train acc: {train_acc:.3f}; val acc: {val_text}")
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
         if self.patience_exhausted():

@@ -100,3 +100,10 @@ def test_check_accuracy_moves_host_data_to_a_device_model():
     assert device_solver.check_accuracy(data["X_val"], data["y_val"]) == expected
     manual = float(np.mean(np.argmax(host_solver.model.loss(data["X_val"]), axis=1) == data["y_val"]))
     assert expected == manual
+
+
+def test_epochs_in_the_log_are_whole_numbers(capsys):
+    # 60 samples in batches of 10: 6 iterations an epoch; 9 iterations end in the middle of the second
+    Solver(RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10, num_iters=9, verbose=True)).train()
+    epochs = [line.split(")")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("(Epoch")]
+    assert epochs == ["(Epoch 1 / 2", "(Epoch 2 / 2, iteration 9"]
