@@ -41,6 +41,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -54,6 +55,7 @@ __all__ = [
     "CIFAR10_MD5",
     "CIFAR10_URL",
     "DATA_DIR_ENV",
+    "DATA_DIR_OPTION",
     "META_FILE",
     "TEST_BATCH",
     "TRAIN_BATCHES",
@@ -74,6 +76,10 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 #: Environment variable naming the data folder (overrides the per-user cache folder).
 DATA_DIR_ENV = "FCN_DATA_DIR"
+
+#: How the caller names the data folder, in messages that say where to point it: the Python argument, or the
+#: command line's option (the ``fcn`` command sets ``--data-dir`` while it runs).
+DATA_DIR_OPTION: ContextVar[str] = ContextVar("DATA_DIR_OPTION", default="root=...")
 
 #: Layout of the extracted archive.
 BATCHES_DIRNAME = "cifar-10-batches-py"
@@ -137,7 +143,7 @@ def _missing_files(batches_dir: Path) -> list[str]:
 def _manual_instructions(install_dir: Path, url: str) -> str:
     return (
         f"Download {url} yourself and extract it so that {install_dir / BATCHES_DIRNAME / TRAIN_BATCHES[0]} "
-        f"exists, or set {DATA_DIR_ENV} (or pass root=...) to a folder that contains {BATCHES_DIRNAME}/."
+        f"exists, or point {DATA_DIR_OPTION.get()} (or {DATA_DIR_ENV}) at a folder that contains {BATCHES_DIRNAME}/."
     )
 
 

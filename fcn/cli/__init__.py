@@ -21,6 +21,7 @@ import traceback
 from typing import Any, NoReturn
 
 from .. import __version__
+from ..data import DATA_DIR_OPTION
 from ..inference import ImageFileError
 from ..sysinfo import collect_env, format_env
 from . import evaluate, sweep, train
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     debug = getattr(args, "debug", False) or os.environ.get("FCN_DEBUG", "").strip() not in ("", "0")
     prog = f"fcn {args.command}"
+    option = DATA_DIR_OPTION.set("--data-dir")  # messages about the data folder name the option, not root=
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -162,4 +164,6 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return code
+    finally:
+        DATA_DIR_OPTION.reset(option)
     return 0
