@@ -42,14 +42,23 @@ def other_data(tmp_path_factory) -> Path:
     return root
 
 
-def evaluate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``fcn evaluate ARGS`` with an empty user cache and no ``$FCN_DATA_DIR`` unless ``env`` sets one."""
-    cache = cwd / "empty-cache"
-    cache.mkdir(exist_ok=True)
-    return fcn_cli("evaluate", *args, cwd=cwd, env={"XDG_CACHE_HOME": str(cache), **(env or {})})
+@pytest.fixture(scope="module")
+def no_cached_data(tmp_path_factory) -> dict[str, str]:
+    """The environment of a user with no CIFAR-10 in the cache (one cache, so matplotlib builds its own once)."""
+    return {"XDG_CACHE_HOME": str(tmp_path_factory.mktemp("empty-cache"))}
 
 
-def test_evaluate_reads_the_data_the_run_trained_on(run):
+@pytest.fixture
+def evaluate(no_cached_data):
+    """``fcn evaluate ARGS`` with nothing in the user cache and no ``$FCN_DATA_DIR`` unless ``env`` sets one."""
+
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return fcn_cli("evaluate", *args, cwd=cwd, env={**no_cached_data, **(env or {})})
+
+    return run
+
+
+def test_evaluate_reads_the_data_the_run_trained_on(evaluate, run):
     result = evaluate("run/model.npz", "--no-download", cwd=run.parent)
     assert result.returncode == 0, result.stderr
     assert " of 50 images)" in result.stdout
@@ -58,14 +67,14 @@ def test_evaluate_reads_the_data_the_run_trained_on(run):
     )
 
 
-def test_the_run_s_data_comes_before_fcn_data_dir(run, other_data):
+def test_the_run_s_data_comes_before_fcn_data_dir(evaluate, run, other_data):
     result = evaluate("run/model.npz", "--no-download", cwd=run.parent, env={"FCN_DATA_DIR": str(other_data)})
     assert result.returncode == 0, result.stderr
     assert " of 50 images)" in result.stdout
 
 
 @pytest.mark.parametrize("history", [None, {"data_dir": "gone"}, ["not", "a", "run"]], ids=["none", "gone", "other"])
-def test_without_the_run_s_data_fcn_data_dir_is_next(run, other_data, tmp_path, history):
+def test_without_the_run_s_data_fcn_data_dir_is_next(evaluate, run, other_data, tmp_path, history):
     shutil.copy(run / "model.npz", tmp_path / "model.npz")
     if history is not None:
         (tmp_path / "history.json").write_text(json.dumps(history))
@@ -74,13 +83,13 @@ def test_without_the_run_s_data_fcn_data_dir_is_next(run, other_data, tmp_path, 
     assert " of 30 images)" in result.stdout and "($FCN_DATA_DIR)" in result.stdout
 
 
-def test_data_dir_comes_first(run, other_data):
+def test_data_dir_comes_first(evaluate, run, other_data):
     result = evaluate("run/model.npz", "--data-dir", str(other_data), "--no-download", cwd=run.parent)
     assert result.returncode == 0, result.stderr
     assert " of 30 images)" in result.stdout and "(--data-dir)" in result.stdout
 
 
-def test_a_data_dir_that_does_not_exist_is_an_error_not_a_download_target(run):
+def test_a_data_dir_that_does_not_exist_is_an_error_not_a_download_target(evaluate, run):
     result = evaluate("run/model.npz", "--data-dir", "typo", cwd=run.parent)  # downloads allowed
     assert result.returncode == 2
     assert one_error_line(result, "evaluate") == "fcn evaluate: error: --data-dir typo not found"
@@ -88,10 +97,35 @@ def test_a_data_dir_that_does_not_exist_is_an_error_not_a_download_target(run):
 
 
 @pytest.mark.parametrize("args", [["evaluate", "model.npz"], ["train", "--out", "new-run"]], ids=lambda a: a[0])
-def test_messages_about_missing_data_name_the_option(run, tmp_path, args):
+def test_messages_about_missing_data_name_the_option(no_cached_data, run, tmp_path, args):
     shutil.copy(run / "model.npz", tmp_path / "model.npz")  # no history.json: the (empty) cache is looked in
-    env = {"XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
-    result = fcn_cli(*args, "--no-download", cwd=tmp_path, env=env)
+    result = fcn_cli(*args, "--no-download", cwd=tmp_path, env=no_cached_data)
     assert result.returncode == 1
     line = one_error_line(result, args[0])
     assert "CIFAR-10 not found" in line and "--data-dir" in line and "root=" not in line
+
+
+@pytest.mark.parametrize(
+    ("out", "written"),
+    [
+        (None, "run/model-confusion.png"),
+        ("cm.png", "cm.png"),
+        ("confusion", "confusion.png"),
+        ("figs/cm", "figs/cm.png"),
+        ("new-folder/", "new-folder/model-confusion.png"),
+        ("a-folder", "a-folder/model-confusion.png"),
+    ],
+    ids=["default", "png", "no-suffix", "no-suffix-in-new-folder", "new-folder", "existing-folder"],
+)
+def test_the_figure_is_written_where_the_message_says(evaluate, run, tmp_path, out, written):
+    shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("*-confusion.png"))  # of other tests
+    (tmp_path / "a-folder").mkdir()
+    before = set(tmp_path.rglob("*"))
+    data = ["--data-dir", str(run.parent / "data"), "--no-download"]
+    result = evaluate("run/model.npz", *data, *(["--out", out] if out else []), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = [line for line in result.stdout.splitlines() if line.startswith("confusion matrix: ")]
+    assert printed == [f"confusion matrix: {Path(written)}"]
+    assert (tmp_path / written).read_bytes()[:8] == PNG_MAGIC
+    created = {p for p in set(tmp_path.rglob("*")) - before if p.is_file()}
+    assert created == {tmp_path / written}

@@ -55,7 +55,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--backend", default="numpy", help="numpy, cupy, torch or array_api_strict")
     parser.add_argument(
-        "--out", default=None, help="where to write the confusion matrix PNG (default: <model>-confusion.png)"
+        "--out",
+        default=None,
+        help="the confusion matrix PNG: a file (.png is added to a name without it) or a folder, which gets "
+        "<model>-confusion.png (default: <model>-confusion.png next to MODEL)",
     )
 
 
@@ -72,7 +75,7 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     from ..plotting import plot_confusion_matrix  # matplotlib is slow to import: only when a figure is drawn
 
     model_path = Path(args.model)
-    out = Path(args.out) if args.out else model_path.with_name(f"{model_path.stem}-confusion.png")
+    out = _figure_path(args.out, model_path)
     net = load_model(model_path, backend=args.backend)
     data_dir, source = _data_dir(args.data_dir, model_path)
     result = evaluate(net, data_dir, num_test=args.num_test, download=not args.no_download)
@@ -92,6 +95,18 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     plot_confusion_matrix(result["confusion"], result["class_names"], out)
     print(f"confusion matrix: {out}")
     return {**result, "figure": str(out)}
+
+
+def _figure_path(out: str | None, model_path: Path) -> Path:
+    """Where ``--out`` puts the confusion matrix: a folder (one that exists, or written with a trailing ``/``)
+    gets ``<model>-confusion.png``; a file name is used as given, with ``.png`` added unless it ends so."""
+    name = f"{model_path.stem}-confusion.png"
+    if not out:
+        return model_path.with_name(name)
+    path = Path(out).expanduser()
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        return path / name
+    return path if path.suffix.lower() == ".png" else path.with_name(f"{path.name}.png")
 
 
 def _data_dir(given: str | None, model_path: Path) -> tuple[Path | None, str]:

@@ -217,6 +217,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 def train_config(args: argparse.Namespace, checkpoint: Path | None = None) -> TrainConfig:
     """The training settings ``args`` describe (an option left out takes the library's default)."""
+    if args.patience is not None and args.num_val == 0:  # early stopping counts evaluations on the validation set
+        raise ValueError("--patience needs a validation set, but --num-val is 0")
     for name, text in HYPERPARAMETERS.items():
         rules = rules_taking(name)
         if getattr(args, name) is not None and args.update_rule not in rules:
