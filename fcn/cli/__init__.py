@@ -68,7 +68,7 @@ def build_parser() -> _Parser:
     train.add_train_arguments(_subcommand(parser, sub, "train", "train a network on CIFAR-10", train.DESCRIPTION))
     sweep.add_sweep_arguments(
         _subcommand(
-            parser, sub, "sweep", "hyperparameter search on CIFAR-10 (Ray Tune; pip install 'fcn-cifar[sweep]')",
+            parser, sub, "sweep", "hyperparameter search on CIFAR-10 (Ray Tune: the sweep extra)",
             sweep.DESCRIPTION,
         )
     )  # fmt: skip
