@@ -21,11 +21,8 @@ module only ever unpickles the dataset's own files (the names above, inside the 
 so with an unpickler that refuses every global except the few NumPy array constructors the files need.
 Never use it, or ``pickle``, to read model files or anything else a user hands you.
 
-Typical use (the shapes printed are those of the defaults)::
-
-    data = get_CIFAR10_data()
-    for k, v in data.items():
-        print(k, v.shape)   # X_train (49000, 3, 32, 32), y_train (49000,), ..., class_names (10,), ...
+Typical use: ``data = get_CIFAR10_data()`` holds, with the default sizes, ``X_train`` (49000, 3, 32, 32),
+``y_train`` (49000,), ..., ``class_names`` (10,), ...
 """
 
 from __future__ import annotations
@@ -55,7 +52,6 @@ __all__ = [
     "CIFAR10_MD5",
     "CIFAR10_URL",
     "DATA_DIR_ENV",
-    "DATA_DIR_OPTION",
     "META_FILE",
     "TEST_BATCH",
     "TRAIN_BATCHES",
@@ -76,9 +72,7 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 #: Environment variable naming the data folder (overrides the per-user cache folder).
 DATA_DIR_ENV = "FCN_DATA_DIR"
-
-#: How the caller names the data folder, in messages that say where to point it: the Python argument, or the
-#: command line's option (the ``fcn`` command sets ``--data-dir`` while it runs).
+#: How messages name the data folder's argument: ``root=...``, or ``--data-dir`` while the ``fcn`` command runs.
 DATA_DIR_OPTION: ContextVar[str] = ContextVar("DATA_DIR_OPTION", default="root=...")
 
 #: Layout of the extracted archive.
