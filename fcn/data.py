@@ -21,11 +21,8 @@ module only ever unpickles the dataset's own files (the names above, inside the 
 so with an unpickler that refuses every global except the few NumPy array constructors the files need.
 Never use it, or ``pickle``, to read model files or anything else a user hands you.
 
-Typical use (the shapes printed are those of the defaults)::
-
-    data = get_CIFAR10_data()
-    for k, v in data.items():
-        print(k, v.shape)   # X_train (49000, 3, 32, 32), y_train (49000,), ..., class_names (10,), ...
+Typical use: ``data = get_CIFAR10_data()`` holds, with the default sizes, ``X_train`` (49000, 3, 32, 32),
+``y_train`` (49000,), ..., ``class_names`` (10,), ...
 """
 
 from __future__ import annotations
@@ -41,6 +38,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -74,6 +72,8 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 #: Environment variable naming the data folder (overrides the per-user cache folder).
 DATA_DIR_ENV = "FCN_DATA_DIR"
+#: How messages name the data folder's argument: ``root=...``, or ``--data-dir`` while the ``fcn`` command runs.
+DATA_DIR_OPTION: ContextVar[str] = ContextVar("DATA_DIR_OPTION", default="root=...")
 
 #: Layout of the extracted archive.
 BATCHES_DIRNAME = "cifar-10-batches-py"
@@ -137,7 +137,7 @@ def _missing_files(batches_dir: Path) -> list[str]:
 def _manual_instructions(install_dir: Path, url: str) -> str:
     return (
         f"Download {url} yourself and extract it so that {install_dir / BATCHES_DIRNAME / TRAIN_BATCHES[0]} "
-        f"exists, or set {DATA_DIR_ENV} (or pass root=...) to a folder that contains {BATCHES_DIRNAME}/."
+        f"exists, or point {DATA_DIR_OPTION.get()} (or {DATA_DIR_ENV}) at a folder that contains {BATCHES_DIRNAME}/."
     )
 
 

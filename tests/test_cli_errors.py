@@ -198,6 +198,14 @@ def test_shallow_with_two_hidden_sizes_is_a_usage_error(tiny_cifar, tmp_path):
     assert tree(tmp_path) == []
 
 
+def test_patience_without_a_validation_set_is_a_usage_error(tiny_cifar, tmp_path):
+    result = train(tiny_cifar, tmp_path, "--num-val", "0", "--patience", "2", "--epochs", "1")
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "--patience" in line and "--num-val is 0" in line
+    assert tree(tmp_path) == []
+
+
 # -- runs never overwrite each other ----------------------------------------------------------------------------
 
 

@@ -375,6 +375,7 @@ def test_command_errors_name_the_file(trained, tmp_path, capsys):
     assert "missing.png does not exist" in error_of(
         ["predict", str(out / "model.npz"), str(tmp_path / "missing.png")], 2
     )
+    (tmp_path / "no-data").mkdir()
     assert "FCN_DATA_DIR" in error_of(
-        ["evaluate", str(out / "model.npz"), "--data-dir", str(tmp_path / "nowhere"), "--no-download"]
+        ["evaluate", str(out / "model.npz"), "--data-dir", str(tmp_path / "no-data"), "--no-download"]
     )

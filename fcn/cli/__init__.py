@@ -7,7 +7,8 @@ The package holds the parser and the dispatch (here), the options shared by seve
 Errors: every subcommand prints one line, ``fcn <command>: error: <what is wrong>``, and exits with
 1 when the command could not be carried out (backend, data, checkpoint, diverged training, file system),
 2 when the command line or its input is wrong (an option's value, sizes that do not fit the data, an
-output folder that holds another run), 130 when interrupted. ``--debug`` (or ``FCN_DEBUG=1``) adds the
+output folder that holds another run), 130 when interrupted, 141 (as for a tool killed by SIGPIPE, quietly)
+when the output's reader went away (``fcn info | head -1``). ``--debug`` (or ``FCN_DEBUG=1``) adds the
 traceback. Anything else is a bug in fcn: it is reported with its traceback.
 """
 
@@ -21,10 +22,11 @@ import traceback
 from typing import Any, NoReturn
 
 from .. import __version__
+from ..data import DATA_DIR_OPTION
 from ..inference import ImageFileError
 from ..sysinfo import collect_env, format_env
 from . import evaluate, export, sweep, train
-from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DefaultsFormatter
+from .common import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DefaultsFormatter
 from .rundir import RunExistsError
 
 __all__ = ["main", "build_parser", "info_command", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -56,7 +58,8 @@ def build_parser() -> _Parser:
     parser = _Parser(
         prog="fcn",
         description="Fully connected networks on CIFAR-10, with NumPy (CPU) or CuPy (GPU).",
-        epilog="exit codes: 0 success, 1 the command failed, 2 bad command line or input, 130 interrupted",
+        epilog="exit codes: 0 success, 1 the command failed, 2 bad command line or input, 130 interrupted, "
+        "141 output pipe closed",
     )
     parser.add_argument("--version", action="version", version=f"fcn {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or FCN_DEBUG=1)")
@@ -65,7 +68,7 @@ def build_parser() -> _Parser:
     train.add_train_arguments(_subcommand(parser, sub, "train", "train a network on CIFAR-10", train.DESCRIPTION))
     sweep.add_sweep_arguments(
         _subcommand(
-            parser, sub, "sweep", "hyperparameter search on CIFAR-10 (Ray Tune; pip install 'fcn-cifar[sweep]')",
+            parser, sub, "sweep", "hyperparameter search on CIFAR-10 (Ray Tune: the sweep extra)",
             sweep.DESCRIPTION,
         )
     )  # fmt: skip
@@ -135,6 +138,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _drop_stdout() -> None:
+    """The reader of stdout has gone (``fcn info | head -1``): send what is still buffered nowhere, quietly.
+
+    Python would otherwise report the failed final flush at exit ("Exception ignored ... BrokenPipeError").
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (replaced in-process): nothing is flushed at exit then
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``fcn`` command. Returns the exit code (see the module docstring); errors are one line on stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -145,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     debug = getattr(args, "debug", False) or os.environ.get("FCN_DEBUG", "").strip() not in ("", "0")
     prog = f"fcn {args.command}"
+    option = DATA_DIR_OPTION.set("--data-dir")  # messages about the data folder name the option, not root=
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # a pipe closed early fails here, not in the interpreter's exit
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
@@ -166,4 +187,6 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return code
+    finally:
+        DATA_DIR_OPTION.reset(option)
     return 0

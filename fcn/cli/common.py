@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
+    "EXIT_BROKEN_PIPE",
     "add_data_arguments",
     "flags",
     "timestamp",
@@ -26,6 +27,8 @@ __all__ = [
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: The reader of the output went away (``fcn info | head -1``): what a shell reports for a tool killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 def _number(kind: Callable[[str], Any], check: Callable[[Any], bool], what: str) -> Callable[[str], Any]:

@@ -77,6 +77,8 @@ HELP = {
     "dropout_keep_ratio": "probability of keeping a hidden unit in training (1: no dropout; --model fc)",
     "num_train_samples": "training samples (a fixed random subset) scored for the train-accuracy history",
     "cuda_graph": "replay the step as a CUDA graph (default: as $FCN_CUDA_GRAPH says; off without it)",
+    "patience": "stop after this many evaluations without a better validation accuracy (default: train to the end)",
+    "clip_grad_norm": "rescale the gradients to at most this global L2 norm (default: no clipping)",
 }
 
 #: Settings that may be 0 (every other number must be positive).
@@ -115,8 +117,8 @@ def _keep_ratio(text: str) -> float:
 def _augment(text: str) -> str | None:
     try:
         return ",".join(parse_augment(text)) or None
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError as exc:  # argparse names the option already: "argument --augment: unknown augmentation ..."
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("augment: ")) from None
 
 
 #: Parsers where the field's type alone says too little (sizes, named scales, ranges, the library's own parser).
@@ -218,6 +220,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 def train_config(args: argparse.Namespace, checkpoint: Path | None = None) -> TrainConfig:
     """The training settings ``args`` describe (an option left out takes the library's default)."""
+    if args.patience is not None and args.num_val == 0:  # early stopping counts evaluations on the validation set
+        raise ValueError("--patience needs a validation set, but --num-val is 0")
     for name, text in HYPERPARAMETERS.items():
         rules = rules_taking(name)
         if getattr(args, name) is not None and args.update_rule not in rules:
