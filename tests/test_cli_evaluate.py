@@ -62,9 +62,15 @@ def test_evaluate_reads_the_data_the_run_trained_on(evaluate, run):
     result = evaluate("run/model.npz", "--no-download", cwd=run.parent)
     assert result.returncode == 0, result.stderr
     assert " of 50 images)" in result.stdout
-    assert f"test images: {Path('data') / 'cifar-10-batches-py' / 'test_batch'} (the data folder of the run" in (
-        result.stdout
-    )
+    data = run.parent / "data" / "cifar-10-batches-py" / "test_batch"
+    assert f"test images: {data} (the data folder of the run" in result.stdout
+
+
+def test_a_relative_data_dir_is_found_from_another_folder(evaluate, run):
+    """The run was trained with ``--data-dir data`` (relative): its history records the folder absolutely."""
+    result = evaluate("model.npz", "--no-download", cwd=run)
+    assert result.returncode == 0, result.stderr
+    assert " of 50 images)" in result.stdout
 
 
 def test_the_run_s_data_comes_before_fcn_data_dir(evaluate, run, other_data):

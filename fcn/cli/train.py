@@ -352,6 +352,10 @@ def _kept(stats: dict[str, Any], iteration: int) -> str:
     return f"best val acc {stats['best_val_acc']:.3f} at epoch {epoch}, parameters of that epoch kept"
 
 
+def _absolute(folder: str | None) -> str | None:
+    return os.path.abspath(folder) if folder else None  # not resolve(): the path as the user sees it, links kept
+
+
 def _record(solver: Solver, args: argparse.Namespace) -> dict[str, Any]:
     """What history.json says of every run: the command, its settings, the model, the machine, the histories."""
     return {
@@ -359,7 +363,8 @@ def _record(solver: Solver, args: argparse.Namespace) -> dict[str, Any]:
         "config": {k: v for k, v in vars(args).items() if k != "argv"},
         "settings": solver.config.to_json(),
         "model": repr(solver.model),
-        "data_dir": str(args.data_dir or os.environ.get("FCN_DATA_DIR") or "default cache"),
+        # absolute: fcn evaluate reads it from wherever it is run
+        "data_dir": _absolute(args.data_dir or os.environ.get("FCN_DATA_DIR")) or "default cache",
         "iterations": solver.iteration,
         "machine": machine_info(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
