@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 try:
     from _cifar_fixtures import tiny_train_args, write_cifar10
+    from helpers import fcn_cli, one_error_line, tree
 except ImportError:  # pragma: no cover - tests imported as a package
     from ._cifar_fixtures import tiny_train_args, write_cifar10
-
-REPO = Path(__file__).resolve().parents[1]
+    from .helpers import fcn_cli, one_error_line, tree
 
 
 @pytest.fixture(scope="module")
@@ -32,35 +31,9 @@ def tiny_cifar(tmp_path_factory):
     return root
 
 
-def fcn_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, prelude: str = "") -> subprocess.CompletedProcess:
-    """Run ``fcn ARGS`` from this checkout; ``prelude`` is Python run before ``main`` (e.g. to fix the clock)."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("FCN_DEBUG", "FCN_DATA_DIR")}
-    environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])
-    environ.update(env or {})
-    if prelude:
-        code = f"import sys, fcn.cli as cli\n{prelude}\nsys.exit(cli.main(sys.argv[1:]))"
-        command = [sys.executable, "-c", code, *args]
-    else:
-        command = [sys.executable, "-m", "fcn.cli", *args]
-    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=300)
-
-
 def train(tiny_cifar: Path, cwd: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
     small = ["--num-train", "250", "--num-val", "50", "--num-test", "50", "--batch-size", "50", "--quiet"]
     return fcn_cli("train", "--data-dir", str(tiny_cifar), "--no-download", *small, *extra, cwd=cwd, **kw)
-
-
-def one_error_line(result: subprocess.CompletedProcess, command: str = "train") -> str:
-    """The single line a failing command prints: ``fcn <command>: error: ...``, no traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"fcn {command}: error: "), lines[0]
-    return lines[0]
-
-
-def tree(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
 
 
 # -- library errors: one line, an exit code, nothing left behind ---------------------------------------------

@@ -15,10 +15,10 @@ import pytest
 
 try:
     from _cifar_fixtures import write_cifar10
-    from test_cli_errors import fcn_cli, one_error_line
+    from helpers import fcn_cli, one_error_line
 except ImportError:  # pragma: no cover - tests imported as a package
     from ._cifar_fixtures import write_cifar10
-    from .test_cli_errors import fcn_cli, one_error_line
+    from .helpers import fcn_cli, one_error_line
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

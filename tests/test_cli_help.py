@@ -18,9 +18,9 @@ import fcn
 from fcn.cli import build_parser
 
 try:
-    from test_cli_errors import REPO, fcn_cli, one_error_line
+    from helpers import REPO, fcn_cli, one_error_line
 except ImportError:  # pragma: no cover - tests imported as a package
-    from .test_cli_errors import REPO, fcn_cli, one_error_line
+    from .helpers import REPO, fcn_cli, one_error_line
 
 COMMANDS = ["", "train", "sweep", "evaluate", "predict", "info"]
 

@@ -23,10 +23,10 @@ from fcn.sweep import MissingRayError, SweepError, TrialSettings, parse_spec, re
 
 try:
     from _cifar_fixtures import write_cifar10
-    from test_cli_errors import fcn_cli, one_error_line
+    from helpers import fcn_cli, one_error_line
 except ImportError:  # pragma: no cover - tests imported as a package
     from ._cifar_fixtures import write_cifar10
-    from .test_cli_errors import fcn_cli, one_error_line
+    from .helpers import fcn_cli, one_error_line
 
 CHANCE = 0.1
 GOOD_LR, TINY_LR, DIVERGING_LR = 0.05, 1e-6, 1e4
