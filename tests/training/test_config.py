@@ -21,6 +21,7 @@ from helpers import (
 )
 
 from fcn import Solver
+from fcn.training import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -109,3 +110,33 @@ def test_augmentation_off_keeps_the_chapters_run():
                warmup_epochs=0, patience=None, clip_grad_norm=None, **base)  # fmt: skip
     a.train(), b.train()
     assert a.loss_history == b.loss_history
+
+
+@pytest.mark.parametrize("options", [{"num_epochs": 0}, {"num_train_samples": 1}, {"lr_decay": 1.5}])
+def test_boundary_settings_are_accepted(options):
+    config = TrainConfig(**options)
+    assert all(getattr(config, k) == v for k, v in options.items())
+
+
+def test_a_bad_seed_names_the_seed_setting():
+    with pytest.raises(ValueError, match=r"^seed must"):
+        TrainConfig(seed=-1)
+
+
+def test_to_json_writes_the_checkpoint_path_as_text_and_from_json_reads_it_back(tmp_path):
+    config = TrainConfig(checkpoint=tmp_path / "run.npz", optim_config={"learning_rate": 0.5})
+    values = config.to_json()
+    assert values["checkpoint"] == str(tmp_path / "run.npz")
+    assert values["optim_config"]["learning_rate"] == 0.5
+    assert TrainConfig.from_json(json.loads(json.dumps(values))).to_json() == values
+
+
+def test_from_json_refuses_unknown_keys_naming_them():
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) 'bogus', 'zeta'"):
+        TrainConfig.from_json({"batch_size": 5, "zeta": 1, "bogus": 2})
+
+
+def test_replace_applies_and_checks_the_changes():
+    assert TrainConfig().replace(batch_size=7).batch_size == 7
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig().replace(batch_size=0)
