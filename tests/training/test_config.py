@@ -140,3 +140,27 @@ def test_replace_applies_and_checks_the_changes():
     assert TrainConfig().replace(batch_size=7).batch_size == 7
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig().replace(batch_size=0)
+
+
+def test_a_built_in_rule_is_completed_with_its_defaults():
+    assert TrainConfig(update_rule="sgd_momentum", optim_config={"learning_rate": 0.1}).optim_config["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        (
+            {"update_rule": "sgd", "optim_config": {"learning_rate": 0.2, "momentum": 0.9}},
+            ["learning_rate 0.1 in the checkpoint, 0.2 here"],
+        ),
+        (
+            {"update_rule": "adam", "optim_config": {"learning_rate": 0.2}},
+            ["update_rule 'sgd' in the checkpoint, 'adam' here"],
+        ),
+    ],
+)
+def test_setting_differences_name_each_hyperparameter_only_under_the_same_rule(given, expected):
+    from fcn.training.config import setting_differences
+
+    saved = {"update_rule": "sgd", "optim_config": {"learning_rate": 0.1, "momentum": 0.9}}
+    assert setting_differences(saved, given) == expected
