@@ -164,3 +164,11 @@ def test_setting_differences_name_each_hyperparameter_only_under_the_same_rule(g
 
     saved = {"update_rule": "sgd", "optim_config": {"learning_rate": 0.1, "momentum": 0.9}}
     assert setting_differences(saved, given) == expected
+
+
+def test_the_training_length_is_not_a_resume_setting_and_every_setting_has_help():
+    from fcn.training.config import RESUME_SETTINGS, setting_fields
+
+    assert {"num_epochs", "num_iters", "checkpoint", "verbose"}.isdisjoint(RESUME_SETTINGS)
+    assert {"update_rule", "optim_config", "batch_size", "seed"} <= set(RESUME_SETTINGS)
+    assert all(f.metadata["help"] for f in setting_fields())
