@@ -22,7 +22,8 @@ from helpers import (
 
 from fcn import Solver
 from fcn.factory import model_fields
-from fcn.training.config import RESUME_SETTINGS, RUN_SETTINGS, setting_fields
+from fcn.training import TrainConfig
+from fcn.training.config import RESUME_SETTINGS, RUN_SETTINGS, setting_differences, setting_fields
 
 
 @pytest.mark.parametrize(
@@ -124,3 +125,61 @@ def test_a_checkpoint_records_every_compared_setting_and_each_model_setting_is_d
     assert set(RESUME_SETTINGS) == resume_fields | set(RUN_SETTINGS)
     assert {f.name for f in model_fields()} - set(RESUME_SETTINGS) == {"hidden_dims", "normalization",
                                                                        "weight_scale", "backend"}  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [{"num_epochs": 0}, {"num_train_samples": 1}, {"lr_decay": 1.5}])
+def test_boundary_settings_are_accepted(options):
+    config = TrainConfig(**options)
+    assert all(getattr(config, k) == v for k, v in options.items())
+
+
+def test_a_bad_seed_names_the_seed_setting():
+    with pytest.raises(ValueError, match=r"^seed must"):
+        TrainConfig(seed=-1)
+
+
+def test_to_json_writes_the_checkpoint_path_as_text_and_from_json_reads_it_back(tmp_path):
+    config = TrainConfig(checkpoint=tmp_path / "run.npz", optim_config={"learning_rate": 0.5})
+    values = config.to_json()
+    assert values["checkpoint"] == str(tmp_path / "run.npz")
+    assert values["optim_config"]["learning_rate"] == 0.5
+    assert TrainConfig.from_json(json.loads(json.dumps(values))).to_json() == values
+
+
+def test_from_json_refuses_unknown_keys_naming_them():
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) 'bogus', 'zeta'"):
+        TrainConfig.from_json({"batch_size": 5, "zeta": 1, "bogus": 2})
+
+
+def test_replace_applies_and_checks_the_changes():
+    assert TrainConfig().replace(batch_size=7).batch_size == 7
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig().replace(batch_size=0)
+
+
+def test_a_built_in_rule_is_completed_with_its_defaults():
+    assert TrainConfig(update_rule="sgd_momentum", optim_config={"learning_rate": 0.1}).optim_config["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        (
+            {"update_rule": "sgd", "optim_config": {"learning_rate": 0.2, "momentum": 0.9}},
+            ["learning_rate 0.1 in the checkpoint, 0.2 here"],
+        ),
+        (
+            {"update_rule": "adam", "optim_config": {"learning_rate": 0.2}},
+            ["update_rule 'sgd' in the checkpoint, 'adam' here"],
+        ),
+    ],
+)
+def test_setting_differences_name_each_hyperparameter_only_under_the_same_rule(given, expected):
+    saved = {"update_rule": "sgd", "optim_config": {"learning_rate": 0.1, "momentum": 0.9}}
+    assert setting_differences(saved, given) == expected
+
+
+def test_the_training_length_is_not_a_resume_setting_and_every_setting_has_help():
+    assert {"num_epochs", "num_iters", "checkpoint", "verbose"}.isdisjoint(RESUME_SETTINGS)
+    assert {"update_rule", "optim_config", "batch_size", "seed"} <= set(RESUME_SETTINGS)
+    assert all(f.metadata["help"] for f in setting_fields())

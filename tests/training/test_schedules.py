@@ -118,3 +118,13 @@ def test_warmup_factor_rises_to_one_over_exactly_warmup_iters_steps(warmup_iters
     assert [warmup_factor(i, w) for i in range(w)] == pytest.approx([(i + 1) / w for i in range(w)])
     assert [warmup_factor(i, w) for i in range(w, 3 * w)] == [1.0] * (2 * w)
     assert warmup_factor(0, 0) == 1.0
+
+
+@pytest.mark.parametrize("schedule, expected", [("linear", 0.75), ("cosine", (1 + math.cos(math.pi / 4)) / 2)])
+def test_a_quarter_through_the_run(schedule, expected):
+    assert lr_factor(schedule, 25, iterations_per_epoch=10, num_iters=100) == pytest.approx(expected)
+
+
+def test_a_bad_length_names_num_iters():
+    with pytest.raises(ValueError, match="^num_iters"):
+        lr_factor("linear", 0, iterations_per_epoch=10, num_iters=-1)
