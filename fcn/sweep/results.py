@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+
+from ..atomic import write_atomic
 
 #: The columns of the trials table before the parameters (then ``error``). ``best_val_acc`` is NaN unless
 #: the trial ``completed`` or was ``stopped`` early by ASHA; other statuses: ``diverged``, ``error``, and
@@ -87,16 +88,9 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a reader sees
-    the old file or the new one, never half of it, and a symlink at ``path`` is replaced, not followed."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` as every fcn file is written (:func:`fcn.atomic.write_atomic`): a reader sees the
+    old file or the new one, never half of it, and a symlink at ``path`` is replaced, not followed."""
+    write_atomic(path, lambda f: f.write(data))
 
 
 def write_json(path: Path, obj: Any) -> None:
