@@ -278,6 +278,16 @@ def test_bad_sweep_arguments_are_one_line_errors_before_ray_starts(option, value
     assert not (tmp_path / "o").exists()
 
 
+def test_a_sweep_into_a_folder_holding_results_is_refused_and_changes_nothing(tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "summary.json").write_text('{"from": "an earlier sweep"}')
+    result = fcn_cli("sweep", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "o already holds files (summary.json); choose another folder" in one_error_line(result, "sweep")
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["summary.json"]
+    assert (tmp_path / "o" / "summary.json").read_text() == '{"from": "an earlier sweep"}'
+
+
 @pytest.mark.parametrize(
     ("argument", "value", "problem"),
     [

@@ -214,22 +214,25 @@ def claim(out: str | os.PathLike[str]) -> RunDir:
     return run
 
 
-def prepare_out_dir(out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> RunDir:
+_TRAIN_ADVICE = "pass --resume to continue that run, --overwrite to replace it, or choose another folder"
+
+
+def prepare_out_dir(
+    out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False, advice: str = _TRAIN_ADVICE
+) -> RunDir:
     """Check (and create if needed) the output folder the user named, and take its lock.
 
     Raises :class:`RunExistsError` when ``out`` already holds files and neither ``resume`` nor ``overwrite``
     is given, :class:`FolderInUseError` when another command writes there, ``NotADirectoryError`` when it is a
     file, and ``OSError`` when it cannot be created or written. Nothing it created is left behind then.
+    ``advice`` ends the message of a folder that holds files: what the command offers instead.
     """
     run = claim(out)
     try:
         entries = sorted(p.name for p in run.path.iterdir() if p.name != LOCK_NAME)
         if entries and not (resume or overwrite):
             listing = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-            raise RunExistsError(
-                f"--out {run.path} already holds files ({listing}); pass --resume to continue that run, "
-                "--overwrite to replace it, or choose another folder"
-            )
+            raise RunExistsError(f"--out {run.path} already holds files ({listing}); {advice}")
         _check_writable(run.path)
     except BaseException:
         run.discard()

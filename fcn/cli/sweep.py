@@ -142,7 +142,8 @@ def sweep_command(args: argparse.Namespace) -> SweepResult:
     claim = None
     try:
         check_sweep_arguments(options)  # before anything is started, read or written
-        claim = rundir.claim(out)  # one writer per folder: a second command for it is refused
+        # a folder of its own, locked: never another sweep's or run's results, never two writers at once
+        claim = rundir.prepare_out_dir(out, advice="choose another folder: a sweep never writes over results")
         # The file (or the default space) is the base; each option replaces one parameter's spec, so
         # "--lr-decay 0.9..0.99" adds decay to the default search instead of replacing it.
         space = load_space(args.space) if args.space is not None else dict(DEFAULT_SPACE)
