@@ -21,7 +21,7 @@ from .results import SweepResult, plot_sweep, sort_rows, write_file, write_json,
 from .space import SweepError, SweepInputError, parse_value, resolve_space, to_tune
 from .trial import TrialSettings, retrain_full, train_trial
 
-RAY_MISSING_MESSAGE = 'fcn sweep runs on Ray Tune, which is not installed: pip install "fcn-cifar[sweep]"'
+RAY_MISSING_MESSAGE = 'Ray Tune is not installed (fcn sweep runs its trials on it): pip install "fcn-cifar[sweep]"'
 _SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 _PREPROCESSING = ("mean_image", "class_names")  # what the model file records of how its inputs were prepared
 
