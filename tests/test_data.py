@@ -37,7 +37,14 @@ except ImportError:  # tests collected as a package
         write_pickle,
     )
 
-REAL_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-batches-py"
+
+def _real_cifar10() -> Path:
+    """The real CIFAR-10 folder named by ``FCN_DATA_DIR`` (read at import: the tests below unset it), if any."""
+    given = Path(os.environ.get("FCN_DATA_DIR") or "/nonexistent")
+    return given if given.name == "cifar-10-batches-py" else given / "cifar-10-batches-py"
+
+
+REAL_CIFAR10 = _real_cifar10()
 OFFLINE_URL = "http://127.0.0.1:9/offline-test/cifar-10-python.tar.gz"  # port 9 (discard): nothing listens
 
 # 5 x 60 training images, 50 test images
@@ -646,7 +653,7 @@ def test_get_data_without_network_says_what_to_do(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 needs_real = pytest.mark.skipif(
-    not (REAL_CIFAR10 / "data_batch_1").is_file(), reason=f"no CIFAR-10 copy at {REAL_CIFAR10}"
+    not (REAL_CIFAR10 / "data_batch_1").is_file(), reason="FCN_DATA_DIR names no CIFAR-10 copy"
 )
 
 
