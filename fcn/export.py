@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy
 
+from .atomic import write_atomic
 from .backend import dtype_name, to_host
 from .modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, LayerNorm, ReLU
 from .version import __version__
@@ -175,17 +175,11 @@ def build_onnx(net: Any, *, input: str = "images") -> Any:
     return model
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_onnx(net: Any, path: str | os.PathLike[str], *, input: str = "images", overwrite: bool = False) -> Path:
     """Write ``net`` as an ONNX file at ``path`` (see :func:`build_onnx`) and return the path.
 
-    The file is written to a temporary file in the same folder and moved into place with ``os.replace``, so a
-    reader never sees half of it, and gets the permissions of any new file (the umask). An existing file is
+    The file is written as every fcn file is (:func:`fcn.atomic.write_atomic`): a reader never sees half of it,
+    and it gets the permissions of any new file (the umask). An existing file is
     refused with ``FileExistsError`` unless ``overwrite`` is true; a folder at ``path`` with ``ValueError``.
     """
     path = Path(path)
@@ -194,16 +188,5 @@ def export_onnx(net: Any, path: str | os.PathLike[str], *, input: str = "images"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     data = build_onnx(net, input=input).SerializeToString()  # before anything is written: errors leave no file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename, so a crash cannot leave a renamed empty file
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(data))  # as every file fcn writes: whole or not at all
     return path
