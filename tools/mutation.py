@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -60,7 +59,6 @@ NOT_CORE = {"cli", "plotting", "sysinfo", "__init__", "ops.cupy_ops", "ops.cuda"
 def source_file(module: str) -> str:
     """``training.checkpoint`` -> ``fcn/training/checkpoint.py``."""
     return f"fcn/{module.replace('.', '/')}.py"
-
 
 # mutmut's exit-code meanings (mutmut.stats.status_by_exit_code), folded into the table's columns
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 37: "killed"}
@@ -112,27 +110,13 @@ def pick(module: str, every: int, pending: bool) -> list[str] | None:
     return names
 
 
-def single_threaded_env() -> dict[str, str]:
-    """The environment for mutmut: BLAS and OpenMP limited to one thread.
-
-    mutmut forks one worker per mutant from a process that has already run the tests. A BLAS thread pool does
-    not survive a fork: the child's first matrix product can wait forever on a lock held by a thread that no
-    longer exists, until mutmut's time limit ends it and counts a *timeout*, which the score counts as killed.
-    With one thread there is no pool, so a timeout means the mutant itself made the tests hang.
-    """
-    env = dict(os.environ)
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
-        env[name] = "1"
-    return env
-
-
 def _mutmut(names: list[str], max_children: int, module: str) -> None:
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
     # mutmut's progress spinner goes to a log file (mutants/<module>.log), not the terminal
     log = ROOT / "mutants" / f"{module}.log"
     log.parent.mkdir(exist_ok=True)
     with open(log, "w") as out:
-        code = subprocess.run(cmd, cwd=ROOT, env=single_threaded_env(), stdout=out, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
     if code not in (0, 1):
         sys.stdout.write(log.read_text()[-3000:])
         raise SystemExit(f"mutmut failed on {source_file(module)} (exit code {code}); its output: {log}")
