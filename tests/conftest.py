@@ -7,10 +7,18 @@ is marked ``gpu`` and skipped, with the reason, where no GPU is present.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 import fcn
+
+# tqdm's default lock holds a multiprocessing semaphore, shared by every process forked after it exists. A
+# forked test process killed while holding it (a mutation-testing worker that ran past its time limit) leaves
+# it taken for good, and every later process then hangs on its first progress bar: a lock of this process only.
+tqdm.set_lock(threading.RLock())
 
 BACKENDS = [
     pytest.param(("numpy", None), id="numpy"),

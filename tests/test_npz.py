@@ -66,7 +66,7 @@ def test_unreadable(tmp_path, make, message):
     make(path)
     with pytest.raises(NpzError, match=message) as info:
         read_npz(path)
-    assert not info.value.missing
+    assert not info.value.missing and info.value.path == path
     assert "allow_pickle" not in str(info.value)  # never advice to unpickle a file that is not what it should be
 
 
@@ -107,3 +107,60 @@ def test_only_regular_files_are_opened(tmp_path, make):
     make(path)
     with pytest.raises(NpzError, match=r"model\.npz is a (FIFO|device), not a regular file"):
         read_npz(path)  # opening a FIFO for reading would wait for a writer forever; /dev/zero never ends
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [("checkpoint", "not a checkpoint"), ("fcn model file", "not an fcn model file"), ("image", "not an image")],
+)
+def test_messages_name_the_kind_of_file_with_its_article(tmp_path, what, expected):
+    path = tmp_path / "x.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(NpzError, match=f": {expected} \\(not a zip archive"):
+        NpzArchive(path, what)
+
+
+def test_the_kind_of_file_defaults_to_an_npz_file(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(NpzError, match=r": not an \.npz file \("):
+        NpzArchive(path)
+
+
+def test_a_file_that_cannot_be_opened_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "x.npz"
+    write_npz(path, {"a": np.zeros(2)})
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("fcn.npz.open", refused, raising=False)  # root reads any file: refuse it here instead
+    with pytest.raises(NpzError, match=r"^cannot read \.npz file .*x\.npz: Permission denied$") as info:
+        read_npz(path)
+    assert info.value.path == path and not info.value.missing
+
+
+def test_a_header_that_cannot_be_parsed_names_the_entry_and_the_cause(tmp_path):
+    path = tmp_path / "x.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.npy", b"this is no npy header at all")
+    with pytest.raises(NpzError, match=r"x\.npz is not a readable \.npz file \(a: ValueError: ") as info:
+        NpzArchive(path).header("a")
+    assert info.value.path == path
+
+
+def test_damaged_data_behind_a_good_header_names_the_entry_and_the_cause(tmp_path):
+    """A stored (uncompressed) entry with one data byte flipped: the header checks out, the CRC does not."""
+    path = tmp_path / "x.npz"
+    payload = _npy_bytes(np.arange(8192.0))  # larger than what reading the header pulls in
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.npy", payload)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(payload) + len(payload) - 1
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with NpzArchive(path) as npz:
+        assert npz.header("a") == ((8192,), np.dtype("<f8"))
+        with pytest.raises(NpzError, match=r"x\.npz is not a readable \.npz file \(a: BadZipFile: ") as info:
+            npz.read("a")
+    assert info.value.path == path
