@@ -1,5 +1,7 @@
 """The kernel table: every backend's table agrees with the chapter's functions and with NumPy float64."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -143,6 +145,21 @@ def numpy_table(request):
     return table, Ops(backend)
 
 
+@pytest.mark.parametrize(
+    "value, on",
+    [("1", True), ("true", True), (" TRUE ", True), ("yes", True), ("on", True), ("On", True)]
+    + [("", False), ("0", False), ("false", False), ("no", False), ("off", False), ("2", False)],
+)
+@pytest.mark.skipif(not fcn.ops.numpy_ops._BLAS, reason="no SciPy")
+def test_blas_path_follows_the_environment_unless_told(monkeypatch, value, on):
+    """``$FCN_BLAS`` set to 1/true/yes/on (any case, spaces around) turns the BLAS path on; ``blas=`` overrides it."""
+    backend = fcn.get_backend("numpy")
+    monkeypatch.setenv(fcn.ops.numpy_ops.ENV_BLAS, value)
+    assert bool(NumpyOps(backend).blas) == on
+    assert NumpyOps(backend, blas=False).blas == {}
+    assert bool(NumpyOps(backend, blas=True).blas)
+
+
 def close(got, want, rtol=1e-12):
     """Elementwise relative agreement, with an absolute floor scaled by the largest value (sums of mixed sign)."""
     want = np.asarray(want)
@@ -152,6 +169,28 @@ def close(got, want, rtol=1e-12):
 def dense_case(rng, dtype, n=37, d=53, m=41):  # 80k multiply-adds: above NumpyOps' small-product cutoff
     x, w, b = rng.standard_normal((n, d)), rng.standard_normal((d, m)), rng.standard_normal(m)
     return [a.astype(dtype) for a in (x, w, b, rng.standard_normal((n, m)))]
+
+
+#: the order of the routines in a table's ``blas`` entries
+BLAS_ROUTINES = ("gemm", "axpy", "scal", "dot")
+
+
+def count_blas_calls(table):
+    """Wrap ``table``'s BLAS routines with counters, so a test sees which ran: ``{"gemm": n, "axpy": n, ...}``."""
+    calls = dict.fromkeys(BLAS_ROUTINES, 0)
+
+    def counted(name, routine):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return routine(*args, **kwargs)
+
+        return wrapper
+
+    table.blas = {
+        dtype: tuple(counted(name, r) for name, r in zip(BLAS_ROUTINES, routines, strict=True))
+        for dtype, routines in table.blas.items()
+    }
+    return calls
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
@@ -181,15 +220,38 @@ def test_affine_backward_equals_reference(numpy_table, rng, dtype, rtol, reg):
     assert fast.affine_backward(dout, x, w, need_dx=False, reg=reg)[0] is None
 
 
+def update_case(layout):
+    """Weights ``(7, 3)`` and their velocity laid out as BLAS cannot take them in place (same seed: same values)."""
+    w, v = np.random.default_rng(5).standard_normal((2, 7, 3))
+    if layout == "F-ordered":
+        return np.asfortranarray(w), np.asfortranarray(v)
+    if layout == "strided view":  # every other column of a wider array
+        wide = np.zeros((2, 7, 6))
+        wide[:, :, ::2] = w, v
+        return wide[0, :, ::2], wide[1, :, ::2]
+    return w.astype("float32"), v.astype("float32")  # the gradient stays float64
+
+
 def test_fast_path_takes_what_blas_cannot(numpy_table, rng):
     """Non-contiguous, mixed-dtype and empty operands give the reference's results (the NumPy path)."""
     fast, ref = numpy_table
+    calls = count_blas_calls(fast)
     x, w, b, dout = dense_case(rng, "float64")
     xt = np.asfortranarray(x)  # F-ordered: not C-contiguous
     close(fast.affine_forward(xt, w, b), ref.affine_forward(xt, w, b))
     close(fast.affine_backward(dout, xt, w, reg=0.3)[1], ref.affine_backward(dout, xt, w, reg=0.3)[1])
     close(fast.affine_forward(x, w, b.astype("float32")), ref.affine_forward(x, w, b.astype("float32")))
     assert fast.affine_forward(x[:0], w, b).shape == (0, w.shape[1])
+    # the update kernels write into the weights and the velocity, whatever their layout
+    for layout in ("F-ordered", "strided view", "float64 gradient on float32"):
+        (w, v), (w_ref, v_ref), dw = update_case(layout), update_case(layout), rng.standard_normal((7, 3))
+        fast.sgd(w, dw, learning_rate=0.1)
+        ref.sgd(w_ref, dw, learning_rate=0.1)
+        fast.sgd_momentum(w, dw, v, learning_rate=0.1, momentum=0.9)
+        ref.sgd_momentum(w_ref, dw, v_ref, learning_rate=0.1, momentum=0.9)
+        close(v, v_ref, 1e-6)
+        close(w, w_ref, 1e-6)
+    assert sum(calls.values()) == 0, calls  # all of it on the NumPy path
 
 
 def test_relu_and_softmax_kernels_equal_reference(numpy_table, rng):
@@ -219,19 +281,80 @@ def test_sgd_kernels_equal_reference(numpy_table, rng, dtype):
     close(w, w2, 1e-12 if dtype == "float64" else 1e-6)
 
 
-def count_gemm_calls(table):
-    """Wrap ``table``'s BLAS gemm routines with a counter (a one-item list) so a test sees the fast path ran."""
-    calls = [0]
+#: each kernel of a step, run on operands of :func:`dense_case`, and the BLAS routine it makes its products with
+STEP_KERNELS = {
+    "affine_forward": ("gemm", lambda ops, x, w, b, dout: ops.affine_forward(x, w, b)),
+    "affine_relu_forward": ("gemm", lambda ops, x, w, b, dout: ops.affine_relu_forward(x, w, b)),
+    "affine_backward": ("gemm", lambda ops, x, w, b, dout: ops.affine_backward(dout, x, w)),
+    "affine_backward with reg": ("gemm", lambda ops, x, w, b, dout: ops.affine_backward(dout, x, w, reg=0.5)),
+    "affine_backward_sgd": ("gemm", lambda ops, x, w, b, dout: ops.affine_backward_sgd(dout, x, w, learning_rate=0.1)),
+    "sgd": ("axpy", lambda ops, x, w, b, dout: ops.sgd(w, x.T @ dout, learning_rate=0.1)),
+    "sgd_momentum": (
+        "axpy",
+        lambda ops, x, w, b, dout: ops.sgd_momentum(w, x.T @ dout, 0 * w, learning_rate=0.1, momentum=0.9),
+    ),
+    "sum_of_squares": ("dot", lambda ops, x, w, b, dout: ops.sum_of_squares([w, b])),
+}
 
-    def counted(gemm):
-        def wrapper(*args, **kwargs):
-            calls[0] += 1
-            return gemm(*args, **kwargs)
 
-        return wrapper
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+def test_blas_path_makes_every_product_of_a_step_in_blas(numpy_table, rng, kernel):
+    """With BLAS on, the dense products, the updates and the L2 term's dot products all go through SciPy's BLAS,
+    so that one thread pool serves the whole step (see :mod:`fcn.ops.numpy_ops`); matrix products below
+    ``SMALL_PRODUCT`` multiply-adds stay in NumPy."""
+    fast, _ = numpy_table
+    calls = count_blas_calls(fast)
+    routine, run = STEP_KERNELS[kernel]
+    run(fast, *dense_case(rng, "float64"))
+    assert (calls[routine] > 0) == bool(fast.blas), calls
+    if routine == "gemm":
+        calls["gemm"] = 0
+        small = dense_case(rng, "float64", n=4, d=5, m=3)
+        assert 4 * 5 * 3 < fcn.ops.numpy_ops.SMALL_PRODUCT
+        run(fast, *small)
+        assert calls["gemm"] == 0
 
-    table.blas = {dtype: (counted(r[0]), *r[1:]) for dtype, r in table.blas.items()}
-    return calls
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-6)])
+def test_sum_of_squares_equals_reference_in_the_arrays_dtype(numpy_table, rng, dtype, rtol):
+    fast, ref = numpy_table
+    arrays = [rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)]
+    got, want = fast.sum_of_squares(arrays), ref.sum_of_squares(arrays)
+    assert got.shape == () and got.dtype == want.dtype == dtype
+    close(got, want, rtol)
+    assert fast.sum_of_squares([]).dtype == ref.sum_of_squares([]).dtype
+
+
+def traced_bytes(call):
+    """``call()``'s result and the peak of the memory it allocated (NumPy reports its arrays to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("kernel", ["affine_relu_forward", "relu_backward"])
+def test_numpy_kernels_allocate_no_temporaries(numpy_table, rng, kernel):
+    """NumPy's table writes in place (``out=``) where the reference makes temporaries: a hidden layer's forward
+    pass allocates its output and nothing else of its size; ReLU's backward pass, once its thread's mask buffer
+    exists, allocates nothing (the product is written into the upstream gradient it may overwrite). The slack
+    (1/16 of the output) leaves room for NumPy's fixed-size ufunc buffers, not for an array the size of the mask."""
+    fast, ref = numpy_table
+    x, w, b, dout = dense_case(rng, "float64", n=1024, d=64, m=512)
+    if kernel == "affine_relu_forward":
+        out, peak = traced_bytes(lambda: fast.affine_relu_forward(x, w, b))
+        expected, budget = ref.affine_relu_forward(x, w, b), out.nbytes
+    else:
+        y = np.maximum(dout[::-1], 0)
+        fast.relu_backward(dout.copy(), y)  # makes this thread's mask
+        expected, grad = ref.relu_backward(dout.copy(), y), dout.copy()
+        out, peak = traced_bytes(lambda: fast.relu_backward(grad, y))
+        budget = 0
+    close(out, expected)
+    assert peak <= budget + out.nbytes // 16, (peak, out.nbytes)
 
 
 @pytest.mark.parametrize("hidden_dims", [[40], [40, 30]])
@@ -239,7 +362,7 @@ def test_model_step_on_numpy_tables_equals_reference_table(numpy_table, rng, hid
     """Loss and every gradient of a regularised net, and two SGD steps, on NumPy's table and on the reference;
     the fast path is deterministic (bit-identical on a rerun)."""
     fast, ref = numpy_table
-    calls = count_gemm_calls(fast)
+    calls = count_blas_calls(fast)
     X, y = rng.standard_normal((60, 170)), rng.integers(5, size=60)
 
     def run(table):
@@ -262,7 +385,7 @@ def test_model_step_on_numpy_tables_equals_reference_table(numpy_table, rng, hid
             close(grads[name], ref_grads[name])
     for name in params:
         close(params[name], ref_params[name])
-    assert (calls[0] > 0) == bool(fast.blas)  # the products big enough went through BLAS
+    assert (calls["gemm"] > 0) == bool(fast.blas)  # the products big enough went through BLAS
     again, again_params = run(fast)
     for name in params:
         np.testing.assert_array_equal(again_params[name], params[name])
