@@ -162,6 +162,26 @@ class RecordingSoftmax:
         return loss, {"W": dW, "b": db}
 
 
+class DeclaredSoftmax(RecordingSoftmax):
+    """A chapter model (no ``loss_and_grads``) that declares ``input_dim``, ``num_classes`` and ``reg``, and keeps a
+    buffer ``calls`` counting its training calls; with ``zero_grads`` its parameters never change."""
+
+    def __init__(self, num_features: int = 4, num_classes: int = 3, reg: float = 0.0, zero_grads: bool = False):
+        super().__init__(num_features, num_classes)
+        self.input_dim, self.num_classes, self.reg = num_features, num_classes, reg
+        self.buffers = {"calls": np.zeros(())}
+        self.zero_grads = zero_grads
+
+    def loss(self, X, y=None):
+        out = super().loss(X, y)
+        if y is None:
+            return out
+        self.buffers["calls"] = self.buffers["calls"] + 1.0
+        if self.zero_grads:
+            return out[0], {k: np.zeros_like(v) for k, v in self.params.items()}
+        return out
+
+
 class BlowsUpAt(RecordingSoftmax):
     """Reports ``value`` as its loss from training call ``at`` on (0-based), with zero gradients."""
 

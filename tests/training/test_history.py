@@ -1,13 +1,30 @@
-"""The record of a run (fcn/training/history.py): accuracy scored in chunks, on which samples, and the stats."""
+"""The record of a run (fcn/training/history.py): accuracy scored in chunks, on which samples, and the stats; the
+best snapshot, early stopping, divergence at the first iteration, and what an epoch end reports."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import RecordingSoftmax, decaying_solver, id_data, quiet, separable, small_net_solver
+from helpers import (
+    BlowsUpAt,
+    DeclaredSoftmax,
+    RecordingSoftmax,
+    assert_same,
+    capture_last_params,
+    decaying_solver,
+    host_copy,
+    id_data,
+    image_data,
+    quiet,
+    recipe_net,
+    recipe_solver,
+    separable,
+    small_net_solver,
+)
 
 import fcn
-from fcn import Solver
+from fcn import FullyConnectedNet, Solver
+from fcn.training.history import check_accuracy
 
 
 def test_check_accuracy_counts_correct_predictions_across_chunks():
@@ -107,3 +124,109 @@ def test_epochs_in_the_log_are_whole_numbers(capsys):
     Solver(RecordingSoftmax(4, 3), id_data(60), **quiet(batch_size=10, num_iters=9, verbose=True)).train()
     epochs = [line.split(")")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("(Epoch")]
     assert epochs == ["(Epoch 1 / 2", "(Epoch 2 / 2, iteration 9"]
+
+
+def test_check_accuracy_scores_at_most_10_000_samples_a_pass_by_default():
+    """The default chunk bounds the memory of one scoring pass (the scores of 10 000 samples)."""
+    sizes = []
+
+    class Counted(FullyConnectedNet):
+        def loss(self, X, y=None):
+            sizes.append(X.shape[0])
+            return super().loss(X, y)
+
+    net = Counted(4, [], 3, seed=0)
+    X, y = np.zeros((10_001, 4)), np.zeros(10_001, dtype=np.int64)
+    assert 0.0 <= check_accuracy(net, X, y) <= 1.0
+    assert sizes == [10_000, 1]
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "message"),
+    [
+        (np.zeros((5, 13)), np.zeros(5, dtype=np.int64), r"X has 13 features per sample .* the model expects 12"),
+        (np.zeros((5, 12)), np.full(5, 3), r"y has labels outside \[0, 3\)"),
+    ],
+    ids=["features", "labels"],
+)
+@pytest.mark.parametrize("kind", ["net", "chapter-model"])
+def test_check_accuracy_refuses_samples_and_labels_the_model_does_not_take(kind, X, y, message):
+    """Against what the model declares; a chapter model's loss checks nothing itself, so the check is the Solver's."""
+    data = separable()
+    model = FullyConnectedNet(12, [8], 3, seed=0) if kind == "net" else DeclaredSoftmax(12, 3)
+    solver = Solver(model, data, **quiet())
+    with pytest.raises(ValueError, match=message):
+        solver.check_accuracy(X, y)
+
+
+def test_a_model_that_does_not_declare_its_classes_is_scored_on_all_of_them():
+    # the chapter's contract has no num_classes: labels are only bounded by what the scores show
+    model = RecordingSoftmax(4, 130)
+    model.params["b"][129] = 1.0  # every sample is predicted as the last class
+    data = id_data(20, c=130)
+    solver = Solver(model, data, **quiet(batch_size=10))
+    X, y = np.zeros((6, 4)), np.asarray([129, 129, 129, 0, 128, 129])
+    assert solver.check_accuracy(X, y) == 4 / 6
+
+
+def test_a_first_evaluation_of_zero_accuracy_is_the_best_so_far():
+    """Patience counts from the first evaluation, whatever its accuracy, and the model gets that epoch's
+    parameters back: here the validation accuracy stays 0 and patience 1 stops the run after two evaluations."""
+    model = RecordingSoftmax(4, 3)
+    model.params["b"][0] = 1.0  # always class 0 (the steps of 1e-3 do not change that) ...
+    data = id_data(20)
+    data["y_val"] = np.full(10, 2)  # ... and never the validation labels
+    solver = Solver(model, data, **quiet(batch_size=10, num_epochs=5, patience=1))
+    seen = capture_last_params(solver)
+    solver.train()
+    assert solver.val_acc_history == [0.0, 0.0] and solver.stopped_early
+    assert solver.best_val_acc == 0.0
+    assert_same(host_copy(model.params), seen[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_loss_that_overflows_before_any_update_names_the_model_s_dtype(dtype):
+    model = BlowsUpAt(0, np.inf)
+    for name, value in model.params.items():
+        model.params[name] = value.astype(dtype)
+    data = {k: v.astype(dtype) if k.startswith("X") else v for k, v in id_data(20).items()}
+    solver = Solver(model, data, **quiet(batch_size=10, num_epochs=1))
+    with pytest.raises(fcn.TrainingDiverged, match=rf"first iteration, before any update.*{np.dtype(dtype).name}"):
+        solver.train()
+
+
+def test_the_epoch_log_and_the_progress_bar_show_the_loss_and_both_accuracies(capsys):
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_epochs=1, verbose=True,
+                                                               progress=True))  # fmt: skip
+    solver.train()
+    captured = capsys.readouterr()
+    train, val = solver.train_acc_history[0], solver.val_acc_history[0]
+    assert f"(Epoch 1 / 1) train acc: {train:.3f}; val acc: {val:.3f}" in captured.out
+    loss = solver.loss_history[-1]
+    assert f"loss={loss:.3f}, lr=1.00e-03, train={train:.3f}, val={val:.3f}" in captured.err
+
+
+@pytest.mark.parametrize("arrays", ["params", "buffers"])
+def test_the_restored_best_arrays_are_the_model_s_own(arrays):
+    """Changing the model in place after training (fine-tuning it by hand) leaves the best snapshot as it was."""
+    solver = recipe_solver(recipe_net(), image_data(60), num_epochs=2)
+    solver.train()
+    best = host_copy(solver.best_params if arrays == "params" else solver.best_buffers)
+    assert best
+    for value in (solver.model.params if arrays == "params" else solver.model.buffers).values():
+        value[...] = 7.0
+    assert_same(host_copy(solver.best_params if arrays == "params" else solver.best_buffers), best)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="known bug: device_data asks a chapter model for its number of classes (a pass on one sample) before "
+    "casting X to the parameters' dtype, so a float32 model is handed float64 data",
+)
+def test_a_float32_chapter_model_takes_float64_data_cast_to_its_dtype():
+    model = RecordingSoftmax(4, 3)
+    for name, value in model.params.items():
+        model.params[name] = value.astype(np.float32)
+    solver = Solver(model, id_data(20), **quiet(batch_size=10, num_epochs=1))
+    assert solver.X_train.dtype == np.float32

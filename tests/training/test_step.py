@@ -1,16 +1,18 @@
-"""One training step (fcn/training/step.py): train mode for the step's pass, eval mode for scoring, and gradient
-clipping."""
+"""One training step (fcn/training/step.py): train mode for the step's pass, eval mode for scoring, gradient
+clipping, the model's backend, and what a chapter model (``params`` and ``loss`` only) declares beyond that."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from helpers import host_copy, id_data, image_data, quiet, recipe_net, recipe_solver
+import pytest
+from helpers import DeclaredSoftmax, RecordingSoftmax, host_copy, id_data, image_data, quiet, recipe_net, recipe_solver
 
 import fcn
 from fcn import FullyConnectedNet, Solver
 from fcn.modules import Layer
+from fcn.training.step import model_backend
 
 
 def test_layers_see_train_mode_in_training_steps_and_eval_mode_when_scored():
@@ -62,3 +64,31 @@ def test_clipping_bounds_the_step_and_a_loose_bound_changes_nothing():
     loose = first_step(1e6)
     for name, d in loose.items():
         np.testing.assert_array_equal(d, unclipped[name])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_model_s_own_backend_is_used_with_its_kernel_choice(fused):
+    # Backends compare equal whatever their kernel choice: only the model's own object keeps ``fused``
+    backend = fcn.get_backend("numpy", fused=fused)
+    net = FullyConnectedNet(4, [5], 3, seed=0, backend=backend)
+    assert model_backend(net) is backend and model_backend(net).fused is fused
+
+
+def test_a_model_without_a_backend_attribute_gets_the_one_of_its_parameters():
+    assert model_backend(RecordingSoftmax(4, 3)) == fcn.get_backend("numpy")
+
+
+def test_a_chapter_model_s_reg_is_a_setting_a_resumed_run_must_share(tmp_path):
+    first = Solver(DeclaredSoftmax(reg=0.1), id_data(20), **quiet(batch_size=10, num_epochs=1))
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    other = Solver(DeclaredSoftmax(reg=0.2), id_data(20), **quiet(batch_size=10, num_epochs=1))
+    with pytest.raises(fcn.CheckpointError, match=r"reg 0\.1 in the checkpoint, 0\.2 here"):
+        other.load_checkpoint(path)
+
+
+def test_a_chapter_model_s_buffers_come_back_from_the_best_epoch_with_its_parameters():
+    # the parameters never change, so the validation accuracy is the same every epoch: the first one is the best
+    model = DeclaredSoftmax(zero_grads=True)
+    Solver(model, id_data(20), **quiet(batch_size=10, num_epochs=3)).train()
+    assert float(model.buffers["calls"]) == 2.0  # two steps an epoch: the count at the end of epoch 1, not 6
