@@ -23,6 +23,40 @@ def _reference(X, flips, offsets, pad):
     return out
 
 
+def _untemper(word: int) -> int:
+    """Inverse of MT19937's output tempering: the state word that comes out as ``word``."""
+
+    def undo_right(y, s):
+        x = y
+        for _ in range(32 // s + 1):
+            x = y ^ (x >> s)
+        return x
+
+    def undo_left(y, s, mask):
+        x = y
+        for _ in range(32 // s + 1):
+            x = y ^ ((x << s) & mask)
+        return x
+
+    return undo_right(undo_left(undo_left(undo_right(word, 18), 15, 0xEFC60000), 7, 0x9D2C5680), 11)
+
+
+def _generator_drawing(values):
+    """A real ``numpy.random.Generator`` whose next ``random()`` doubles are exactly ``values`` (multiples of 2**-53).
+
+    MT19937 builds a double from the high 27 and 26 bits of two output words, and its state can be set: each
+    value's words are untempered into the key."""
+    words = []
+    for v in values:
+        k = int(v * 2**53)
+        words += [(k >> 26) << 5, (k & (2**26 - 1)) << 6]
+    key = np.zeros(624, dtype=np.uint32)
+    key[: len(words)] = [_untemper(w) for w in words]
+    bits = np.random.MT19937()
+    bits.state = {"bit_generator": "MT19937", "state": {"key": key, "pos": 0}}
+    return np.random.Generator(bits)
+
+
 @pytest.fixture
 def images(rng):
     return rng.standard_normal((6, 3, 8, 10))
@@ -62,6 +96,31 @@ def test_random_flips_and_crops_match_the_reference(to_dev, rng, images):
     np.testing.assert_array_equal(fcn.to_host(out), _reference(images, flips, offsets, 4))
 
 
+def test_flips_are_read_as_truth_values(to_dev, images):
+    """Any non-zero flag flips its image, as in a boolean mask; 0 leaves it."""
+    flags = np.array([0, 2, 0, 1, 0, 7])
+    out = fcn.to_host(flip_crop(to_dev(images), flags))
+    np.testing.assert_array_equal(out, fcn.to_host(flip_crop(to_dev(images), flags != 0)))
+
+
+def test_a_zero_pad_crops_nothing(to_dev, images):
+    flips = np.array([True, False, True, False, False, True])
+    out = fcn.to_host(flip_crop(to_dev(images), flips, np.zeros((6, 2), dtype=int), pad=0))
+    np.testing.assert_array_equal(out, _reference(images, flips, np.zeros((6, 2), dtype=int), 0))
+    aug = Augmenter("crop", pad=0)
+    assert aug.pad == 0
+    np.testing.assert_array_equal(fcn.to_host(aug(to_dev(images), np.random.default_rng(0))), images)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 8, 3), (5, 4, 8, 1), (5, 1, 8, 4)])
+def test_channels_first_images_of_a_channel_like_width_are_accepted(to_dev, rng, shape):
+    """A width of 1, 3 or 4 looks like channels-last only when axis 1 cannot be channels: here it can."""
+    X = rng.standard_normal(shape)
+    flips, offsets = rng.random(5) < 0.5, rng.integers(0, 9, size=(5, 2))
+    np.testing.assert_array_equal(fcn.to_host(flip_crop(to_dev(X), flips, offsets)), _reference(X, flips, offsets, 4))
+    assert Augmenter("flip,crop")(to_dev(X), np.random.default_rng(0)).shape == shape
+
+
 @pytest.mark.parametrize("spec", ["flip", "crop", "flip,crop"])
 def test_one_seed_gives_the_same_batch_on_every_backend(backend, to_dev, rng, spec):
     X = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
@@ -83,6 +142,28 @@ def test_draws_what_is_on_and_nothing_else():
     X = np.ones((4, 3, 5, 5))
     assert Augmenter(None)(X, rng) is X
     assert rng.random() == np.random.default_rng(0).random()  # no draws were made
+
+
+@pytest.mark.parametrize("spec", ["flip", "crop", "flip,crop"])
+def test_draws_are_boolean_flips_and_int64_offsets(spec):
+    flips, offsets = Augmenter(spec).draw(np.random.default_rng(0), 7)
+    assert flips.dtype == np.bool_ and flips.shape == (7,)
+    assert offsets.dtype == np.int64 and offsets.shape == (7, 2)
+
+
+def test_a_flip_has_probability_exactly_one_half():
+    """The generator's doubles are the 2**53 multiples of 2**-53 in [0, 1), equally likely: flipping exactly half
+    of them splits them at 0.5, with 0.5 itself in the upper half (the lower half ends at 0.5 - 2**-53)."""
+    values = [0.0, 0.5 - 2**-53, 0.5, 1 - 2**-53]
+    assert _generator_drawing(values).random(4).tolist() == values  # the generator draws what it was set to
+    flips, _ = Augmenter("flip").draw(_generator_drawing(values), 4)
+    assert flips[0] == flips[1] and flips[2] == flips[3] and flips[0] != flips[2]
+
+
+def test_repr_names_the_augmentations_and_the_pad():
+    assert repr(Augmenter("crop, flip", pad=2)) == "Augmenter('flip,crop', pad=2)"
+    assert repr(Augmenter("flip")) == "Augmenter('flip', pad=0)"  # no crop: the pad plays no part
+    assert repr(Augmenter(None)) == "Augmenter('none', pad=0)"
 
 
 def test_successive_batches_differ_and_repeat_from_the_seed(rng):
@@ -114,12 +195,17 @@ def test_parse_augment(spec, expected):
 
 @pytest.mark.parametrize("spec", ["rotate", "flip,mixup", "flip;crop"])
 def test_unknown_augmentation_names_the_argument(spec):
-    with pytest.raises(ValueError, match=r"augment: unknown augmentation .*choose from flip, crop"):
+    hint = r"choose from flip, crop \(comma-separated, e\.g\. 'flip,crop'\)$"
+    with pytest.raises(ValueError, match=r"augment: unknown augmentation .*" + hint):
         Augmenter(spec)
 
 
 def test_non_image_data_is_refused(to_dev):
-    with pytest.raises(ValueError, match=r"augment: flips and crops need image-shaped data \(N, C, H, W\)"):
+    remedy = (
+        r"got shape \(4, 3072\); keep the images unflattened \(fcn\.get_CIFAR10_data gives \(N, 3, 32, 32\)\) "
+        r"or turn augmentation off$"
+    )
+    with pytest.raises(ValueError, match=r"augment: flips and crops need image-shaped data \(N, C, H, W\), " + remedy):
         Augmenter("flip")(to_dev(np.ones((4, 3072))), np.random.default_rng(0))
 
 

@@ -8,7 +8,17 @@ import math
 import pytest
 from helpers import image_data, recipe_net, recipe_solver
 
-from fcn.training.schedules import SCHEDULES, check_schedule, lr_factor, make_schedule, warmup_factor
+from fcn.training.schedules import (
+    SCHEDULES,
+    LearningRate,
+    check_schedule,
+    cosine_factor,
+    linear_factor,
+    lr_factor,
+    make_schedule,
+    step_factor,
+    warmup_factor,
+)
 
 
 def test_step_is_the_chapters_per_epoch_decay():
@@ -21,6 +31,12 @@ def test_step_is_the_chapters_per_epoch_decay():
     assert f(9) == 1.0 and f(10) == 0.95
     rate = make_schedule("step", learning_rate=1e-3, iterations_per_epoch=10, num_iters=50, decay=0.95)
     assert [rate(i) for i in range(50)] == expected  # bit for bit: the same products in the same order
+
+
+def test_step_factor_is_the_decay_per_completed_epoch():
+    f = make_schedule("step", iterations_per_epoch=10, num_iters=50, decay=0.95)
+    assert step_factor(0, 0.95) == 1.0 and step_factor(3, 0.5) == 0.125
+    assert [step_factor(e, 0.95) for e in range(5)] == pytest.approx([f(10 * e) for e in range(5)], rel=1e-14)
 
 
 def test_step_with_decay_one_is_constant():
@@ -38,6 +54,14 @@ def test_decays_from_one_to_the_final_factor(schedule, midpoint):
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
     g = make_schedule(schedule, iterations_per_epoch=10, num_iters=100, final_factor=0.1)
     assert g(100) == pytest.approx(0.1) and g(50) == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize(("schedule", "factor"), [("cosine", cosine_factor), ("linear", linear_factor)])
+def test_past_the_end_of_the_run_the_rate_stays_at_the_final_factor(schedule, factor):
+    """Steps beyond ``num_iters`` (a run evaluated further than planned) keep the last rate, never go below it."""
+    f = make_schedule(schedule, iterations_per_epoch=10, num_iters=100, final_factor=0.1)
+    assert [f(i) for i in range(100, 250, 10)] == pytest.approx([0.1] * 15)
+    assert factor(1.5, 0.1) == pytest.approx(0.1) and factor(-0.5, 0.1) == 1.0  # progress clipped to [0, 1]
 
 
 def test_cosine_shape():
@@ -72,17 +96,30 @@ def test_unknown_schedule_names_the_argument(name):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"warmup_epochs": -1}, "warmup_epochs"),
-        ({"warmup_epochs": float("nan")}, "warmup_epochs"),
-        ({"decay": 0}, "lr_decay"),
-        ({"final_factor": 2}, "final_factor"),
-        ({"iterations_per_epoch": 0}, "iterations_per_epoch"),
+        ({"warmup_epochs": -1}, r"warmup_epochs must be in \[0, inf\], got -1\.0"),
+        ({"warmup_epochs": float("nan")}, "warmup_epochs must be a finite number"),
+        ({"decay": 0}, r"lr_decay must be in \(0, inf\], got 0\.0"),  # ( : the bound itself is refused
+        ({"final_factor": 2}, r"final_factor must be in \[0, 1\], got 2\.0"),
+        ({"iterations_per_epoch": 0}, r"iterations_per_epoch must be in \(0, inf\], got 0\.0"),
     ],
 )
 def test_bad_schedule_arguments_name_themselves(kwargs, match):
     args = {"iterations_per_epoch": 10, "num_iters": 100, **kwargs}
     with pytest.raises(ValueError, match=match):
         make_schedule("step", **args)
+
+
+@pytest.mark.parametrize(("schedule", "warmup_epochs"), [("cosine", 0), ("linear", 0), ("step", 1), ("cosine", 0.5)])
+def test_a_schedule_that_scales_the_rate_needs_a_base_rate(schedule, warmup_epochs):
+    """An update rule without a learning rate allows only the plain per-epoch decay, which then sets nothing."""
+    message = (
+        rf"^lr_schedule={schedule!r} with warmup_epochs={warmup_epochs!r} needs a learning rate to scale: "
+        r"put one in optim_config\['learning_rate'\]$"
+    )
+    with pytest.raises(ValueError, match=message):
+        LearningRate(schedule, None, iterations_per_epoch=10, num_iters=100, warmup_epochs=warmup_epochs)
+    rate = LearningRate("step", None, iterations_per_epoch=10, num_iters=100, decay=0.5)
+    assert [rate(i) for i in (0, 10, 99)] == [None, None, None]
 
 
 # -- the schedule in a training run ---------------------------------------------------------------------------------
