@@ -36,13 +36,13 @@ def device_data(model: TrainableModel, X: Any, y: Any, x_name: str, y_name: str)
     dtype = next(iter(model.params.values())).dtype
     X, y = to_backend(X, backend), to_backend(y, backend)
     check_features(xp, X, model.input_dim, where=x_name)
-    num_classes = model.num_classes
-    if num_classes is None:
-        num_classes = model.loss(X[:1, ...]).shape[1]
-    check_labels(xp, y, X.shape[0], num_classes, where=y_name)
     check_fits_dtype(xp, X, dtype, where=x_name)
     if X.dtype != dtype:
         X = xp.astype(X, dtype)
+    num_classes = model.num_classes
+    if num_classes is None:  # asked of the model on one sample, already in the parameters' dtype
+        num_classes = model.loss(X[:1, ...]).shape[1]
+    check_labels(xp, y, X.shape[0], num_classes, where=y_name)
     return X, y
 
 
