@@ -31,6 +31,7 @@ from helpers import (
     recipe_net,
     recipe_solver,
     rewrite_checkpoint,
+    saved_meta,
     separable,
     small_net_solver,
 )
@@ -38,6 +39,7 @@ from helpers import (
 import fcn
 from fcn import FullyConnectedNet, Solver
 from fcn.modules import Layer
+from fcn.training.checkpoint import META_FIELDS
 
 EXPECTED = json.loads((HERE / "expected.json").read_text())
 
@@ -137,12 +139,32 @@ def test_a_corrupt_meta_field_is_refused_naming_the_file_and_changes_nothing(tmp
     assert after[1:] == before[1:]
 
 
-def test_a_corrupt_step_count_is_refused_when_loading_with_other_settings(tmp_path: Path):
-    """strict=False keeps Adam's step count ``t`` of the same rule: it is checked as a count."""
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("iteration", -1, "iteration must be a non-negative integer, got -1"),
+        ("epochs_without_improvement", "1", "epochs_without_improvement must be an integer, got '1' (str)"),
+        ("stopped_early", "no", "stopped_early must be true or false, got 'no'"),
+        ("stopped_early", 0, "stopped_early must be true or false, got 0"),
+    ],
+)
+def test_a_corrupt_meta_field_is_refused_saying_what_is_wrong_with_it(tmp_path: Path, field, value, reason):
+    """The message names the file and the field, then the field again with what it must be and what it holds."""
+    first = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    first.train()
+    bad = rewrite_checkpoint(first.save_checkpoint(tmp_path / "ck.npz"), tmp_path / "bad.npz", meta={field: value})
+    message = rf"bad\.npz: corrupt {field} in the checkpoint's meta \({re.escape(reason)}\)$"
+    with pytest.raises(fcn.CheckpointError, match=message):
+        small_net_solver("numpy", separable(80, 6)).load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("t", ["6", -1])
+def test_a_corrupt_step_count_is_refused_when_loading_with_other_settings(tmp_path: Path, t):
+    """strict=False keeps Adam's step count ``t`` of the same rule: it is checked as a count (an integer >= 0)."""
     first = small_net_solver("numpy", separable(80, 6), num_iters=6)
     first.train()
     path = first.save_checkpoint(tmp_path / "ck.npz")
-    config = {"learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": "6"}
+    config = {"learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": t}
     bad = rewrite_checkpoint(path, tmp_path / "bad.npz", meta={"optim_config": config})
     other = small_net_solver("numpy", separable(80, 6), lr_decay=0.5)
     with pytest.warns(UserWarning, match="lr_decay"), pytest.raises(fcn.CheckpointError, match=r"bad\.npz.*\bt\b"):
@@ -161,6 +183,28 @@ def test_checkpoint_has_no_pickle(tmp_path):
         meta = json.loads(str(npz["meta"]))
         assert "params/W1" in npz.files and "optim/W1/velocity" in npz.files
     assert meta["iteration"] == solver.iteration
+
+
+def test_a_checkpoints_meta_holds_every_documented_field(tmp_path: Path):
+    """Tools read the meta without fcn: every field of META_FIELDS is written, under its own name."""
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=7)
+    solver.train()
+    meta, _ = saved_meta(solver.save_checkpoint(tmp_path / "ck.npz"))
+    assert set(meta) == set(META_FIELDS)
+    assert (meta["iteration"], meta["epoch"], meta["num_iters"], meta["batch_size"]) == (7, 1, 7, 10)
+    assert (meta["update_rule"], meta["base_learning_rate"]) == ("adam", 1e-2)
+
+
+def test_whole_number_accuracies_are_saved_as_floats_and_resume(tmp_path: Path, monkeypatch):
+    """A Solver's own accuracy (here a perfect score, the int 1) goes into the file as a float history."""
+    solver = small_net_solver("numpy", separable(80, 6), num_iters=6)
+    monkeypatch.setattr(solver, "check_accuracy", lambda X, y, subset=None: 1)
+    solver.train()
+    path = solver.save_checkpoint(tmp_path / "ck.npz")
+    _, arrays = saved_meta(path)
+    assert {arrays[key].dtype for key in ("loss_history", "train_acc_history", "val_acc_history")} == {np.dtype(float)}
+    resumed = small_net_solver("numpy", separable(80, 6)).load_checkpoint(path)
+    assert resumed.train_acc_history == resumed.val_acc_history == [1.0] and resumed.best_val_acc == 1.0
 
 
 def test_numpy_scalars_in_a_users_config_are_saved_as_numbers(tmp_path):
@@ -327,6 +371,25 @@ def test_a_checkpoint_write_removes_what_a_writer_killed_mid_write_left(tmp_path
     solver.save_checkpoint(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ck.npz", ".ck.npz.folder12.tmp", *not_ours])
     solver.load_checkpoint(path)
+
+
+def test_a_leftover_temporary_file_that_cannot_be_removed_does_not_stop_the_write(tmp_path: Path, monkeypatch):
+    """Tidying up is best effort: a killed writer's file that the system will not let us remove (another user's,
+    in a sticky folder) stays, and the checkpoint is still written."""
+    leftover = tmp_path / ".ck.npz.abcd1234.tmp"
+    leftover.write_bytes(b"a killed writer's")
+    unlink = Path.unlink
+
+    def refuse(self, missing_ok=False):
+        if self.name == leftover.name:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    solver = make_solver("numpy", separable(), num_epochs=1)
+    solver.save_checkpoint(tmp_path / "ck.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [leftover.name, "ck.npz"]
+    assert make_solver("numpy", separable(), num_epochs=1).load_checkpoint(tmp_path / "ck.npz").iteration == 0
 
 
 def test_a_checkpoint_write_leaves_a_temporary_file_that_is_being_written(tmp_path: Path):
@@ -527,15 +590,42 @@ def test_loose_loading_of_another_rule_starts_this_rules_state_afresh(tmp_path: 
     assert set(adam.optim_state["W1"]) == {"m", "v"} and adam.optim_config["t"] == 12
 
 
-def test_loose_loading_of_a_builtin_rules_checkpoint_gives_a_users_rule_its_own_config(tmp_path: Path):
+@pytest.mark.parametrize("saved_rule", ["sgd_momentum", clipped_sgd], ids=["builtin", "users"])
+def test_loose_loading_of_another_rules_checkpoint_gives_a_users_rule_its_own_config(tmp_path: Path, saved_rule):
+    """What the other rule kept in its config (clipped_sgd's ``steps`` and ``rms``) is not handed to this one."""
     data = separable()
-    decaying_solver(data, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
+    decaying_solver(data, update_rule=saved_rule, num_epochs=1, checkpoint=tmp_path / "ck.npz").train()
     users = decaying_solver(data, update_rule=heavy_ball, optim_config={"learning_rate": 0.02, "mu": 0.3},
                             num_epochs=2)  # fmt: skip
     with pytest.warns(UserWarning, match="update_rule"):
         users.load_checkpoint(tmp_path / "ck.npz", strict=False)
     rate = 0.02 * 0.9  # one epoch's decay, from this solver's rate
     assert users.optim_configs == {name: {"learning_rate": rate, "mu": 0.3} for name in users.model.params}
+
+
+@pytest.mark.parametrize("saved_val, resumed_val", [(20, 0), (0, 20)])
+def test_loose_loading_across_a_validation_set_starts_the_best_accuracy_as_a_new_run_does(
+    tmp_path: Path, saved_val, resumed_val
+):
+    """A best accuracy means nothing for another validation set: 0.0 with one, None without one, as for a fresh
+    solver; training then continues and the next evaluation sets it."""
+    data = separable(80, 6)  # 60 training samples, 20 for validation
+
+    def solver(num_val, **options):
+        return small_net_solver("numpy", {**data, "X_val": data["X_val"][:num_val], "y_val": data["y_val"][:num_val]},
+                                **options)  # fmt: skip
+
+    first = solver(saved_val, num_iters=6)
+    first.train()
+    path = first.save_checkpoint(tmp_path / "ck.npz")
+    other = solver(resumed_val, num_iters=12)
+    fresh = other.best_val_acc
+    with pytest.warns(UserWarning, match=rf"other settings \({saved_val} validation samples in the checkpoint, "
+                      rf"{resumed_val} here\)"):  # fmt: skip
+        other.load_checkpoint(path, strict=False)
+    assert other.best_val_acc == fresh and (fresh is None) == (resumed_val == 0)
+    other.train()
+    assert other.best_val_acc == (max(other.val_acc_history) if resumed_val else None)
 
 
 def test_a_checkpoint_that_does_not_name_its_rule_is_taken_for_this_solvers(tmp_path: Path):
@@ -723,15 +813,17 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_solver_as_it_was(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "breakage",
+    ("breakage", "message"),
     [
-        {"meta": {"rng_state": {"bit_generator": "PCG64", "state": "garbage"}}},
-        {"arrays": {"order": np.arange(5)}},
-        {"arrays": {"best/W1": np.zeros((2, 2))}},
-        {"arrays": {"loss_history": np.zeros((2, 2))}},
+        ({"meta": {"rng_state": {"bit_generator": "PCG64", "state": "garbage"}}},
+         "corrupt rng_state, not a state of the batch generator"),
+        ({"arrays": {"order": np.arange(5)}},
+         "the saved batch order is not a permutation of this run's 300 training samples"),
+        ({"arrays": {"best/W1": np.zeros((2, 2))}}, "best parameter W1 has shape (2, 2), the model's is (12, 16)"),
+        ({"arrays": {"loss_history": np.zeros((2, 2))}}, "loss_history must be a 1-D float array, got float64 (2, 2)"),
     ],
-)
-def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path, breakage):
+)  # fmt: skip
+def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path, breakage, message):
     data = separable()
     decaying_solver(data, num_iters=30, checkpoint=tmp_path / "ck.npz").train()
     rewrite_checkpoint(tmp_path / "ck.npz", **breakage)
@@ -743,7 +835,7 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path, breakage):
         solver.iteration,
         solver.rng.bit_generator.state,
     )
-    with pytest.raises(fcn.CheckpointError):
+    with pytest.raises(fcn.CheckpointError, match=rf"ck\.npz: {re.escape(message)}"):
         solver.load_checkpoint(tmp_path / "ck.npz")
     after = (
         host_copy(solver.model.params),

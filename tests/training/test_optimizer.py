@@ -4,6 +4,7 @@ chapter's per-parameter functions, their documented defaults, AdamW, the user's 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from helpers import (
 
 import fcn
 from fcn import Solver
+from fcn.training.optimizer import Optimizer, OptimizerStateError
 
 
 @pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"])
@@ -122,3 +124,22 @@ def test_a_builtin_rule_keeps_one_shared_config_and_a_users_rule_one_per_paramet
     assert builtin.optim_configs == {} and builtin.optim_config["learning_rate"] == 1e-2
     users = small_net_solver("numpy", separable(80, 6), update_rule=heavy_ball, optim_config={"mu": 0.3})
     assert users.optim_configs == {name: {"mu": 0.3} for name in users.model.params}
+
+
+@pytest.mark.parametrize(
+    ("rate", "reason"),
+    [
+        (-0.05, "learning_rate must be >= 0, got -0.05"),
+        ("0.05", "learning_rate must be a number, got '0.05' (str)"),
+        (float("nan"), "learning_rate must be a finite number, got nan"),
+    ],
+)
+def test_a_saved_learning_rate_that_is_not_a_rate_is_refused_naming_it(rate, reason):
+    """A checkpoint's rate is the schedule's (0 is fine, at the end of a cosine run); anything else that is not a
+    rate is refused before anything is loaded, in words that name the hyperparameter."""
+    optimizer = Optimizer("sgd_momentum", {"learning_rate": 0.05}, fcn.get_backend("numpy"))
+    meta = {"update_rule": "sgd_momentum", "iteration": 0, "optim_config": {"learning_rate": rate, "momentum": 0.9}}
+    with pytest.raises(OptimizerStateError, match=rf"^corrupt optim_config \({re.escape(reason)}\)$"):
+        optimizer.prepare_load(meta, {}, {"W1": np.zeros((3, 2))}, loose=False)
+    meta["optim_config"]["learning_rate"] = 0
+    assert optimizer.prepare_load(meta, {}, {"W1": np.zeros((3, 2))}, loose=False)[0]["learning_rate"] == 0.0
