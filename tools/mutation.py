@@ -11,7 +11,12 @@ and then runs every mutant against only the tests that reach the mutated functio
 failure. Mutants known to be equivalent (no behaviour can tell them apart from the original) are listed,
 each with its reason, in ``tools/mutation-equivalent.txt`` and left out of the score.
 
-Score = (killed + timeout) / (mutants - equivalent - skipped - not run). See docs/contributing-mutation.md.
+Mutants of lines that run only on a GPU (a CuPy-only branch inside a backend-agnostic function) are listed there
+too, their reason starting with "GPU only": CPU tests cannot reach them, as they cannot reach the GPU-only modules,
+which are not mutated at all. They get their own column and are left out of the score as well.
+
+Score = (killed + timeout) / (mutants - equivalent - GPU only - skipped - not run). See
+docs/contributing-mutation.md.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT_FILE = ROOT / "tools" / "mutation-equivalent.txt"
+#: how the reason of a mutant in EQUIVALENT_FILE starts when it is not equivalent but reachable only on a GPU
+GPU_ONLY = "GPU only"
 
 #: The core modules, in the order they are run (cheapest tests first).
 CORE = [
@@ -59,6 +66,7 @@ NOT_CORE = {"cli", "plotting", "sysinfo", "__init__", "ops.cupy_ops", "ops.cuda"
 def source_file(module: str) -> str:
     """``training.checkpoint`` -> ``fcn/training/checkpoint.py``."""
     return f"fcn/{module.replace('.', '/')}.py"
+
 
 # mutmut's exit-code meanings (mutmut.stats.status_by_exit_code), folded into the table's columns
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 37: "killed"}
@@ -137,8 +145,8 @@ def sample_of(module: str, every: int) -> set[str] | None:
 
 
 def table(modules: list[str], equivalent: dict[str, str], every: int = 1) -> tuple[str, list[str]]:
-    header = "| module | mutants | killed | survived | equivalent | timeouts | no tests | not run | score |"
-    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    header = "| module | mutants | killed | survived | equivalent | GPU only | timeouts | no tests | not run | score |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     total: Counter[str] = Counter()
     survivors: list[str] = []
     for module in modules:
@@ -152,7 +160,7 @@ def table(modules: list[str], equivalent: dict[str, str], every: int = 1) -> tup
         for name, status in res.items():
             c["mutants"] += 1
             if name in equivalent:
-                c["equivalent"] += 1
+                c["GPU only" if equivalent[name].startswith(GPU_ONLY) else "equivalent"] += 1
             elif status in ("survived", "no tests", "suspicious"):
                 c[status] += 1
                 survivors.append(f"{name}: {status}")
@@ -165,9 +173,9 @@ def table(modules: list[str], equivalent: dict[str, str], every: int = 1) -> tup
 
 
 def _row(label: str, c: Counter[str]) -> str:
-    counted = c["mutants"] - c["equivalent"] - c["skipped"] - c["not checked"]
+    counted = c["mutants"] - c["equivalent"] - c["GPU only"] - c["skipped"] - c["not checked"]
     score = 100.0 * (c["killed"] + c["timeout"]) / counted if counted else float("nan")
-    cells = [c["mutants"], c["killed"], c["survived"] + c["suspicious"], c["equivalent"]]
+    cells = [c["mutants"], c["killed"], c["survived"] + c["suspicious"], c["equivalent"], c["GPU only"]]
     cells += [c["timeout"], c["no tests"], c["not checked"]]
     return f"| {label} | " + " | ".join(str(x) for x in cells) + f" | {score:.1f} % |"
 

@@ -144,6 +144,15 @@ class Ops:
         """``x[idx, ...]`` along axis 0 (into ``out`` where the backend can reuse a buffer)."""
         return self.xp.take(x, idx, axis=0)
 
+    def take_batch(self, x: Any, y: Any, idx: Any, *, out: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+        """Rows ``idx (B,)`` of the samples ``x (N, ...)`` and of their labels ``y (N,)``: ``(x[idx], y[idx])``.
+
+        ``out``: ``(x_out, y_out)`` buffers to fill where the backend reuses them (fresh arrays otherwise). A
+        table may gather both in one launch (the fused CUDA table does).
+        """
+        x_out, y_out = (None, None) if out is None else out
+        return self.take_rows(x, idx, x_out), self.take_rows(y, idx, y_out)
+
     # -- dropout and normalization ----------------------------------------------------------------------
 
     def dropout(self, x: Any, keep_host: numpy.ndarray, keep: float) -> tuple[Any, Any]:

@@ -134,11 +134,7 @@ class TrainStep:
                 self.backend.xp.empty((n, *self.X_train.shape[1:]), dtype=self.X_train.dtype),
                 self.backend.xp.empty(n, dtype=self.y_train.dtype),
             )
-        X_out, y_out = buffers if buffers is not None else (None, None)
-        take_batch = getattr(ops, "take_batch", None)  # the fused kernels: images and labels in one launch
-        if take_batch is not None:
-            return take_batch(self.X_train, self.y_train, idx, out=buffers)
-        return ops.take_rows(self.X_train, idx, out=X_out), ops.take_rows(self.y_train, idx, out=y_out)
+        return ops.take_batch(self.X_train, self.y_train, idx, out=buffers)
 
     def features(self, X_batch: Any) -> Any:
         """The batch as the model's ``(N, input_dim)`` rows (a chapter model takes it as it is)."""
@@ -158,7 +154,7 @@ class TrainStep:
         rule is the built-in ``sgd``, no gradient clipping (it needs every gradient first), and the model
         offers ``loss_and_sgd``.
         """
-        if self.clip_grad_norm is not None or not getattr(self.backend.ops, "fuses_sgd", False):
+        if self.clip_grad_norm is not None or not self.backend.ops.fuses_sgd:
             return None
         if not hasattr(self.model, "loss_and_sgd"):
             return None

@@ -78,3 +78,17 @@ def test_normalization_kernels_scale_by_gamma_and_shift_by_beta(backend, rng, ke
     np.testing.assert_allclose(fcn.to_host(out), gamma * xhat + beta, rtol=1e-12)
     np.testing.assert_allclose(fcn.to_host(got_xhat), xhat, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fcn.to_host(got_std).reshape(std.shape), std, rtol=1e-12)
+
+
+def test_take_batch_gathers_the_rows_of_samples_and_labels_into_reused_buffers(backend):
+    ops = backend.ops
+    images = np.arange(48.0).reshape(6, 2, 2, 2)
+    labels = np.asarray([5, 4, 3, 2, 1, 0])
+    x, y = backend.asarray(images), backend.asarray(labels)
+    idx = backend.asarray(np.asarray([4, 0, 2], dtype=np.int64))
+    for out in (None, (backend.xp.empty((3, 2, 2, 2), dtype=x.dtype), backend.xp.empty(3, dtype=y.dtype))):
+        x_batch, y_batch = ops.take_batch(x, y, idx, out=out)
+        np.testing.assert_array_equal(fcn.to_host(x_batch), images[[4, 0, 2]])
+        np.testing.assert_array_equal(fcn.to_host(y_batch), labels[[4, 0, 2]])
+        if out is not None and backend.is_numpy:  # NumPy's table gathers into the buffers it is given
+            assert x_batch is out[0] and y_batch is out[1]

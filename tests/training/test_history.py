@@ -226,3 +226,9 @@ def test_a_float32_chapter_model_takes_float64_data_cast_to_its_dtype():
     assert solver.X_train.dtype == np.float32  # the number of classes was asked of the model in its own dtype
     solver.train()
     assert np.isfinite(solver.loss_history).all()
+
+
+def test_a_fresh_run_holds_no_best_or_last_arrays():
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_epochs=1))
+    assert solver.best_params == {} and solver.best_buffers == {}
+    assert solver.last_params is None and solver.last_buffers == {}
