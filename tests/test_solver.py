@@ -487,6 +487,12 @@ def test_missing_data_and_bad_batch_size_are_named():
         Solver(RecordingSoftmax(4, 3), data, **quiet(batch_size=0))
 
 
+def test_a_config_and_its_settings_as_keywords_together_are_refused():
+    config = fcn.TrainConfig(**quiet())
+    with pytest.raises(TypeError, match="^give a TrainConfig or its settings as keyword arguments, not both$"):
+        Solver(RecordingSoftmax(4, 3), id_data(20), config, batch_size=5)
+
+
 def test_data_with_the_wrong_feature_count_is_refused_up_front():
     data = separable(80, 6)
     data["X_train"] = np.hstack([data["X_train"], np.zeros((60, 1))])
@@ -656,9 +662,19 @@ def test_an_inconsistent_state_is_neither_saved_nor_trained_on(tmp_path, monkeyp
     monkeypatch.setattr(ops_class, "sgd_momentum", real)
     before = (tmp_path / "ck.npz").read_bytes()
     assert not solver.consistent
-    with pytest.raises(fcn.CheckpointError, match="middle of a step"):
+    with pytest.raises(
+        fcn.CheckpointError,
+        match=r"^not saving a checkpoint at iteration 14: training stopped in the middle of a step or an epoch end, "
+        r"so parameters, optimiser state and history may disagree; the last checkpoint written at an epoch end "
+        r"is intact$",
+    ):
         solver.save_checkpoint(tmp_path / "ck.npz")
-    with pytest.raises(fcn.CheckpointError, match="load the last checkpoint"):
+    with pytest.raises(
+        fcn.CheckpointError,
+        match=r"^training stopped in the middle of a step or an epoch end at iteration 14, so the parameters, "
+        r"optimiser state and history may disagree: load the last checkpoint to continue exactly \(or set "
+        r"solver\.consistent = True to go on from this state anyway\)$",
+    ):
         solver.train()
     assert (tmp_path / "ck.npz").read_bytes() == before
     solver.load_checkpoint(tmp_path / "ck.npz")
