@@ -256,6 +256,19 @@ def test_on_epoch_end_sees_each_evaluation():
     assert [acc for _, acc in seen] == solver.val_acc_history
 
 
+def test_check_accuracy_scores_only_the_samples_of_the_subset():
+    model = RecordingSoftmax(4, 3)
+    data = id_data(30)
+    solver = Solver(model, data, **quiet(batch_size=10))
+    X = data["X_train"]
+    predicted = np.argmax(model.loss(X), axis=1)
+    subset = np.array([2, 5, 11, 17, 29])
+    y = (predicted + 1) % 3  # every prediction wrong, but those of the subset
+    y[subset] = predicted[subset]
+    assert solver.check_accuracy(X, y, subset=subset) == 1.0
+    assert solver.check_accuracy(X, y) == len(subset) / len(X)
+
+
 def test_a_checkpoint_is_written_at_every_epoch_end(tmp_path):
     path = tmp_path / "ck.npz"
     seen = []
