@@ -3,6 +3,7 @@ divergence, checks of the data up front, logs, and a Ctrl-C at any moment."""
 
 import json
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -587,6 +588,59 @@ def test_progress_bar_counts_steps_and_shows_the_rate_between_epochs(capsys, tmp
     capsys.readouterr()
     resumed.train()
     assert "8/8" in bar_lines()[-1]  # the bar starts at the resumed step
+
+
+def test_the_progress_bar_is_cleared_when_training_ends(capsys):
+    """The bar is a live display, not a record: it leaves no line behind (the epoch lines are the record)."""
+    Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_epochs=2, progress=True)).train()
+    err = capsys.readouterr().err
+    assert "training" in err  # the bar was shown
+    assert "\n" not in err and err.split("\r")[-1].strip() == ""  # and erased: the terminal line is blank again
+
+
+# -- CUDA graphs: requested (cuda_graph=True or FCN_CUDA_GRAPH=1) where possible, else eager with a warning ----------
+
+
+@pytest.mark.parametrize(
+    ("cuda_graph", "env", "warns"),
+    [(None, None, False), (False, "1", False), (None, "0", False), (True, None, True), (None, "1", True)],
+)
+def test_numpy_trains_eagerly_and_warns_only_when_cuda_graphs_are_requested(
+    monkeypatch, recwarn, cuda_graph, env, warns
+):
+    """An explicit ``cuda_graph`` wins over the environment; on NumPy a request cannot be met, and says so."""
+    if env is None:
+        monkeypatch.delenv("FCN_CUDA_GRAPH", raising=False)
+    else:
+        monkeypatch.setenv("FCN_CUDA_GRAPH", env)
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_iters=3, cuda_graph=cuda_graph))
+    messages = [str(w.message) for w in recwarn if "CUDA" in str(w.message)]
+    if warns:
+        assert messages == [
+            "CUDA graphs requested but not used: CUDA graphs need the CuPy backend, not numpy; training eagerly"
+        ]
+    else:
+        assert messages == []  # nothing requested, nothing to say
+    assert solver.run_step is solver.train_step
+    solver.train()
+    assert solver.iteration == 3 and len(solver.loss_history) == 3
+
+
+@pytest.mark.skipif("mutmut" in sys.modules, reason="mutation testing wraps fcn's functions in frames of its own")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the warning is attributed one frame too far out (stacklevel=4 in _graphed_or_eager, 3 is the caller)",
+)
+def test_the_cuda_graph_warning_points_at_the_line_that_built_the_solver():
+    """Like every warning of fcn: the user sees the line of their own code to change."""
+
+    def build():
+        return Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, cuda_graph=True))
+
+    with pytest.warns(UserWarning, match="CUDA graphs requested but not used") as caught:
+        build()
+    line = build.__code__.co_firstlineno + 1
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
 
 
 # -- a Ctrl-C at the worst moment: a consistent state is saved, and the resumed run is the uninterrupted one --------
