@@ -3,6 +3,7 @@ divergence, checks of the data up front, logs, and a Ctrl-C at any moment."""
 
 import json
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -256,6 +257,19 @@ def test_on_epoch_end_sees_each_evaluation():
     assert [acc for _, acc in seen] == solver.val_acc_history
 
 
+def test_check_accuracy_scores_only_the_samples_of_the_subset():
+    model = RecordingSoftmax(4, 3)
+    data = id_data(30)
+    solver = Solver(model, data, **quiet(batch_size=10))
+    X = data["X_train"]
+    predicted = np.argmax(model.loss(X), axis=1)
+    subset = np.array([2, 5, 11, 17, 29])
+    y = (predicted + 1) % 3  # every prediction wrong, but those of the subset
+    y[subset] = predicted[subset]
+    assert solver.check_accuracy(X, y, subset=subset) == 1.0
+    assert solver.check_accuracy(X, y) == len(subset) / len(X)
+
+
 def test_a_checkpoint_is_written_at_every_epoch_end(tmp_path):
     path = tmp_path / "ck.npz"
     seen = []
@@ -487,6 +501,12 @@ def test_missing_data_and_bad_batch_size_are_named():
         Solver(RecordingSoftmax(4, 3), data, **quiet(batch_size=0))
 
 
+def test_a_config_and_its_settings_as_keywords_together_are_refused():
+    config = fcn.TrainConfig(**quiet())
+    with pytest.raises(TypeError, match="^give a TrainConfig or its settings as keyword arguments, not both$"):
+        Solver(RecordingSoftmax(4, 3), id_data(20), config, batch_size=5)
+
+
 def test_data_with_the_wrong_feature_count_is_refused_up_front():
     data = separable(80, 6)
     data["X_train"] = np.hstack([data["X_train"], np.zeros((60, 1))])
@@ -568,6 +588,59 @@ def test_progress_bar_counts_steps_and_shows_the_rate_between_epochs(capsys, tmp
     capsys.readouterr()
     resumed.train()
     assert "8/8" in bar_lines()[-1]  # the bar starts at the resumed step
+
+
+def test_the_progress_bar_is_cleared_when_training_ends(capsys):
+    """The bar is a live display, not a record: it leaves no line behind (the epoch lines are the record)."""
+    Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_epochs=2, progress=True)).train()
+    err = capsys.readouterr().err
+    assert "training" in err  # the bar was shown
+    assert "\n" not in err and err.split("\r")[-1].strip() == ""  # and erased: the terminal line is blank again
+
+
+# -- CUDA graphs: requested (cuda_graph=True or FCN_CUDA_GRAPH=1) where possible, else eager with a warning ----------
+
+
+@pytest.mark.parametrize(
+    ("cuda_graph", "env", "warns"),
+    [(None, None, False), (False, "1", False), (None, "0", False), (True, None, True), (None, "1", True)],
+)
+def test_numpy_trains_eagerly_and_warns_only_when_cuda_graphs_are_requested(
+    monkeypatch, recwarn, cuda_graph, env, warns
+):
+    """An explicit ``cuda_graph`` wins over the environment; on NumPy a request cannot be met, and says so."""
+    if env is None:
+        monkeypatch.delenv("FCN_CUDA_GRAPH", raising=False)
+    else:
+        monkeypatch.setenv("FCN_CUDA_GRAPH", env)
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, num_iters=3, cuda_graph=cuda_graph))
+    messages = [str(w.message) for w in recwarn if "CUDA" in str(w.message)]
+    if warns:
+        assert messages == [
+            "CUDA graphs requested but not used: CUDA graphs need the CuPy backend, not numpy; training eagerly"
+        ]
+    else:
+        assert messages == []  # nothing requested, nothing to say
+    assert solver.run_step is solver.train_step
+    solver.train()
+    assert solver.iteration == 3 and len(solver.loss_history) == 3
+
+
+@pytest.mark.skipif("mutmut" in sys.modules, reason="mutation testing wraps fcn's functions in frames of its own")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the warning is attributed one frame too far out (stacklevel=4 in _graphed_or_eager, 3 is the caller)",
+)
+def test_the_cuda_graph_warning_points_at_the_line_that_built_the_solver():
+    """Like every warning of fcn: the user sees the line of their own code to change."""
+
+    def build():
+        return Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10, cuda_graph=True))
+
+    with pytest.warns(UserWarning, match="CUDA graphs requested but not used") as caught:
+        build()
+    line = build.__code__.co_firstlineno + 1
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
 
 
 # -- a Ctrl-C at the worst moment: a consistent state is saved, and the resumed run is the uninterrupted one --------
@@ -656,9 +729,19 @@ def test_an_inconsistent_state_is_neither_saved_nor_trained_on(tmp_path, monkeyp
     monkeypatch.setattr(ops_class, "sgd_momentum", real)
     before = (tmp_path / "ck.npz").read_bytes()
     assert not solver.consistent
-    with pytest.raises(fcn.CheckpointError, match="middle of a step"):
+    with pytest.raises(
+        fcn.CheckpointError,
+        match=r"^not saving a checkpoint at iteration 14: training stopped in the middle of a step or an epoch end, "
+        r"so parameters, optimiser state and history may disagree; the last checkpoint written at an epoch end "
+        r"is intact$",
+    ):
         solver.save_checkpoint(tmp_path / "ck.npz")
-    with pytest.raises(fcn.CheckpointError, match="load the last checkpoint"):
+    with pytest.raises(
+        fcn.CheckpointError,
+        match=r"^training stopped in the middle of a step or an epoch end at iteration 14, so the parameters, "
+        r"optimiser state and history may disagree: load the last checkpoint to continue exactly \(or set "
+        r"solver\.consistent = True to go on from this state anyway\)$",
+    ):
         solver.train()
     assert (tmp_path / "ck.npz").read_bytes() == before
     solver.load_checkpoint(tmp_path / "ck.npz")

@@ -34,5 +34,7 @@ def test_patience_without_a_validation_set_is_refused():
     data = fixture_data()
     data["X_val"], data["y_val"] = data["X_val"][:0], data["y_val"][:0]
     net = fcn.FullyConnectedNet(48, [8], 3, seed=0)
-    with pytest.raises(ValueError, match="patience needs a validation set"):
+    with pytest.raises(
+        ValueError, match="^patience needs a validation set: early stopping watches the validation accuracy$"
+    ):
         fcn.Solver(net, data, patience=1, **quiet())
