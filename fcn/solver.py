@@ -325,6 +325,6 @@ def _graphed_or_eager(step: TrainStep, wanted: bool | None) -> Callable[[], None
         return step
     reason = cuda_graph.unsupported(step)
     if reason is not None:
-        warnings.warn(f"CUDA graphs requested but not used: {reason}; training eagerly", stacklevel=4)
+        warnings.warn(f"CUDA graphs requested but not used: {reason}; training eagerly", stacklevel=3)
         return step
     return cuda_graph.GraphedStep(step)

@@ -627,10 +627,6 @@ def test_numpy_trains_eagerly_and_warns_only_when_cuda_graphs_are_requested(
 
 
 @pytest.mark.skipif("mutmut" in sys.modules, reason="mutation testing wraps fcn's functions in frames of its own")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the warning is attributed one frame too far out (stacklevel=4 in _graphed_or_eager, 3 is the caller)",
-)
 def test_the_cuda_graph_warning_points_at_the_line_that_built_the_solver():
     """Like every warning of fcn: the user sees the line of their own code to change."""
 

@@ -109,7 +109,10 @@ def pick(module: str, every: int, pending: bool) -> list[str] | None:
     if every <= 1 and not pending:
         return None
     status = results(module)
-    if not status:  # never generated: a first run with a pattern that matches no mutant generates them
+    meta = ROOT / "mutants" / f"{source_file(module)}.meta"
+    if not status or (ROOT / source_file(module)).stat().st_mtime > meta.stat().st_mtime:
+        # never generated, or the source changed since (its mutants' names shift): a run with a pattern that
+        # matches no mutant generates them, so that the sample is drawn from the mutants that will be run
         _mutmut([f"fcn.{module}.__generate_only__*"], 1, module)
         status = results(module)
     names = sorted(status)[:: max(every, 1)]
