@@ -241,6 +241,14 @@ def test_bad_counts(cifar: Path, kwargs: dict[str, int], message: str) -> None:
         small(cifar, **kwargs)
 
 
+def test_the_default_test_split_is_the_first_1000_test_images(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, n_test=1001)
+    rXte, rYte = raw_cifar10(tmp_path / "cifar-10-batches-py")[2:]
+    data = fd.get_CIFAR10_data(num_training=240, num_validation=60, subtract_mean=False, root=tmp_path)
+    np.testing.assert_array_equal(data["X_test"], rXte[:1000])
+    np.testing.assert_array_equal(data["y_test"], rYte[:1000])
+
+
 def test_reads_only_the_batches_it_needs(cifar: Path) -> None:
     """60 training + validation images live in data_batch_1: a damaged data_batch_5 is never opened."""
     (cifar / "cifar-10-batches-py" / "data_batch_5").write_bytes(b"garbage")
@@ -349,6 +357,9 @@ def _damage(path: Path, how: str) -> None:
     elif how == "no labels":
         del batch[b"labels"]
         write_pickle(path, batch)
+    elif how == "no data":
+        del batch[b"data"]
+        write_pickle(path, batch)
     elif how == "wrong shape":
         batch[b"data"] = batch[b"data"].reshape(60, 3, 32, 32)
         write_pickle(path, batch)
@@ -377,12 +388,15 @@ def _damage(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
+# A damaged pickle's message gives the unpickler's own error and says how to get a good copy.
+CORRUPT = r"truncated or corrupt \(\w+: .*\); delete it and download the dataset again"
 DAMAGE = {
-    "truncated": "truncated or corrupt",
-    "garbage": "truncated or corrupt",
-    "empty": "truncated or corrupt",
+    "truncated": CORRUPT,
+    "garbage": CORRUPT,
+    "empty": CORRUPT,
     "not a dict": "expected a dict",
     "no labels": "no 'labels' entry",
+    "no data": "no 'data' entry",
     "wrong shape": r"shape \(60, 3, 32, 32\)",
     "wrong width": r"shape \(60, 3000\)",
     "wrong dtype": "float32 array, expected a uint8",
@@ -428,6 +442,16 @@ def test_damaged_meta(cifar: Path) -> None:
         fd.load_class_names(cifar)
     meta.write_bytes(b"\x80\x02}q")
     with pytest.raises(DatasetError, match=r"batches\.meta.*truncated or corrupt"):
+        fd.load_class_names(cifar)
+
+
+@pytest.mark.parametrize(
+    "names", [list(range(10)), [b"cat"] * 9 + [3], None, 10], ids=["ints", "one int", "None", "an int"]
+)
+def test_label_names_that_are_not_a_list_of_strings_are_refused(cifar: Path, names: Any) -> None:
+    """Ten ints would otherwise pass as ten "names", and a non-list would fail with a bare TypeError."""
+    write_pickle(cifar / "cifar-10-batches-py" / "batches.meta", {b"label_names": names})
+    with pytest.raises(DatasetError, match=r"batches\.meta: 'label_names' is not a list of strings"):
         fd.load_class_names(cifar)
 
 
