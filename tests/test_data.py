@@ -14,7 +14,8 @@ import pickle
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,14 @@ def test_bad_counts(cifar: Path, kwargs: dict[str, int], message: str) -> None:
         small(cifar, **kwargs)
 
 
+def test_the_default_test_split_is_the_first_1000_test_images(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, n_test=1001)
+    rXte, rYte = raw_cifar10(tmp_path / "cifar-10-batches-py")[2:]
+    data = fd.get_CIFAR10_data(num_training=240, num_validation=60, subtract_mean=False, root=tmp_path)
+    np.testing.assert_array_equal(data["X_test"], rXte[:1000])
+    np.testing.assert_array_equal(data["y_test"], rYte[:1000])
+
+
 def test_reads_only_the_batches_it_needs(cifar: Path) -> None:
     """60 training + validation images live in data_batch_1: a damaged data_batch_5 is never opened."""
     (cifar / "cifar-10-batches-py" / "data_batch_5").write_bytes(b"garbage")
@@ -349,6 +358,9 @@ def _damage(path: Path, how: str) -> None:
     elif how == "no labels":
         del batch[b"labels"]
         write_pickle(path, batch)
+    elif how == "no data":
+        del batch[b"data"]
+        write_pickle(path, batch)
     elif how == "wrong shape":
         batch[b"data"] = batch[b"data"].reshape(60, 3, 32, 32)
         write_pickle(path, batch)
@@ -377,12 +389,15 @@ def _damage(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
+# A damaged pickle's message gives the unpickler's own error and says how to get a good copy.
+CORRUPT = r"truncated or corrupt \(\w+: .*\); delete it and download the dataset again"
 DAMAGE = {
-    "truncated": "truncated or corrupt",
-    "garbage": "truncated or corrupt",
-    "empty": "truncated or corrupt",
+    "truncated": CORRUPT,
+    "garbage": CORRUPT,
+    "empty": CORRUPT,
     "not a dict": "expected a dict",
     "no labels": "no 'labels' entry",
+    "no data": "no 'data' entry",
     "wrong shape": r"shape \(60, 3, 32, 32\)",
     "wrong width": r"shape \(60, 3000\)",
     "wrong dtype": "float32 array, expected a uint8",
@@ -431,6 +446,16 @@ def test_damaged_meta(cifar: Path) -> None:
         fd.load_class_names(cifar)
 
 
+@pytest.mark.parametrize(
+    "names", [list(range(10)), [b"cat"] * 9 + [3], None, 10], ids=["ints", "one int", "None", "an int"]
+)
+def test_label_names_that_are_not_a_list_of_strings_are_refused(cifar: Path, names: Any) -> None:
+    """Ten ints would otherwise pass as ten "names", and a non-list would fail with a bare TypeError."""
+    write_pickle(cifar / "cifar-10-batches-py" / "batches.meta", {b"label_names": names})
+    with pytest.raises(DatasetError, match=r"batches\.meta: 'label_names' is not a list of strings"):
+        fd.load_class_names(cifar)
+
+
 class _Exploit:
     """Unpickling this would call os.system: the loader must refuse the global instead."""
 
@@ -462,14 +487,28 @@ def archive(tmp_path: Path) -> tuple[Path, str]:
 
 
 class _Server:
-    """A loopback HTTP server serving fixed bodies; ``routes[path] = (body, declared_length)``."""
+    """A loopback HTTP server serving fixed bodies; ``routes[path] = (body, declared_length)``.
+
+    ``hooks[path]()`` runs when that path is requested, before the answer: what "another process" does
+    while a download is under way. A path in ``silent`` gets no answer at all: the connection stays open
+    until ``release`` is set (at the latest after 3 s), then closes.
+    """
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[bytes, int]] = {}
-        routes = self.routes
+        self.hooks: dict[str, Callable[[], None]] = {}
+        self.silent: set[str] = set()
+        self.release = threading.Event()
+        routes, hooks, silent, release = self.routes, self.hooks, self.silent, self.release
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path in silent:
+                    release.wait(3)
+                    self.close_connection = True
+                    return
+                if self.path in hooks:
+                    hooks[self.path]()
                 if self.path not in routes:
                     self.send_error(404)
                     return
@@ -498,6 +537,7 @@ def server() -> Iterator[_Server]:
     try:
         yield srv
     finally:
+        srv.release.set()
         srv.httpd.shutdown()
         srv.httpd.server_close()
         srv.thread.join(timeout=5)
@@ -544,6 +584,90 @@ def test_get_data_downloads_when_absent(
     assert leftovers(dest2.parent) == ["cifar-10-batches-py"]
 
 
+def test_download_into_an_existing_empty_folder(archive: tuple[Path, str], tmp_path: Path) -> None:
+    path, md5 = archive
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    fd.download_cifar10(dest, url=path.as_uri(), md5=md5, progress=False)
+    _assert_installed(dest)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_progress_bar_shows_only_when_asked(
+    archive: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], progress: bool
+) -> None:
+    path, md5 = archive
+    fd.download_cifar10(tmp_path / "dest", url=path.as_uri(), md5=md5, progress=progress)
+    err = capsys.readouterr().err
+    assert ("CIFAR-10" in err) if progress else err == ""
+
+
+def test_a_download_streams_the_archive_instead_of_holding_it(tmp_path: Path) -> None:
+    """The real archive is 170 MB: it goes to disk piece by piece, never whole through memory.
+
+    The 8 MB body here fails its checksum once received, which keeps the test to the transfer itself.
+    """
+    body = tmp_path / "big.tar.gz"
+    body.write_bytes(os.urandom(8 << 20))
+    tracemalloc.start()
+    try:
+        _expect_clean_failure(tmp_path / "dest", "checksum mismatch", url=body.as_uri(), md5="0" * 32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"peak {peak} bytes for an 8 MB download"
+
+
+def test_a_server_that_never_answers_times_out(tmp_path: Path, server: _Server) -> None:
+    server.silent.add("/never")
+    start = time.monotonic()
+    _expect_clean_failure(tmp_path / "dest", r"\(TimeoutError: timed out\)", url=server.url("/never"), timeout=0.2)
+    assert time.monotonic() - start < 2
+
+
+def test_while_downloading_the_data_folder_holds_only_a_hidden_temporary_folder(
+    archive: tuple[Path, str], tmp_path: Path, server: _Server
+) -> None:
+    """Nothing that looks like a dataset appears before the install; a leftover says what it was."""
+    path, md5 = archive
+    body = path.read_bytes()
+    dest = tmp_path / "dest"
+    seen: list[list[str]] = []
+    server.routes["/cifar.tar.gz"] = (body, len(body))
+    server.hooks["/cifar.tar.gz"] = lambda: seen.append(leftovers(dest))
+    fd.download_cifar10(dest, url=server.url("/cifar.tar.gz"), md5=md5, progress=False, timeout=10)
+    [during] = seen
+    assert len(during) == 1 and during[0].startswith(".cifar-10-download"), during
+    _assert_installed(dest)
+
+
+@pytest.mark.parametrize("theirs", ["complete", "incomplete"])
+def test_a_dataset_installed_meanwhile_by_another_process(
+    archive: tuple[Path, str], tmp_path: Path, server: _Server, theirs: str
+) -> None:
+    """Theirs wins: a complete one is used as it is, an incomplete one is reported, and neither is touched."""
+    path, md5 = archive
+    body = path.read_bytes()
+    dest = tmp_path / "dest"
+
+    def other_process() -> None:
+        write_cifar10(dest)  # 300 training images; the archive has 100
+        if theirs == "incomplete":
+            (dest / "cifar-10-batches-py" / "test_batch").unlink()
+
+    server.routes["/cifar.tar.gz"] = (body, len(body))
+    server.hooks["/cifar.tar.gz"] = other_process
+    url = server.url("/cifar.tar.gz")
+    if theirs == "complete":
+        assert fd.download_cifar10(dest, url=url, md5=md5, progress=False, timeout=10) == dest / "cifar-10-batches-py"
+        assert fd.load_CIFAR10(dest)[0].shape == (N_TRAIN_TOTAL, 3, 32, 32)
+    else:
+        with pytest.raises(DatasetError, match="could not download"):
+            fd.download_cifar10(dest, url=url, md5=md5, progress=False, timeout=10)
+        assert not (dest / "cifar-10-batches-py" / "test_batch").exists()
+    assert leftovers(dest) == ["cifar-10-batches-py"]
+
+
 def test_get_data_download_through_env_var(
     archive: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -555,9 +679,9 @@ def test_get_data_download_through_env_var(
     assert leftovers(tmp_path / "env-data") == ["cifar-10-batches-py"]
 
 
-def _expect_clean_failure(dest: Path, match: str, **kwargs: Any) -> DatasetError:
+def _expect_clean_failure(dest: Path, match: str, timeout: float = 10, **kwargs: Any) -> DatasetError:
     with pytest.raises(DatasetError, match=match) as info:
-        fd.download_cifar10(dest, progress=False, timeout=10, **kwargs)
+        fd.download_cifar10(dest, progress=False, timeout=timeout, **kwargs)
     assert leftovers(dest) == []  # no cifar-10-batches-py, no .part file, no extraction folder
     msg = str(info.value)
     assert "FCN_DATA_DIR" in msg and kwargs["url"] in msg  # says what to do by hand
@@ -567,6 +691,12 @@ def _expect_clean_failure(dest: Path, match: str, **kwargs: Any) -> DatasetError
 def test_md5_mismatch_file_url(archive: tuple[Path, str], tmp_path: Path) -> None:
     path, _ = archive
     _expect_clean_failure(tmp_path / "dest", "checksum mismatch", url=path.as_uri(), md5="0" * 32)
+
+
+def test_a_checksum_mismatch_gives_both_digests(archive: tuple[Path, str], tmp_path: Path) -> None:
+    path, md5 = archive
+    wrong = "0123456789ABCDEF" * 2  # given in capitals, compared (and shown) in lower case
+    _expect_clean_failure(tmp_path / "dest", f"MD5 is {md5}, expected {wrong.lower()}\\.", url=path.as_uri(), md5=wrong)
 
 
 def test_md5_mismatch_http(archive: tuple[Path, str], tmp_path: Path, server: _Server) -> None:
@@ -609,6 +739,17 @@ def test_archive_without_dataset(tmp_path: Path) -> None:
     _expect_clean_failure(tmp_path / "dest", "lacks cifar-10-batches-py", url=tgz.as_uri(), md5=None)
 
 
+def test_an_archive_missing_some_files_names_them(tmp_path: Path) -> None:
+    src = write_cifar10(tmp_path / "src")
+    (src / "data_batch_2").unlink()
+    (src / "batches.meta").unlink()
+    tgz = tmp_path / "partial.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-py")
+    missing = r"lacks cifar-10-batches-py/data_batch_2, batches\.meta\. "
+    _expect_clean_failure(tmp_path / "dest", missing, url=tgz.as_uri(), md5=None)
+
+
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
 def test_unsafe_archive_members_are_refused(tmp_path: Path, kind: str) -> None:
     tgz = tmp_path / "evil.tar.gz"
@@ -637,7 +778,8 @@ def test_unreachable_url(tmp_path: Path, url: str) -> None:
 
 
 def test_http_error(tmp_path: Path, server: _Server) -> None:
-    _expect_clean_failure(tmp_path / "dest", "could not download", url=server.url("/missing"))
+    err = _expect_clean_failure(tmp_path / "dest", "could not download", url=server.url("/missing"))
+    assert "(HTTPError: Not Found)" in str(err)  # the kind of failure and the server's reason
 
 
 def test_get_data_without_network_says_what_to_do(tmp_path: Path) -> None:
