@@ -92,3 +92,34 @@ def test_a_chapter_model_s_buffers_come_back_from_the_best_epoch_with_its_parame
     model = DeclaredSoftmax(zero_grads=True)
     Solver(model, id_data(20), **quiet(batch_size=10, num_epochs=3)).train()
     assert float(model.buffers["calls"]) == 2.0  # two steps an epoch: the count at the end of epoch 1, not 6
+
+
+class TinyGradients(RecordingSoftmax):
+    """Softmax regression whose gradient is 1e-8 in every entry: a norm far below the clipping bound's epsilon."""
+
+    def loss(self, X, y=None):
+        out = super().loss(X, y)
+        if y is None:
+            return out
+        return out[0], {name: np.full_like(value, 1e-8) for name, value in self.params.items()}
+
+
+def test_a_gradient_below_the_clipping_bound_however_small_is_applied_as_it_is():
+    model = TinyGradients(4, 3)
+    before = host_copy(model.params)
+    solver = Solver(model, id_data(20), **quiet(batch_size=10, optim_config={"learning_rate": 1.0}, clip_grad_norm=1.0))
+    solver.step()
+    for name, value in model.params.items():
+        np.testing.assert_allclose(fcn.to_host(value), before[name] - 1e-8, rtol=0, atol=1e-15)
+
+
+def test_on_the_host_every_batch_is_a_new_array_that_later_batches_leave_alone():
+    """A model may keep its batch (a cache for its backward pass): NumPy gathers into fresh arrays every step."""
+    solver = Solver(RecordingSoftmax(4, 3), id_data(20), **quiet(batch_size=10))
+    step = solver.train_step
+    X_first, y_first = step.gather(step.indices(np.arange(0, 10)))
+    kept = X_first.copy(), y_first.copy()
+    X_second, y_second = step.gather(step.indices(np.arange(10, 20)))
+    assert X_second is not X_first and y_second is not y_first
+    np.testing.assert_array_equal(X_first, kept[0])
+    np.testing.assert_array_equal(y_first, kept[1])
