@@ -62,11 +62,30 @@ def test_eval_numerical_gradient_array_refuses_mixed_backends():
 def test_numerical_gradient_of_an_integer_array_is_refused():
     # sum(x**2) has gradient 2x = [2, 4, 6]; an integer x cannot hold x + 1e-5, so the answer would be garbage
     x = np.array([1, 2, 3])
-    with pytest.raises(TypeError, match="x must be a floating-point array.*int64"):
+    with pytest.raises(
+        TypeError,
+        match=r"^x must be a floating-point array \(it is perturbed in place by h\), got dtype int64; "
+        r"pass x\.astype\(float\) or an array of the model's dtype$",
+    ):
         fcn.eval_numerical_gradient(lambda a: np.sum(a**2), x, verbose=False)
     with pytest.raises(TypeError, match="x must be a floating-point array"):
         fcn.eval_numerical_gradient_array(lambda a: a * 2, x, np.ones(3))
     np.testing.assert_array_equal(x, [1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    ("x", "kind"),
+    [([1.0, 2.0], "list"), (memoryview(bytearray(16)).cast("d"), "memoryview")],
+    ids=["list", "shape-without-dtype"],
+)
+def test_numerical_gradient_of_something_not_an_array_is_refused_by_its_type(x, kind):
+    """A list cannot be perturbed in place; a memoryview has a shape but no dtype: neither is an array."""
+    for check in (
+        lambda: fcn.eval_numerical_gradient(lambda a: 0.0, x, verbose=False),
+        lambda: fcn.eval_numerical_gradient_array(lambda a: a, x, np.ones(2)),
+    ):
+        with pytest.raises(TypeError, match=rf"^x must be an array \(it is perturbed in place\), got {kind}$"):
+            check()
 
 
 @pytest.mark.parametrize("h", [0.0, -1e-5, float("nan"), "1e-5"])
