@@ -4,6 +4,7 @@ the messages in full, and ``trusted_inputs``."""
 from __future__ import annotations
 
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -138,6 +139,7 @@ def test_trusted_inputs_turns_value_checks_off_and_back_on():
         assert not value_checks_enabled()
         check_features(XP, X)  # skipped inside
         check_labels(XP, np.asarray([5]), 1, 2)
+        check_fits_dtype(XP, XP.asarray([[1e39]]), XP.float32)
     assert value_checks_enabled()
     with pytest.raises(ValueError):
         check_features(XP, X)
@@ -156,15 +158,46 @@ def test_float64_values_beyond_float32_at_either_end_are_refused_by_a_float32_mo
     """-1e39 overflows to -inf in float32 as 1e39 does to inf: the range check looks at both ends."""
     X = np.zeros((3, 4))
     X[1, 2] = value
-    with pytest.raises(ValueError, match=r"X holds values up to 1e\+39 in magnitude, beyond the range of float32"):
+    with pytest.raises(
+        ValueError,
+        match=r"^X holds values up to 1e\+39 in magnitude, beyond the range of float32 \(largest 3\.4e\+38\), the "
+        r"model's dtype: they would become infinite\. Scale the data, or use a float64 model$",
+    ):
         check_fits_dtype(XP, XP.asarray(X), XP.float32)
     net = FullyConnectedNet(4, [3], 2, seed=0, dtype="float32")
-    with pytest.raises(ValueError, match="beyond the range of float32"):
+    with pytest.raises(ValueError, match=r"beyond the range of float32 \(largest 3\.4e\+38\)"):
         net.loss(X)
     check_fits_dtype(XP, XP.asarray(X / 10), XP.float32)  # 1e38 fits
 
 
+@pytest.mark.parametrize(
+    ("X", "dtype"),
+    [
+        (np.asarray([[1.0, np.inf]], dtype=np.float32), XP.float64),
+        (np.asarray([[1.0, np.inf]], dtype=">f8"), XP.float64),  # same range, other byte order: a different dtype
+    ],
+    ids=["wider", "same-range"],
+)
+def test_a_cast_that_does_not_narrow_the_range_is_never_refused(X, dtype):
+    """Only a narrower dtype can turn a finite value infinite, so only then are the values read; an infinity
+    already in the data is the finiteness check's to report (check_features), not a matter of range."""
+    check_fits_dtype(XP, X, dtype)
+
+
+def test_an_empty_float64_batch_fits_a_float32_model():
+    """No values, nothing to overflow: the range check must not take the max of an empty array."""
+    check_fits_dtype(XP, np.zeros((0, 4)), XP.float32)
+    net = FullyConnectedNet(4, [3], 2, seed=0, dtype="float32")
+    assert net.loss(np.zeros((0, 4))).shape == (0, 2)
+
+
 # -- input files --------------------------------------------------------------------------------------------------
+
+
+def _bind_socket(path):
+    """A Unix socket's file stays behind once the socket is closed."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
 
 
 @pytest.mark.parametrize(
@@ -173,9 +206,11 @@ def test_float64_values_beyond_float32_at_either_end_are_refused_by_a_float32_mo
         (lambda p: None, r"^image .*cat\.png does not exist$", True),
         (lambda p: p.mkdir(), r"cat\.png is a folder, not a readable image$", False),
         (os.mkfifo, r"cat\.png is a FIFO, not a regular file: not a readable image$", False),
+        (_bind_socket, r"cat\.png is a socket, not a regular file: not a readable image$", False),
         (lambda p: os.symlink("/dev/zero", p), r"cat\.png is a device, not a regular file", False),
+        (lambda p: os.symlink(p, p), r"^cannot read image .*cat\.png: \S", False),  # a link to itself: ELOOP
     ],
-    ids=["missing", "folder", "fifo", "device"],
+    ids=["missing", "folder", "fifo", "socket", "device", "loop"],
 )
 def test_only_regular_files_are_input_files(tmp_path, make, message, missing):
     path = tmp_path / "cat.png"
