@@ -75,3 +75,17 @@ def test_update_rule_errors_in_full():
         r"valid keys: learning_rate, momentum$",
     ):
         fcn.optim.sgd_momentum(np.zeros(2), np.zeros(2), {"lr": 0.1, "mu": 0.9})
+
+
+@pytest.mark.parametrize(
+    ("rule", "key"),
+    [("sgd_momentum", "momentum"), ("rmsprop", "decay_rate"), ("adam", "beta1"), ("adam", "beta2"), ("adamw", "beta2")],
+)
+def test_rates_may_be_zero_but_not_one(rule, key):
+    """0 forgets the past at each step (momentum 0 is plain SGD); 1 never forgets the start, and Adam's bias
+    correction 1 - beta**t would divide by zero."""
+    fn = fcn.optim.UPDATE_RULES[rule]
+    with pytest.raises(ValueError, match=rf"^{key} must be in \[0, 1\), got 1$"):
+        fn(np.ones(2), np.ones(2), {key: 1.0})
+    w, config = fn(np.ones(2), np.full(2, 0.5), {key: 0.0})
+    assert config[key] == 0.0 and np.all(np.isfinite(w)) and np.all(w < 1.0)
