@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import ScaledNet
+from helpers import Scale, ScaledNet
 
 import fcn
 from fcn import FullyConnectedNet
 from fcn.backend import to_host
-from fcn.modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, ReLU
+from fcn.modules import Affine, AffineReLU, BatchNorm, Dropout, Layer, LayerNorm, ReLU
 
 
 def test_layer_names_and_repr():
@@ -127,3 +127,97 @@ def test_batchnorm_refuses_to_train_on_one_sample_and_changes_nothing(backend, r
     out, _ = layer.forward(backend.ops, two, params, buffers, True)
     np.testing.assert_allclose(np.abs(to_host(out)), np.ones((2, 5)), rtol=1e-4)  # two samples: +-1 each
     assert not np.array_equal(to_host(buffers["running_mean1"]), np.zeros(5))
+
+
+class DecayedScale(Scale):
+    """A new layer whose parameter is under the L2 term and which writes no ``backward_sgd`` of its own."""
+
+    def __init__(self, index, dim):
+        super().__init__(index, dim)
+        self.decay = (self.s,)
+
+    def backward(self, ops, dout, cache, reg=0.0):
+        dx, grads = super().backward(ops, dout, cache)
+        return dx, {self.s: grads[self.s] + reg * cache[1]}
+
+
+SGD_LAYERS = {  # (layer, input width, output width)
+    "affine": (lambda: Affine(1, 4, 3, 0.5), 4, 3),
+    "affine_relu": (lambda: AffineReLU(1, 4, 3, 0.5), 4, 3),
+    "relu": (ReLU, 4, 4),
+    "dropout": (lambda: Dropout(1, 0.5, seed=2), 4, 4),
+    "batchnorm": (lambda: BatchNorm(1, 4), 4, 4),
+    "layernorm": (lambda: LayerNorm(1, 4), 4, 4),
+    "new_layer_with_decay": (lambda: DecayedScale(1, 4), 4, 4),
+}
+
+
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+@pytest.mark.parametrize("kind", SGD_LAYERS)
+def test_backward_sgd_is_backward_then_the_sgd_step(backend, rng, kind, reg, need_dx):
+    """The plain-SGD backward pass (what ``loss_and_sgd`` runs on every layer): the gradients it returns are
+    ``backward``'s, every parameter it does not return has taken the step ``p - lr * dp`` already, and ``dx``
+    is ``backward``'s too (from the weights before the step; ``None`` where the layer needs no input gradient).
+    ``reg`` reaches layers with ``decay`` whether or not they write their own ``backward_sgd``."""
+    make, d_in, d_out = SGD_LAYERS[kind]
+    lr, ops = 0.1, backend.ops
+    layer = make()
+    layer.need_dx = need_dx
+    initial = layer.init_params(rng)
+    initial = {name: value + 0.3 * rng.standard_normal(value.shape) for name, value in initial.items()}
+    x, dout = rng.standard_normal((5, d_in)), rng.standard_normal((5, d_out))
+    extra = {"reg": reg} if layer.decay and reg else {}
+
+    def run(sgd):
+        params = {name: backend.asarray(value.copy()) for name, value in initial.items()}
+        buffers = {name: backend.asarray(value) for name, value in layer.init_buffers().items()}
+        _, cache = layer.forward(ops, backend.asarray(x), params, buffers, True)
+        g = backend.asarray(dout.copy())  # a fresh array: a backward pass may overwrite its dout
+        dx, grads = layer.backward_sgd(ops, g, cache, lr, **extra) if sgd else layer.backward(ops, g, cache, **extra)
+        return (None if dx is None else to_host(dx)), {k: to_host(v) for k, v in grads.items()}, params
+
+    dx, grads, _ = run(sgd=False)
+    dx_sgd, grads_sgd, stepped = run(sgd=True)
+    assert sorted(grads) == sorted(layer.params) and set(grads_sgd) <= set(grads)
+    assert (dx is None) == (dx_sgd is None) == (kind.startswith("affine") and not need_dx)
+    if dx is not None:
+        np.testing.assert_allclose(dx_sgd, dx, rtol=1e-12, atol=1e-14)
+    for name in layer.params:
+        if name in grads_sgd:  # left to the caller: returned, and the parameter untouched
+            np.testing.assert_allclose(grads_sgd[name], grads[name], rtol=1e-12, atol=1e-14, err_msg=name)
+            np.testing.assert_array_equal(to_host(stepped[name]), initial[name], err_msg=name)
+        else:
+            expected = initial[name] - lr * grads[name]
+            np.testing.assert_allclose(to_host(stepped[name]), expected, rtol=1e-12, atol=1e-14, err_msg=name)
+    if kind.startswith("affine"):  # the weights take the step inside the layer, the bias is left to the caller
+        assert sorted(grads_sgd) == ["b1"]
+
+
+def test_a_fresh_model_draws_the_dropout_masks_of_the_first_training_step(rng):
+    """The Solver's first step is step 0: a training pass of a model no Solver has stepped yet (a loss or a
+    gradient check by hand) sees the masks that first step will see, not those of a later one."""
+    X, y = rng.standard_normal((8, 6)), rng.integers(3, size=8)
+    net = FullyConnectedNet(6, [20, 20], 3, dropout_keep_ratio=0.5, seed=4)
+    fresh = float(net.loss(X, y)[0])
+    net.set_step(0)
+    assert float(net.loss(X, y)[0]) == fresh
+    net.set_step(1)
+    assert float(net.loss(X, y)[0]) != fresh
+
+
+def test_a_dropout_mask_is_the_documented_function_of_seed_step_and_layer(backend):
+    """Bit for bit what makes masks the same on every backend and after a resume: a unit is kept where its
+    float32 uniform from ``default_rng([seed, step, index])`` is below ``keep``. ``keep`` is set to one of those
+    uniforms, so one unit sits on the boundary: it is dropped (a draw equal to ``keep`` is not below it), which is
+    what makes the keep probability exactly ``keep`` on the grid of float32 uniforms."""
+    seed, step, index, shape = 9, 3, 2, (6, 7)
+    uniforms = np.random.default_rng([seed, step, index]).random(shape, dtype=np.float32)
+    keep = float(uniforms[1, 2])
+    assert 0.05 < keep < 0.95
+    layer = Dropout(index, keep, seed)
+    layer.step = step
+    out, _ = layer.forward(backend.ops, backend.asarray(np.ones(shape)), {}, {}, True)
+    kept = to_host(out) != 0
+    np.testing.assert_array_equal(kept, uniforms < np.float32(keep))
+    assert not kept[1, 2]
