@@ -270,6 +270,47 @@ def test_channels_last_raw_images_are_transposed_not_reshaped(backend):
     np.testing.assert_array_equal(to_host(on_device), np.argmax(expected, axis=1))
 
 
+@pytest.mark.parametrize(
+    ("shape", "channels_last"),
+    [
+        ((5, 6, 3), True),  # 3 channels last, and 5 cannot be a channel count
+        ((3, 5, 6), False),
+        ((3, 4, 4), False),  # a last axis of 4 after a first of 3: the first holds the channels
+        ((4, 6, 3), False),  # ambiguous: 4 can be a channel count too, and channels first is the default
+        ((5, 6, 2), False),  # 2 is no channel count (1, 3 or 4)
+    ],
+)
+def test_without_a_mean_image_the_layout_of_raw_images_is_told_by_their_shape(shape, channels_last):
+    """A model with no mean image takes raw ``(N, H, W, C)`` images for channels last only when ``C`` is 1, 3
+    or 4 and ``H`` is not; everything else is read as ``(N, C, H, W)``."""
+    net = FullyConnectedNet(math.prod(shape), [3], 2, seed=0)
+    raw = np.random.default_rng(5).integers(0, 256, size=(2, *shape), dtype=np.uint8)
+    expected = raw.transpose(0, 3, 1, 2) if channels_last else raw
+    prepared = net.prepare(raw)
+    assert prepared.shape == expected.shape
+    np.testing.assert_array_equal(prepared, expected.astype(np.float64))
+
+
+def test_an_integer_mean_image_is_subtracted_in_float64(backend):
+    """A mean image of whole pixel values (uint8, as an image file holds it) works on every backend."""
+    net = FullyConnectedNet(72, [7], 3, weight_scale=0.1, seed=0, backend=backend)
+    net.mean_image = np.random.default_rng(6).integers(0, 256, size=(3, 4, 6), dtype=np.uint8)
+    raw = np.random.default_rng(7).integers(0, 256, size=(2, 3, 4, 6), dtype=np.uint8)
+    prepared = net.prepare(raw)
+    assert prepared.dtype == net.dtype
+    np.testing.assert_array_equal(to_host(prepared), raw.astype(np.float64) - net.mean_image)
+
+
+def test_predict_proba_of_rows_of_very_different_scale():
+    """Each row's softmax is taken on its own: a row of small scores next to one of huge scores keeps its
+    probabilities (a shift shared by the whole batch would underflow it to 0 / 0)."""
+    net = FullyConnectedNet(2, [], 3, seed=0)  # softmax regression: scores = X @ W1 + b1
+    net.params["W1"] = np.asarray([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    X = np.asarray([[0.0, 0.0], [1000.0, 0.0]])  # scores (0, 0, 0) and (1000, 2000, 3000)
+    proba = net.predict_proba(X)
+    np.testing.assert_allclose(proba, [[1 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1.0]], rtol=1e-12)
+
+
 def test_predict_proba_of_raw_images_sums_to_one_per_row():
     net = _net_with_mean()
     raw = np.random.default_rng(3).integers(0, 256, size=(9, 4, 6, 3), dtype=np.uint8)
