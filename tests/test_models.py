@@ -400,6 +400,10 @@ def test_repr_names_the_shape_and_the_settings():
     net = FullyConnectedNet(6, [5, 4], 3, reg=0.5, dtype="float32")
     assert repr(net) == "FullyConnectedNet(6-5-4-3, reg=0.5, backend=numpy, dtype=float32)"
     assert repr(ShallowLayerNet(8, 10, 2)) == "ShallowLayerNet(8-10-2, reg=0.0, backend=numpy, dtype=float64)"
+    both = FullyConnectedNet(6, [5], 3, normalization="batchnorm", dropout_keep_ratio=0.5)
+    assert repr(both) == (
+        "FullyConnectedNet(6-5-3, reg=0.0, batchnorm, dropout_keep_ratio=0.5, backend=numpy, dtype=float64)"
+    )
 
 
 def test_get_config_rebuilds_the_same_network():
@@ -422,6 +426,53 @@ def test_get_config_rebuilds_the_same_network():
     for name, value in net.params.items():
         np.testing.assert_array_equal(twin.params[name], value)
         assert twin.params[name].dtype == np.float32
+
+
+def test_fully_connected_net_constructor_defaults():
+    """The defaults fit CIFAR-10: 3072 inputs, one hidden layer of 100, 10 classes."""
+    net = FullyConnectedNet(seed=0)
+    assert (net.input_dim, net.hidden_dims, net.num_classes, net.reg) == (3072, [100], 10, 0.0)
+    assert net.weight_scale == 1e-2 and net.dtype == np.float64
+    assert (net.dropout_keep_ratio, net.normalization) == (1.0, None)
+    assert net.params["W2"].shape == (100, 10) and net.params["b2"].shape == (10,)
+
+
+def test_shallow_get_config_rebuilds_the_same_shallow_net():
+    """The shallow net's config speaks its own constructor: one ``hidden_dim``, no dropout or normalization."""
+    net = ShallowLayerNet(6, 4, 3, weight_scale=0.3, reg=0.25, dtype="float32", seed=9)
+    config = json.loads(json.dumps(net.get_config()))
+    assert config == {
+        "input_dim": 6,
+        "hidden_dim": 4,
+        "num_classes": 3,
+        "reg": 0.25,
+        "weight_scale": 0.3,
+        "dtype": "float32",
+        "seed": 9,
+    }
+    twin = ShallowLayerNet(**config)
+    assert sorted(twin.params) == sorted(net.params)
+    for name, value in net.params.items():
+        np.testing.assert_array_equal(twin.params[name], value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FullyConnectedNet(12, [5, 4], 3, weight_scale=0.3, normalization="batchnorm", seed=1),
+        lambda: ShallowLayerNet(12, 5, 3, weight_scale=0.3, reg=0.1, seed=1),
+    ],
+    ids=["fully-connected", "shallow"],
+)
+def test_a_saved_model_loads_back_as_the_same_model(tmp_path, rng, make):
+    net = make()
+    net.params["b1"] = rng.standard_normal(5)  # a trained value, not the seed's
+    path = net.save(tmp_path / "net.npz")
+    assert path == tmp_path / "net.npz" and path.is_file()
+    loaded = fcn.load_model(path)
+    assert type(loaded) is type(net) and loaded.get_config() == net.get_config()
+    X = rng.standard_normal((4, 12))
+    np.testing.assert_array_equal(fcn.to_host(loaded.loss(X)), fcn.to_host(net.loss(X)))
 
 
 def test_get_config_rebuilds_the_net(rng):
