@@ -496,6 +496,17 @@ def test_a_model_refuses_a_dtype_its_namespace_lacks_or_that_is_not_floating():
         FullyConnectedNet(4, [3], 2, dtype="int64")
 
 
+@pytest.mark.parametrize("dtype", [float, 3, "sum"], ids=["python-float", "a-number", "a-function-name"])
+def test_a_dtype_that_is_no_dtype_at_all_is_refused_with_a_type_error(backend, request, dtype):
+    """``float`` or a name the namespace holds that is no dtype (``"sum"``) is refused as any other bad dtype."""
+    if backend.name == "torch":
+        request.applymarker(
+            pytest.mark.xfail(raises=AttributeError, strict=True, reason="torch's isdtype raises AttributeError")
+        )
+    with pytest.raises(TypeError, match="dtype must be a real floating type"):
+        FullyConnectedNet(4, [3], 2, dtype=dtype, backend=backend)
+
+
 def test_huge_weight_scale_is_named():
     with pytest.raises(ValueError, match=r"weight_scale=1e\+300.*float32"):
         FullyConnectedNet(12, [5], 3, weight_scale=1e300, dtype="float32")
