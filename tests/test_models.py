@@ -669,6 +669,20 @@ def test_loss_modes_reach_the_layers():
     assert seen == [False, True, True, False, True]
 
 
+def test_a_forward_pass_that_loses_a_cache_is_refused():
+    """Layers and caches are paired from the end: a ``forward`` (overridden in a subclass) that returns one cache
+    too few must stop the backward pass, not pair the layers with the wrong caches or skip one silently."""
+
+    class LossyNet(FullyConnectedNet):
+        def forward(self, X, *, train=False):
+            scores, caches = super().forward(X, train=train)
+            return scores, caches[1:]
+
+    net = LossyNet(4, [3], 2, seed=0)
+    with pytest.raises(ValueError):
+        net.loss(np.ones((2, 4)), np.asarray([0, 1]))
+
+
 def test_dropout_masks_follow_the_step(rng):
     X, y = rng.standard_normal((20, 8)), rng.integers(3, size=20)
     net = FullyConnectedNet(8, [30, 30], 3, dropout_keep_ratio=0.5, seed=0)
