@@ -88,7 +88,7 @@ def _float_dtype(xp: Any, dtype: Any) -> Any:
     resolved = resolve_dtype(xp, dtype)
     try:
         floating = xp.isdtype(resolved, "real floating")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # torch's isdtype raises AttributeError for a non-dtype
         floating = False
     if not floating:
         raise bad_dtype

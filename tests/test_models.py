@@ -497,12 +497,8 @@ def test_a_model_refuses_a_dtype_its_namespace_lacks_or_that_is_not_floating():
 
 
 @pytest.mark.parametrize("dtype", [float, 3, "sum"], ids=["python-float", "a-number", "a-function-name"])
-def test_a_dtype_that_is_no_dtype_at_all_is_refused_with_a_type_error(backend, request, dtype):
+def test_a_dtype_that_is_no_dtype_at_all_is_refused_with_a_type_error(backend, dtype):
     """``float`` or a name the namespace holds that is no dtype (``"sum"``) is refused as any other bad dtype."""
-    if backend.name == "torch":
-        request.applymarker(
-            pytest.mark.xfail(raises=AttributeError, strict=True, reason="torch's isdtype raises AttributeError")
-        )
     with pytest.raises(TypeError, match="dtype must be a real floating type"):
         FullyConnectedNet(4, [3], 2, dtype=dtype, backend=backend)
 
