@@ -6,6 +6,7 @@ CuPy itself is imitated by a small fake module where only the probing logic is u
 fail, when the logic is wrong) on machines without a GPU; the real thing is covered by the ``gpu`` tests.
 """
 
+import importlib
 import sys
 import types
 
@@ -14,7 +15,7 @@ import pytest
 
 import fcn
 from fcn import backend as be
-from fcn.backend import resolve_dtype, to_backend, to_host
+from fcn.backend import normalize_device, resolve_dtype, to_backend, to_host
 
 
 def test_numpy_is_the_default():
@@ -101,6 +102,22 @@ def test_get_backend_keeps_or_replaces_the_device():
     assert fcn.get_backend(strict, strict.Device("device1")).device == strict.Device("device1")
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_new_device_keeps_the_backends_choice_of_kernels(fused):
+    """``get_backend(backend, device)`` moves the backend to the device, its ``fused`` choice goes along."""
+    chosen = fcn.get_backend("numpy", fused=fused)
+    assert fcn.get_backend(chosen, "cpu").fused is fused
+
+
+def test_fused_kernels_for_a_namespace_without_them_are_refused_by_name():
+    pytest.importorskip("array_api_strict")
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^fused=True needs the CuPy or NumPy backend; there are no fused kernels for array_api_strict$",
+    ):
+        fcn.get_backend("array_api_strict", fused=True)
+
+
 def test_backend_repr_and_names():
     strict = pytest.importorskip("array_api_strict")
     assert repr(fcn.get_backend()) == "Backend(numpy)"
@@ -143,6 +160,11 @@ def test_the_numpy_module_gives_the_numpy_backend_with_its_device():
     by_module = fcn.get_backend(np, "cpu")
     assert by_module.xp is by_name.xp and by_module.device == "cpu"
     assert fcn.get_backend(np).device is None
+
+
+@pytest.mark.parametrize("device", ["cpu", "CPU", "Cpu"])
+def test_the_numpy_device_is_cpu_in_any_case(device):
+    assert fcn.get_backend("numpy", device).device == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -203,6 +225,30 @@ def test_cupy_messages_say_what_to_do(monkeypatch):
         fcn.get_backend("cupy")
 
 
+@pytest.mark.parametrize("found", [None, be._CUPY_HINT], ids=["nothing", "cupy-missing"])
+def test_without_a_gpu_the_message_says_what_to_do_even_when_the_probe_names_nothing(monkeypatch, found):
+    """With has_cupy/has_gpu replaced (as tests and embedding code do), the probe may have nothing to add."""
+    monkeypatch.setattr(be, "has_cupy", lambda: True)
+    monkeypatch.setattr(be, "has_gpu", lambda: False)
+    monkeypatch.setattr(be, "gpu_problem", lambda: found)
+    with pytest.raises(
+        fcn.BackendError,
+        match=r"^CuPy is installed but no CUDA GPU is visible\. Check the NVIDIA driver and CUDA_VISIBLE_DEVICES, "
+        r"or use backend=\"numpy\"\.$",
+    ):
+        fcn.get_backend("cupy")
+
+
+def test_with_a_usable_gpu_the_cupy_name_gives_the_array_api_namespace_of_cupy(monkeypatch):
+    """Choosing the namespace touches no device, so this runs wherever CuPy imports."""
+    pytest.importorskip("cupy", reason="CuPy is not installed")
+    monkeypatch.setattr(be, "has_cupy", lambda: True)
+    monkeypatch.setattr(be, "has_gpu", lambda: True)
+    backend = fcn.get_backend("cupy")
+    assert backend.xp is importlib.import_module("array_api_compat.cupy")
+    assert backend.is_cupy and backend.name == "cupy" and backend.device is None
+
+
 def test_the_cupy_module_needs_a_gpu_like_the_name(monkeypatch):
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
     from fcn import backend as be
@@ -239,6 +285,27 @@ class _FakeDevice:
     __hash__ = None  # like cupy.cuda.Device
 
 
+class _FakeTorchDevice:
+    """``torch.device`` for "cpu", "cuda" and "cuda:N" (and its error for other names)."""
+
+    def __init__(self, kind, index=None):
+        if isinstance(kind, _FakeTorchDevice):
+            kind, index = kind.type, kind.index
+        kind, _, number = str(kind).partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: {kind}")
+        self.type, self.index = kind, int(number) if number else index
+
+    def __eq__(self, other):
+        return isinstance(other, _FakeTorchDevice) and (other.type, other.index) == (self.type, self.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __repr__(self):
+        return f"device(type={self.type!r}" + ("" if self.index is None else f", index={self.index}") + ")"
+
+
 def fake_cupy(*, count=1, nvrtc=None, cublas=None, runtime_version=12090):
     """A stand-in for the parts of CuPy that fcn's probes and device handling touch."""
 
@@ -265,8 +332,10 @@ def fake_cupy(*, count=1, nvrtc=None, cublas=None, runtime_version=12090):
 @pytest.fixture
 def with_fake_cupy(monkeypatch):
     def install(**kw):
-        monkeypatch.setitem(sys.modules, "cupy", fake_cupy(**kw))
+        cupy = fake_cupy(**kw)
+        monkeypatch.setitem(sys.modules, "cupy", cupy)
         _clear_gpu_caches()
+        return cupy
 
     yield install
     _clear_gpu_caches()
@@ -281,6 +350,16 @@ def test_cupy_devices_by_index_and_name(with_fake_cupy):
         be._cupy_device(2)
     with pytest.raises(fcn.BackendError, match="'cpu'"):
         be._cupy_device("cpu")
+
+
+def test_a_cuda_device_of_another_library_names_the_same_gpu(with_fake_cupy, monkeypatch):
+    """A ``torch.device("cuda", 0)`` means GPU 0 to CuPy too; a bare ``"cuda"`` device means the current GPU."""
+    cupy = with_fake_cupy(count=2)
+    monkeypatch.setattr(_FakeDevice, "current", 1)
+    assert normalize_device(cupy, _FakeTorchDevice("cuda", 0)) == _FakeDevice(0)
+    assert normalize_device(cupy, _FakeTorchDevice("cuda")) == _FakeDevice(1)
+    with pytest.raises(fcn.BackendError, match=r"device must be an index or 'cuda:N'"):
+        normalize_device(cupy, _FakeTorchDevice("cpu"))
 
 
 def test_gpu_probe_names_a_missing_nvrtc(with_fake_cupy):
@@ -398,6 +477,100 @@ def test_backends_on_different_devices_differ(strict, other):
 def test_equal_torch_devices_give_equal_hashable_backends(torch):
     t1, t2 = fcn.get_backend("torch", "cpu"), fcn.get_backend("torch", torch.device("cpu"))
     assert t1 == t2 and hash(t1) == hash(t2)
+
+
+@pytest.fixture(params=["stand-in", "torch"])
+def tensor_library(request, monkeypatch):
+    """PyTorch's namespace and module, with CUDA reported present and GPU 1 current.
+
+    The real library, and a stand-in for the runs that leave PyTorch out (its ``torch.device`` parses the few
+    device strings these tests use, as PyTorch does).
+    """
+    if request.param == "torch":
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+        xp = importlib.import_module("array_api_compat.torch")
+    else:
+        torch = xp = types.ModuleType("torch")
+        torch.device = _FakeTorchDevice
+        torch.cuda = types.SimpleNamespace(is_available=None, current_device=None)
+        monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    return xp, torch
+
+
+def test_a_bare_cuda_device_means_the_current_gpu(tensor_library):
+    """PyTorch's arrays report their GPU's index, so ``"cuda"`` is resolved to the current GPU: a backend made with
+    ``"cuda"`` then equals one made with that index."""
+    xp, torch = tensor_library
+    bare = fcn.Backend(xp, "cuda")
+    assert bare.device == torch.device("cuda", 1)
+    assert bare == fcn.Backend(xp, "cuda:1") and hash(bare) == hash(fcn.Backend(xp, "cuda:1"))
+    assert bare != fcn.Backend(xp, "cuda:0")
+
+
+def test_without_cuda_a_bare_cuda_device_is_kept_as_given(tensor_library, monkeypatch):
+    xp, torch = tensor_library
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: pytest.fail("no GPU to ask"))
+    assert normalize_device(xp, "cuda") == torch.device("cuda")
+
+
+def test_a_device_the_tensor_library_does_not_know_is_named(tensor_library):
+    xp, _ = tensor_library
+    with pytest.raises(fcn.BackendError, match=r"^not a PyTorch device: 'tpu' \(.*device string: tpu\)$"):
+        fcn.Backend(xp, "tpu")
+
+
+def array_library(devices):
+    """A made-up Array API namespace that lists ``devices``."""
+    lib = types.ModuleType("my_array_library")
+    lib.__array_api_version__ = "2024.12"
+    lib.__array_namespace_info__ = lambda: types.SimpleNamespace(devices=lambda: list(devices))
+    return lib
+
+
+class _NamedDevice:
+    """A device whose text forms all differ, as in JAX (str "TFRT_CPU_0", repr "CpuDevice(id=0)")."""
+
+    def __init__(self, index):
+        self.index, self.name = index, f"unit{index}"
+
+    def __str__(self):
+        return f"DEV_{self.index}"
+
+    def __repr__(self):
+        return f"NamedDevice(id={self.index})"
+
+
+@pytest.mark.parametrize("text", [str, repr, lambda d: d.name], ids=["str", "repr", "name"])
+def test_a_device_is_found_by_any_of_its_names(text):
+    devices = [_NamedDevice(0), _NamedDevice(1)]
+    lib = array_library(devices)
+    assert normalize_device(lib, text(devices[1])) is devices[1]
+    assert fcn.get_backend(lib, text(devices[1])).device is devices[1]
+
+
+class _UnhashableDevice:
+    """A device object that cannot be hashed (as a CuPy ``Device``), equal by its index."""
+
+    __hash__ = None
+
+    def __init__(self, index):
+        self.index = index
+
+    def __eq__(self, other):
+        return isinstance(other, _UnhashableDevice) and other.index == self.index
+
+    def __repr__(self):
+        return f"UnhashableDevice({self.index})"
+
+
+def test_backends_on_unhashable_devices_still_hash_and_differ_per_device():
+    lib = array_library([])
+    a, same, other = (fcn.Backend(lib, _UnhashableDevice(i)) for i in (0, 0, 1))
+    assert a == same and hash(a) == hash(same)
+    assert a != other and len({a, same, other}) == 2
 
 
 def test_arrays_on_a_device_given_by_name_are_accepted(strict):
