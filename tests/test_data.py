@@ -11,6 +11,8 @@ import http.server
 import io
 import os
 import pickle
+import re
+import struct
 import tarfile
 import threading
 import time
@@ -118,6 +120,36 @@ def test_str_keys_are_accepted(tmp_path: Path) -> None:
     Xtr, _, _, _ = fd.load_CIFAR10(tmp_path)
     assert Xtr.shape == (N_TRAIN_TOTAL, 3, 32, 32)
     assert fd.load_class_names(tmp_path) == CLASS_NAMES
+
+
+class _Python2Pickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Writes bytes as Python 2 ``str`` (the BINSTRING opcodes), as the published files hold them.
+
+    Python 3's own protocol-2 pickles spell bytes as ``_codecs.encode(...)`` calls instead, so the synthetic
+    files alone never exercise the opcodes the real dataset is made of.
+    """
+
+    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+
+    def save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def test_a_batch_pickled_by_python_2_loads(tmp_path: Path) -> None:
+    """Python 2 strings (the keys, and the raw pixel bytes inside the array) come back as bytes, not text."""
+    batch = make_batch(12, seed=4)
+    path = tmp_path / "data_batch_1"
+    with open(path, "wb") as f:
+        _Python2Pickler(f, protocol=2).dump(batch)
+    assert b"_codecs" not in path.read_bytes()  # really the Python 2 spelling
+    X, y = fd.load_CIFAR10_batch(path)
+    np.testing.assert_array_equal(X.reshape(12, -1), batch[b"data"])
+    assert y.tolist() == batch[b"labels"]
 
 
 def test_class_names(cifar: Path) -> None:
@@ -242,6 +274,25 @@ def test_bad_counts(cifar: Path, kwargs: dict[str, int], message: str) -> None:
         small(cifar, **kwargs)
 
 
+@pytest.mark.parametrize(("n_train", "n_val"), [(100, 10), (59, 2), (1, 130)])
+def test_splits_may_end_partway_through_a_batch(cifar: Path, n_train: int, n_val: int) -> None:
+    """The training and validation rows run on from one batch file into the next, wherever they stop."""
+    data = small(cifar, num_training=n_train, num_validation=n_val, subtract_mean=False)
+    rXtr, rYtr = raw_cifar10(cifar / "cifar-10-batches-py")[:2]
+    np.testing.assert_array_equal(data["X_train"], rXtr[:n_train])
+    np.testing.assert_array_equal(data["y_train"], rYtr[:n_train])
+    np.testing.assert_array_equal(data["X_val"], rXtr[n_train : n_train + n_val])
+    np.testing.assert_array_equal(data["y_val"], rYtr[n_train : n_train + n_val])
+
+
+def test_a_single_training_image_is_enough(cifar: Path) -> None:
+    """One image is the smallest training split: its mean image is that image, and it centres to zero."""
+    data = small(cifar, num_training=1, num_validation=0)
+    first = raw_cifar10(cifar / "cifar-10-batches-py")[0][0]
+    np.testing.assert_array_equal(data["mean_image"], first.astype(np.float32))
+    assert data["X_train"].shape == (1, 3, 32, 32) and not data["X_train"].any()
+
+
 def test_the_default_test_split_is_the_first_1000_test_images(tmp_path: Path) -> None:
     write_cifar10(tmp_path, n_test=1001)
     rXte, rYte = raw_cifar10(tmp_path / "cifar-10-batches-py")[2:]
@@ -279,6 +330,16 @@ def test_root_may_be_a_batches_dir_with_another_name(tmp_path: Path) -> None:
     assert small(renamed)["X_train"].shape == (240, 3, 32, 32)
 
 
+def test_a_renamed_batches_folder_with_files_missing_is_reported_incomplete(tmp_path: Path) -> None:
+    """data_batch_1 marks a batches folder: missing other files, it is incomplete, not a place to download to."""
+    renamed = write_cifar10(tmp_path).rename(tmp_path / "my-cifar")
+    (renamed / "data_batch_2").unlink()
+    assert fd.locate_cifar10(renamed) == (renamed, tmp_path)
+    with pytest.raises(DatasetError, match=r"my-cifar is incomplete: missing data_batch_2\."):
+        fd.find_cifar10(renamed, download=True)
+    assert "data_batch_2" not in leftovers(renamed) and len(leftovers(renamed)) == 6  # nothing was added to it
+
+
 @pytest.mark.parametrize("point_at", ["parent", "batches"])
 def test_env_var(cifar: Path, monkeypatch: pytest.MonkeyPatch, point_at: str) -> None:
     target = cifar if point_at == "parent" else cifar / "cifar-10-batches-py"
@@ -288,15 +349,19 @@ def test_env_var(cifar: Path, monkeypatch: pytest.MonkeyPatch, point_at: str) ->
     assert fd.load_CIFAR10()[0].shape == (N_TRAIN_TOTAL, 3, 32, 32)
 
 
-@pytest.mark.parametrize("via", ["env", "root"])
+@pytest.mark.parametrize("via", ["env", "root", "cache"])
 def test_a_data_folder_that_is_a_file_is_refused_before_any_download(tmp_path, monkeypatch, via):
     (tmp_path / "cifar.tar.gz").write_bytes(b"")
     monkeypatch.setattr(fd, "download_cifar10", lambda *a, **k: pytest.fail("a download was tried"))
     if via == "env":
         monkeypatch.setenv("FCN_DATA_DIR", str(tmp_path / "cifar.tar.gz"))
+    if via == "cache":  # the per-user cache folder, with no FCN_DATA_DIR set
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        (tmp_path / "fcn").write_bytes(b"")
     shown = "FCN_DATA_DIR=" if via == "env" else ""
-    with pytest.raises(DatasetError, match=rf"data folder {shown}.*cifar\.tar\.gz is not a folder"):
-        small(None if via == "env" else tmp_path / "cifar.tar.gz")
+    given = re.escape(f"{shown}{tmp_path / ('fcn' if via == 'cache' else 'cifar.tar.gz')}")
+    with pytest.raises(DatasetError, match=rf"data folder {given} is not a folder"):
+        small(tmp_path / "cifar.tar.gz" if via == "root" else None)
 
 
 def test_explicit_root_beats_env_var(cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -338,6 +403,36 @@ def test_incomplete_folder_names_missing_files(cifar: Path) -> None:
         small(cifar)
     with pytest.raises(DatasetError, match="incomplete"):
         fd.download_cifar10(cifar, url=OFFLINE_URL, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("call", "advice"),
+    [
+        (fd.find_cifar10, r"Delete the folder to download it again, or copy the missing files in\. Download "),
+        (
+            lambda root: fd.download_cifar10(root, url=OFFLINE_URL, progress=False),
+            r"not overwriting it\. Delete it and try again\. Download ",
+        ),
+    ],
+    ids=["find", "download"],
+)
+def test_an_incomplete_folder_says_how_to_repair_it(cifar: Path, call: Callable[[Path], Any], advice: str) -> None:
+    (cifar / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(DatasetError, match=advice):
+        call(cifar)
+
+
+def test_the_manual_instructions_name_the_file_that_marks_a_batches_folder(tmp_path: Path) -> None:
+    """Whoever follows them by hand ends up with a folder that is recognised as the batches folder."""
+    with pytest.raises(DatasetError) as info:
+        fd.find_cifar10(tmp_path / "d")
+    [named] = re.findall(r"extract it so that (\S+) exists", str(info.value))
+    marker = Path(named)
+    assert marker.parent == tmp_path / "d" / "cifar-10-batches-py"
+    renamed = tmp_path / "my-cifar"  # recognised by that file alone, whatever the folder is called
+    renamed.mkdir()
+    write_pickle(renamed / marker.name, make_batch(1, seed=0))
+    assert fd.locate_cifar10(renamed) == (renamed, tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -395,7 +490,7 @@ DAMAGE = {
     "truncated": CORRUPT,
     "garbage": CORRUPT,
     "empty": CORRUPT,
-    "not a dict": "expected a dict",
+    "not a dict": "holds a list, expected a dict",
     "no labels": "no 'labels' entry",
     "no data": "no 'data' entry",
     "wrong shape": r"shape \(60, 3, 32, 32\)",
@@ -423,8 +518,15 @@ def test_damaged_batch_names_file_and_problem(cifar: Path, how: str, name: str) 
 
 def test_a_batch_that_is_no_regular_file_is_refused_without_opening_it(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "data_batch_1")
-    with pytest.raises(DatasetError, match=r"data_batch_1 is a FIFO, not a regular file"):
+    with pytest.raises(DatasetError, match=r"data_batch_1 is a FIFO, not a regular file: not a readable CIFAR-10 file"):
         fd.load_CIFAR10_batch(tmp_path / "data_batch_1")  # opening it would wait for a writer forever
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc")
+def test_a_batch_that_cannot_be_read_says_why() -> None:
+    """/proc/self/mem is a regular file whose first byte cannot be read (EIO): an I/O error, not "corrupt"."""
+    with pytest.raises(DatasetError, match=r"cannot read CIFAR-10 file /proc/self/mem: .*Input/output error"):
+        fd.load_CIFAR10_batch("/proc/self/mem")
 
 
 def test_missing_batch_file_is_named(cifar: Path) -> None:
@@ -499,10 +601,18 @@ class _Server:
         self.hooks: dict[str, Callable[[], None]] = {}
         self.silent: set[str] = set()
         self.release = threading.Event()
-        routes, hooks, silent, release = self.routes, self.hooks, self.silent, self.release
+        self.user_agents: list[str | None] = []  # the User-Agent of each request, in order
+        routes, hooks, silent, release, user_agents = (
+            self.routes,
+            self.hooks,
+            self.silent,
+            self.release,
+            self.user_agents,
+        )
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                user_agents.append(self.headers.get("User-Agent"))
                 if self.path in silent:
                     release.wait(3)
                     self.close_connection = True
@@ -568,6 +678,15 @@ def test_download_http(archive: tuple[Path, str], tmp_path: Path, server: _Serve
     _assert_installed(dest)
 
 
+def test_a_download_says_which_client_is_asking(archive: tuple[Path, str], tmp_path: Path, server: _Server) -> None:
+    """The server sees fcn's own User-Agent (some sites refuse urllib's default one)."""
+    path, md5 = archive
+    body = path.read_bytes()
+    server.routes["/cifar.tar.gz"] = (body, len(body))
+    fd.download_cifar10(tmp_path / "dest", url=server.url("/cifar.tar.gz"), md5=md5, progress=False, timeout=10)
+    assert server.user_agents == ["fcn-cifar10-downloader"]
+
+
 def test_get_data_downloads_when_absent(
     archive: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -582,6 +701,17 @@ def test_get_data_downloads_when_absent(
     dest2 = tmp_path / "fresh2" / "cifar-10-batches-py"
     assert fd.get_CIFAR10_data(num_training=80, num_validation=20, num_test=10, root=dest2)["y_val"].shape == (20,)
     assert leftovers(dest2.parent) == ["cifar-10-batches-py"]
+
+
+def test_get_data_checks_the_download_against_the_published_md5(
+    archive: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = archive
+    monkeypatch.setattr(fd, "CIFAR10_URL", path.as_uri())
+    monkeypatch.setattr(fd, "CIFAR10_MD5", "0" * 32)
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        fd.get_CIFAR10_data(num_training=10, num_validation=0, num_test=0, root=tmp_path / "fresh")
+    assert leftovers(tmp_path / "fresh") == []
 
 
 def test_download_into_an_existing_empty_folder(archive: tuple[Path, str], tmp_path: Path) -> None:
@@ -600,6 +730,19 @@ def test_the_progress_bar_shows_only_when_asked(
     fd.download_cifar10(tmp_path / "dest", url=path.as_uri(), md5=md5, progress=progress)
     err = capsys.readouterr().err
     assert ("CIFAR-10" in err) if progress else err == ""
+
+
+def test_the_progress_bar_counts_up_to_the_archive_size(
+    archive: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The size is known in advance, so the bar ends at 100% and shows bytes in k/M units ("341k/341k")."""
+    from tqdm import tqdm
+
+    path, md5 = archive
+    fd.download_cifar10(tmp_path / "dest", url=path.as_uri(), md5=md5, progress=True)
+    err = capsys.readouterr().err
+    size = tqdm.format_sizeof(path.stat().st_size)
+    assert "CIFAR-10: 100%" in err and f"{size}/{size}" in err, err
 
 
 def test_a_download_streams_the_archive_instead_of_holding_it(tmp_path: Path) -> None:
@@ -750,7 +893,7 @@ def test_an_archive_missing_some_files_names_them(tmp_path: Path) -> None:
     _expect_clean_failure(tmp_path / "dest", missing, url=tgz.as_uri(), md5=None)
 
 
-@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "backslash", "symlink"])
 def test_unsafe_archive_members_are_refused(tmp_path: Path, kind: str) -> None:
     tgz = tmp_path / "evil.tar.gz"
     with tarfile.open(tgz, "w:gz") as tar:
@@ -760,7 +903,10 @@ def test_unsafe_archive_members_are_refused(tmp_path: Path, kind: str) -> None:
             info.linkname = "/etc/passwd"
             tar.addfile(info)
         else:
-            name = "../escaped.txt" if kind == "dotdot" else "/tmp/fcn-test-escaped.txt"
+            # a leading backslash is a plain character on POSIX but the root of the drive on Windows
+            name = {"dotdot": "../escaped.txt", "absolute": "/tmp/fcn-test-escaped.txt", "backslash": "\\escaped.txt"}[
+                kind
+            ]
             info = tarfile.TarInfo(name)
             info.size = 4
             tar.addfile(info, io.BytesIO(b"evil"))
