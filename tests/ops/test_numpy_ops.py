@@ -133,7 +133,9 @@ def test_unknown_optim_config_key_is_named():
 #: NumPy's tables: NumPy alone, and with SciPy's BLAS (the fast path; skipped where SciPy is missing).
 NUMPY_TABLES = [
     pytest.param(False, id="numpy"),
-    pytest.param(True, id="numpy+blas", marks=pytest.mark.skipif(not fcn.ops.numpy_ops._BLAS, reason="no SciPy")),
+    pytest.param(
+        True, id="numpy+blas", marks=pytest.mark.skipif(fcn.ops.numpy_ops.scipy_blas is None, reason="no SciPy")
+    ),
 ]
 
 
@@ -150,7 +152,7 @@ def numpy_table(request):
     [("1", True), ("true", True), (" TRUE ", True), ("yes", True), ("on", True), ("On", True)]
     + [("", False), ("0", False), ("false", False), ("no", False), ("off", False), ("2", False)],
 )
-@pytest.mark.skipif(not fcn.ops.numpy_ops._BLAS, reason="no SciPy")
+@pytest.mark.skipif(fcn.ops.numpy_ops.scipy_blas is None, reason="no SciPy")
 def test_blas_path_follows_the_environment_unless_told(monkeypatch, value, on):
     """``$FCN_BLAS`` set to 1/true/yes/on (any case, spaces around) turns the BLAS path on; ``blas=`` overrides it."""
     backend = fcn.get_backend("numpy")
