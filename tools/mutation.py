@@ -39,6 +39,7 @@ CORE = [
     "gradient_check",
     "layer_utils",
     "layers",
+    "normalization",
     "validation",
     "backend",
     "modules",
@@ -55,7 +56,11 @@ CORE = [
     "training.checkpoint",
     "training.augment",
     "solver",
+    "atomic",
     "npz",
+    "serialization",
+    "factory",
+    "inference",
     "data",
 ]
 #: fcn/ modules that are deliberately not mutated (also in do_not_mutate of [tool.mutmut]): the command line, the
