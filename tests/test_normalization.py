@@ -116,13 +116,17 @@ def test_batchnorm_running_statistics_converge_and_serve_test_mode(to_dev, rng):
     np.testing.assert_allclose(out.std(axis=0), 1, atol=0.1)
 
 
-def test_batchnorm_running_update_follows_momentum(to_dev, rng):
+@pytest.mark.parametrize("momentum", [0.8, 0.0, 1.0])
+def test_batchnorm_running_update_follows_momentum(to_dev, rng, momentum):
+    """Both ends of [0, 1] are allowed: 0 keeps only the last batch's statistics, 1 freezes the averages."""
     x = rng.standard_normal((8, 4)) * 2 + 1
     rm, rv = rng.standard_normal(4), rng.random(4) + 1
-    param = {"mode": "train", "momentum": 0.8, "running_mean": to_dev(rm), "running_var": to_dev(rv)}
+    param = {"mode": "train", "momentum": momentum, "running_mean": to_dev(rm), "running_var": to_dev(rv)}
     batchnorm_forward(to_dev(x), to_dev(np.ones(4)), to_dev(np.zeros(4)), param)
-    np.testing.assert_allclose(fcn.to_host(param["running_mean"]), 0.8 * rm + 0.2 * x.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(fcn.to_host(param["running_var"]), 0.8 * rv + 0.2 * x.var(axis=0), rtol=1e-12)
+    expected_mean = momentum * rm + (1 - momentum) * x.mean(axis=0)
+    expected_var = momentum * rv + (1 - momentum) * x.var(axis=0)
+    np.testing.assert_allclose(fcn.to_host(param["running_mean"]), expected_mean, rtol=1e-12)
+    np.testing.assert_allclose(fcn.to_host(param["running_var"]), expected_var, rtol=1e-12)
 
 
 def test_batchnorm_test_mode_uses_running_statistics_and_leaves_them(to_dev, rng):
@@ -133,6 +137,17 @@ def test_batchnorm_test_mode_uses_running_statistics_and_leaves_them(to_dev, rng
     out, _ = batchnorm_forward(to_dev(x), to_dev(gamma), to_dev(beta), param)
     np.testing.assert_allclose(fcn.to_host(out), (x - rm) / np.sqrt(rv + 1e-3) * gamma + beta, rtol=1e-12)
     np.testing.assert_array_equal(fcn.to_host(param["running_mean"]), rm)
+
+
+def test_batchnorm_test_mode_without_running_statistics_starts_them_at_zero(to_dev, rng):
+    """As in CS231n: absent running averages are zeros, and test mode stores them for the next call."""
+    x, gamma, beta = rng.standard_normal((5, 4)), rng.standard_normal(4), rng.standard_normal(4)
+    param = {"mode": "test", "eps": 1e-2}
+    out, _ = batchnorm_forward(to_dev(x), to_dev(gamma), to_dev(beta), param)
+    np.testing.assert_allclose(fcn.to_host(out), x / np.sqrt(1e-2) * gamma + beta, rtol=1e-12)
+    assert sorted(param) == ["eps", "mode", "running_mean", "running_var"]
+    for key in ("running_mean", "running_var"):
+        np.testing.assert_array_equal(fcn.to_host(param[key]), np.zeros(4))
 
 
 def test_layernorm_standardises_each_sample(to_dev, rng):
@@ -177,6 +192,14 @@ def test_dropout_seed_gives_the_same_mask_on_every_backend(backend, to_dev, rng)
     assert fcn.namespace_of(out).name == backend.name
     np.testing.assert_array_equal(fcn.to_host(out), ref)
     np.testing.assert_array_equal(fcn.to_host(again), ref)
+
+
+def test_dropout_seed_gives_the_mask_of_earlier_releases(to_dev):
+    """A seed's masks are part of what a seeded run repeats: saved results must come out the same in later
+    releases, so the mask fcn 0.1.0 drew for this seed is pinned here."""
+    out, _ = dropout_forward(to_dev(np.ones((3, 8))), {"p": 0.5, "mode": "train", "seed": 0})
+    expected = [[0, 0, 0, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0, 1]]
+    np.testing.assert_array_equal(fcn.to_host(out), 2.0 * np.array(expected))
 
 
 def test_dropout_rng_gives_fresh_masks_and_repeats_from_its_seed(to_dev):
@@ -301,6 +324,11 @@ def test_unknown_mode_is_refused(to_dev, mode):
         batchnorm_forward(x, g, b, {"mode": mode})
 
 
+def test_dropout_refuses_a_non_float_input_in_training(to_dev):
+    with pytest.raises(TypeError, match="dropout_forward: x must be a real floating array, got dtype .*int64"):
+        dropout_forward(to_dev(np.ones((2, 3), np.int64)), {"p": 0.5, "mode": "train"})
+
+
 def test_dropout_rng_must_be_a_generator(to_dev):
     with pytest.raises(TypeError, match=r"dropout_param\['rng'\].*Generator"):
         dropout_forward(to_dev(np.ones((2, 3))), {"p": 0.5, "mode": "train", "rng": 3})
@@ -308,15 +336,72 @@ def test_dropout_rng_must_be_a_generator(to_dev):
 
 @pytest.mark.parametrize("forward", [batchnorm_forward, layernorm_forward])
 def test_wrong_gamma_or_beta_shape_is_refused(to_dev, forward):
-    x = to_dev(np.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"gamma must have shape \(D,\) = \(3,\).*got \(4,\)"):
+    """Each message starts with the function's name: in a whole network, it says which layer refused."""
+    x, where = to_dev(np.ones((4, 3))), forward.__name__
+    with pytest.raises(ValueError, match=rf"^{where}: gamma must have shape \(D,\) = \(3,\).*got \(4,\)"):
         forward(x, to_dev(np.ones(4)), to_dev(np.zeros(3)), {"mode": "train"})
-    with pytest.raises(ValueError, match=r"beta must have shape \(D,\) = \(3,\).*got \(3, 1\)"):
+    with pytest.raises(ValueError, match=rf"^{where}: beta must have shape \(D,\) = \(3,\).*got \(3, 1\)"):
         forward(x, to_dev(np.ones(3)), to_dev(np.zeros((3, 1))), {"mode": "train"})
-    with pytest.raises(ValueError, match=r"x must have shape \(N, D\)"):
+    with pytest.raises(ValueError, match=rf"^{where}: x must have shape \(N, D\)"):
         forward(to_dev(np.ones((4, 3, 1))), to_dev(np.ones(3)), to_dev(np.zeros(3)), {"mode": "train"})
-    with pytest.raises(TypeError, match="share one dtype"):
+    with pytest.raises(TypeError, match=rf"^{where}: .*share one dtype"):
         forward(x, to_dev(np.ones(3, np.float32)), to_dev(np.zeros(3)), {"mode": "train"})
+
+
+@pytest.mark.parametrize("forward", [batchnorm_forward, layernorm_forward])
+@pytest.mark.parametrize("odd", [np.float32, np.int64])
+def test_x_must_have_the_float_dtype_of_gamma_and_beta(to_dev, forward, odd):
+    """A float32 batch with float64 parameters would be promoted silently: slow, and not what was asked for."""
+    x, g, b = to_dev(np.ones((4, 3), odd)), to_dev(np.ones(3)), to_dev(np.zeros(3))
+    with pytest.raises(TypeError, match=rf"^{forward.__name__}: .*x: "):
+        forward(x, g, b, {"mode": "train"})
+
+
+def _second_backend():
+    """array-api-strict's device1: a second backend on the CPU, which refuses to mix with NumPy as CuPy does."""
+    strict = pytest.importorskip("array_api_strict")
+    return fcn.get_backend("array_api_strict", strict.Device("device1"))
+
+
+def _forward_args(rng):
+    x, gamma, beta = rng.standard_normal((6, 4)), rng.standard_normal(4), rng.standard_normal(4)
+    return {"x": x, "gamma": gamma, "beta": beta, "running_mean": np.zeros(4), "running_var": np.ones(4)}
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+@pytest.mark.parametrize(
+    ("forward", "foreign"),
+    [(batchnorm_forward, name) for name in ("x", "gamma", "beta", "running_mean", "running_var")]
+    + [(layernorm_forward, name) for name in ("x", "gamma", "beta")],
+)
+def test_forward_refuses_arrays_from_two_backends(rng, forward, foreign, mode):
+    args = _forward_args(rng)
+    args[foreign] = _second_backend().asarray(args[foreign])
+    param = {"mode": mode, "running_mean": args.pop("running_mean"), "running_var": args.pop("running_var")}
+    with pytest.raises(fcn.BackendError, match="different libraries"):
+        forward(args["x"], args["gamma"], args["beta"], param)
+
+
+@pytest.mark.parametrize(
+    ("forward", "backward", "param"),
+    [
+        (batchnorm_forward, batchnorm_backward, {"mode": "train"}),
+        (batchnorm_forward, batchnorm_backward, {"mode": "test"}),
+        (batchnorm_forward, batchnorm_backward_alt, {"mode": "train"}),
+        (batchnorm_forward, batchnorm_backward_alt, {"mode": "test"}),
+        (layernorm_forward, layernorm_backward, {}),
+        (None, dropout_backward, {"mode": "train", "p": 0.5, "seed": 0}),
+    ],
+)
+def test_backward_refuses_an_upstream_gradient_from_another_backend(rng, forward, backward, param):
+    args = _forward_args(rng)
+    if forward is None:
+        _, cache = dropout_forward(args["x"], param)
+    else:
+        _, cache = forward(args["x"], args["gamma"], args["beta"], param)
+    dout = _second_backend().asarray(rng.standard_normal((6, 4)))
+    with pytest.raises(fcn.BackendError, match="different libraries"):
+        backward(dout, cache)
 
 
 def test_bad_batchnorm_parameters_are_refused(to_dev):
@@ -329,3 +414,5 @@ def test_bad_batchnorm_parameters_are_refused(to_dev):
         batchnorm_forward(x, g, b, {"mode": "train", "momentum": 1.5})
     with pytest.raises(ValueError, match=r"ln_param\['eps'\] must be a finite real"):
         layernorm_forward(x, g, b, {"eps": "small"})
+    with pytest.raises(ValueError, match=r"ln_param\['eps'\] must be > 0, got -0.1"):
+        layernorm_forward(x, g, b, {"eps": -0.1})
