@@ -91,6 +91,9 @@ def dropout_forward(x: Any, dropout_param: dict[str, Any]) -> tuple[Any, tuple]:
         - ``rng`` (optional): a :class:`numpy.random.Generator` to draw from instead; a training loop passes
           one so that successive masks differ while the whole run repeats from its seed.
 
+    The mask is drawn on the host: a unit is kept where its float32 uniform, ``rng.random(x.shape,
+    dtype=numpy.float32)`` (with ``rng = numpy.random.default_rng(seed)`` when no ``rng`` is given), is below ``p``.
+
     Returns ``(out, cache)`` with ``cache = (dropout_param, mask)``; ``mask`` is the scaled mask (``0`` or
     ``1/p``, like ``x``, on its device), ``None`` in test mode or when ``p == 1``.
     """
