@@ -1,9 +1,10 @@
-"""`fcn.build_model` (fcn/factory.py): the one place a model name and hidden sizes become a network."""
+"""`fcn.build_model` and `ModelConfig` (fcn/factory.py): where a model name and hidden sizes become a network."""
 
 import numpy as np
 import pytest
 
 import fcn
+from fcn.factory import ModelConfig, model_fields
 
 
 def test_shallow_and_fc_with_their_default_weight_scales():
@@ -30,3 +31,32 @@ def test_keyword_arguments_reach_the_constructor():
 def test_bad_requests_are_value_errors(args, match):
     with pytest.raises(ValueError, match=match):
         fcn.build_model(*args)
+
+
+def test_a_model_config_builds_the_network_it_describes():
+    """Every setting of a ModelConfig reaches the network: dtype for both kinds, dropout and normalization for fc."""
+    shallow = ModelConfig(hidden_dims=[16], dtype="float32").build(input_dim=12, num_classes=4, seed=0)
+    assert type(shallow) is fcn.ShallowLayerNet and shallow.params["W1"].dtype == np.float32
+    fc = ModelConfig(model="fc", hidden_dims=[8, 6], normalization="batchnorm", dropout_keep_ratio=0.5).build(
+        input_dim=12, num_classes=4, seed=0
+    )
+    assert type(fc) is fcn.FullyConnectedNet and fc.hidden_dims == [8, 6]
+    assert fc.normalization == "batchnorm" and fc.dropout_keep_ratio == 0.5 and fc.params["W1"].dtype == np.float64
+
+
+def test_model_config_defaults_are_the_shallow_net_and_lists_are_not_shared():
+    a, b = ModelConfig(), ModelConfig()
+    assert (a.model, a.hidden_dims, a.weight_scale, a.normalization) == ("shallow", [100], None, None)
+    assert (a.dropout_keep_ratio, a.reg, a.dtype, a.backend) == (1.0, 0.0, "float64", "numpy")
+    a.hidden_dims.append(50)
+    assert b.hidden_dims == [100] and ModelConfig().hidden_dims == [100]
+
+
+def test_every_model_setting_has_help_and_says_how_a_sweep_draws_it():
+    """The command line shows ``help``; a sweep draws exactly the fields with a ``search`` rule."""
+    fields = {f.name: f.metadata for f in model_fields()}
+    assert all(isinstance(meta["help"], str) and meta["help"] for meta in fields.values())
+    searched = {name: meta["search"] for name, meta in fields.items() if meta["search"] is not None}
+    assert searched == {"hidden_dims": "hidden", "weight_scale": "log", "normalization": "choice",
+                        "dropout_keep_ratio": "linear", "reg": "log"}  # fmt: skip
+    assert fields["model"]["choices"] == tuple(fcn.factory.MODELS)
