@@ -83,6 +83,13 @@ def test_preprocessing_travels_with_the_model(tmp_path, rng):
     assert loaded2.class_names == other
 
 
+def test_class_names_may_be_an_array_as_a_data_file_holds_them(tmp_path):
+    # np.load gives the names of a data set as an array of str, not a list
+    net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
+    loaded = load_model(save_model(net, tmp_path / "m.npz", class_names=np.array(["cat", "dog", "ship"])))
+    assert loaded.class_names == ["cat", "dog", "ship"] and all(type(n) is str for n in loaded.class_names)
+
+
 def test_file_is_plain_arrays_and_json(tmp_path):
     net = fcn.FullyConnectedNet(6, [4], 3, seed=0)
     path = save_model(net, tmp_path / "m.npz", class_names=["x", "y", "z"])
@@ -197,10 +204,45 @@ def test_register_model_refuses_what_it_could_not_rebuild(registry):
     class FullyConnectedNet(fcn.FullyConnectedNet):  # the name a file stores is taken
         pass
 
-    with pytest.raises(ValueError, match="'FullyConnectedNet' is already registered"):
+    with pytest.raises(
+        ValueError,
+        match=r"'FullyConnectedNet' is already registered \(.*\); model files name classes by their name, so it must",
+    ):
         register_model(FullyConnectedNet)
     assert register_model(fcn.FullyConnectedNet) is fcn.FullyConnectedNet  # registering again changes nothing
     assert set(serialization._MODEL_CLASSES) == {"FullyConnectedNet", "ShallowLayerNet"}
+
+
+class _Minimal:
+    """The least a model class of your own needs to be saved and loaded: params, loss and get_config (no buffers,
+    no mean_image, no class_names attributes)."""
+
+    def __init__(self, dim=3, backend=None, dtype="float64"):
+        self.dim = dim
+        self.params = {"w": np.arange(dim, dtype=dtype)} if dim else {}
+
+    def loss(self, X, y=None):
+        return X @ self.params["w"]
+
+    def get_config(self):
+        return {"dim": self.dim}
+
+
+def test_a_class_of_your_own_needs_only_params_loss_and_get_config(tmp_path, registry):
+    cls = register_model(type("Minimal", (_Minimal,), {}))
+    net = cls(4)
+    net.params["w"] = np.array([0.5, -1.0, 2.0, 3.0])
+    loaded = load_model(save_model(net, tmp_path / "m.npz"))
+    assert type(loaded) is cls and loaded.dim == 4
+    np.testing.assert_array_equal(loaded.params["w"], [0.5, -1.0, 2.0, 3.0])
+    assert loaded.mean_image is None and loaded.class_names is None
+
+
+def test_a_model_without_any_array_cannot_be_saved(tmp_path, registry):
+    cls = register_model(type("Minimal", (_Minimal,), {}))
+    with pytest.raises(ValueError, match="Minimal has no parameters to save"):
+        save_model(cls(0), tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
 
 
 def test_a_class_registered_after_saving_is_found_by_name_only(tmp_path, registry):
@@ -280,7 +322,11 @@ def test_checkpoint_is_not_a_model(tmp_path):
         progress=False,
     )
     ck = solver.save_checkpoint(tmp_path / "checkpoint.npz")
-    with pytest.raises(ModelFileError, match="is a training checkpoint, not a model file"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"is a training checkpoint, not a model file: use the model\.npz that fcn train writes next to it, "
+        r"or fcn\.save_model\(net, path\)",
+    ):
         load_model(ck)
 
 
@@ -313,9 +359,16 @@ def test_npz_without_meta(tmp_path):
         (lambda e: e["meta"].update({"class_names": ["a"]}), "class_names has 1 entries"),
         (lambda e: e.update({"mean_image": np.zeros(7)}), "mean_image has shape"),
         (lambda e: e.update({"mean_image": np.full(6, np.nan)}), "mean_image holds NaN or infinite values"),
-        (lambda e: e["params/W2"].__setitem__((0, 0), np.nan), "parameter W2 holds NaN or infinite values"),
+        (
+            lambda e: e["params/W2"].__setitem__((0, 0), np.nan),
+            r"parameter W2 holds NaN or infinite values \(saved from a run that diverged\?\): its predictions would be "
+            "meaningless$",
+        ),
         (lambda e: e["params/b1"].__setitem__(1, np.inf), "parameter b1 holds NaN or infinite values"),
         (lambda e: e["meta"].update({"class_names": "abc"}), "class_names must be a list of names"),
+        # the description lists the arrays the file holds: a file that disagrees with its own description is corrupt
+        (lambda e: e["meta"].update({"params": ["W1", "b1", "W2"]}), r"holds params \['W1', 'W2', 'b1', 'b2'\]"),
+        (lambda e: e["meta"].update({"buffers": ["running_mean1"]}), r"holds buffers \[\]"),
     ],
     ids=[
         "shape",
@@ -331,6 +384,8 @@ def test_npz_without_meta(tmp_path):
         "nan-weight",
         "inf-bias",
         "class-names-string",
+        "params-not-as-described",
+        "buffers-not-as-described",
     ],
 )
 def test_inconsistent_file(tmp_path, change, message):
@@ -372,10 +427,14 @@ def test_batchnorm_buffers_are_checked_on_load(tmp_path, bad):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mean_image": np.zeros((2, 1, 3))}, r"channels-last shape \(2, 1, 3\)"),
-        ({"mean_image": np.zeros((2, 3))}, r"mean_image has shape \(2, 3\); give it as the model's input"),
+        ({"mean_image": np.zeros((2, 1, 3))}, r"channels-last shape \(2, 1, 3\).* channels first \(3, 2, 1\)"),
+        (
+            {"mean_image": np.zeros((2, 3))},
+            r"mean_image has shape \(2, 3\); give it as the model's input is laid out: flat \(6,\) or one image, "
+            r"channels first \(C, H, W\) with C = 1, 3 or 4$",
+        ),
         ({"mean_image": np.zeros((1, 6))}, r"mean_image has shape \(1, 6\); give it as the model's input"),
-        ({"class_names": "abc"}, "class_names must be a list of names"),
+        ({"class_names": "abc"}, "class_names must be a list of names, one per class, got str 'abc'"),
     ],
 )
 def test_save_refuses_preprocessing_it_would_get_wrong(tmp_path, kwargs, message):
@@ -383,6 +442,13 @@ def test_save_refuses_preprocessing_it_would_get_wrong(tmp_path, kwargs, message
     with pytest.raises((ValueError, TypeError), match=message):
         save_model(net, tmp_path / "m.npz", **kwargs)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_channels_last_mean_image_is_refused_with_its_channels_first_shape(tmp_path):
+    # the mean of images stored as (H, W, C): right size, wrong order, which a reshape would silently scramble
+    net = fcn.FullyConnectedNet(3 * 32 * 32, [2], 3, seed=0)
+    with pytest.raises(ValueError, match=r"channels-last shape \(32, 32, 3\).* channels first \(3, 32, 32\), or flat"):
+        save_model(net, tmp_path / "m.npz", mean_image=np.zeros((32, 32, 3)))
 
 
 def test_json_nested_too_deep_is_a_corrupt_file_not_a_crash(tmp_path):
@@ -467,6 +533,23 @@ def test_declared_shapes_are_checked_before_any_data_is_read(tmp_path, inflated,
     with pytest.raises(ModelFileError, match=message):
         load_model(path)
     assert f"{entry}.npy" not in inflated
+
+
+def test_a_description_longer_than_the_limit_is_never_read(tmp_path, inflated):
+    """A model description is a few names and numbers: a real one padded with spaces to the limit is read, one
+    character more is refused from its header alone."""
+    limit = serialization._MAX_META_CHARS
+    path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {k: npz[k] for k in npz.files}
+    np.savez_compressed(path, **{**entries, "meta": np.asarray(str(entries["meta"]).ljust(limit))})
+    assert load_model(path).hidden_dims == [4]
+
+    np.savez_compressed(path, **{**entries, "meta": np.asarray(str(entries["meta"]).ljust(limit + 1))})
+    inflated.clear()
+    with pytest.raises(ModelFileError, match=rf"m\.npz: the model description is corrupt \(a <U{limit + 1} array"):
+        load_model(path)
+    assert "meta.npy" not in inflated
 
 
 def test_a_model_too_large_to_build_names_its_size(tmp_path):
