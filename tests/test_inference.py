@@ -5,6 +5,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 import fcn
+import fcn.data as fd
 from fcn.cli import main
 from fcn.inference import (
     ImageFileError,
@@ -24,9 +26,9 @@ from fcn.inference import (
 from fcn.plotting import plot_confusion_matrix
 
 try:
-    from _cifar_fixtures import CLASS_NAMES, raw_cifar10, tiny_train_args, write_cifar10
+    from _cifar_fixtures import CLASS_NAMES, make_cifar10_archive, raw_cifar10, tiny_train_args, write_cifar10
 except ImportError:  # pragma: no cover - tests imported as a package
-    from ._cifar_fixtures import CLASS_NAMES, raw_cifar10, tiny_train_args, write_cifar10
+    from ._cifar_fixtures import CLASS_NAMES, make_cifar10_archive, raw_cifar10, tiny_train_args, write_cifar10
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -67,6 +69,16 @@ def _reference_proba(net, X):
     p = {k: fcn.to_host(v).astype(np.float64) for k, v in net.params.items()}
     h = np.maximum(X.reshape(len(X), -1) @ p["W1"] + p["b1"], 0)
     return _softmax(h @ p["W2"] + p["b2"])
+
+
+class _FixedProba:
+    """A model other than fcn's: it gives the same ``proba`` row for every image and has no ``input_dim``."""
+
+    def __init__(self, proba):
+        self.proba = np.asarray(proba)
+
+    def predict_proba(self, X):
+        return np.repeat(self.proba[None], len(X), axis=0)
 
 
 # -- reading images -----------------------------------------------------------------------------------------------
@@ -181,6 +193,28 @@ def test_wide_samples_are_scaled_to_8_bits(tmp_path, array, suffix, grey):
 
 
 @pytest.mark.parametrize(
+    ("array", "grey"),
+    [
+        (np.full((32, 32), -0.5, np.float32), 0),  # below black
+        (np.full((32, 32), 2.0, np.float32), 255),  # above white
+        (np.full((32, 32), -np.inf, np.float32), 0),
+        (np.full((32, 32), np.inf, np.float32), 255),
+        (np.full((32, 32), np.nan, np.float32), 0),
+        (np.full((32, 32), -5, np.int32), 0),  # a 32-bit integer TIFF below zero
+    ],
+    ids=["float-below-0", "float-above-1", "float-minus-inf", "float-plus-inf", "float-nan", "int32-negative"],
+)
+def test_wide_samples_out_of_range_read_as_black_or_white_without_warnings(tmp_path, array, grey):
+    """Samples outside black..white are clipped to them (not wrapped around 8 bits), quietly: a NumPy overflow
+    warning while reading a picture would only puzzle the user."""
+    Image.fromarray(array).save(tmp_path / "img.tiff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = load_image(tmp_path / "img.tiff")
+    np.testing.assert_array_equal(img, np.full((3, 32, 32), grey, np.uint8))
+
+
+@pytest.mark.parametrize(
     ("text", "shown"),
     [
         ("cat", "cat"),
@@ -230,6 +264,40 @@ def test_predict_files_without_class_names_and_bad_arguments(tmp_path):
         predict_files(fcn.FullyConnectedNet(10, [4], 3), [tmp_path / "a.png"])
 
 
+@pytest.mark.parametrize(
+    ("use", "what"),
+    [
+        (lambda net, tmp_path: predict_files(net, [tmp_path / "a.png"]), "predicting image files"),
+        (lambda net, tmp_path: evaluate(net, tmp_path / "no-data", download=False), "evaluating on CIFAR-10"),
+    ],
+    ids=["predict_files", "evaluate"],
+)
+def test_a_model_not_made_for_cifar_images_is_refused_saying_for_what(tmp_path, use, what):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    message = f"{what} needs a model that takes 3x32x32 images (3072 features), not 10"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        use(fcn.FullyConnectedNet(10, [4], 3), tmp_path)
+
+
+def test_predict_files_takes_any_model_with_predict_proba(tmp_path):
+    """A model that does not declare ``input_dim`` (not one of fcn's) is trusted to take the images."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (ranked,) = predict_files(_FixedProba([0.2, 0.5, 0.3]), [tmp_path / "a.png"], top=2)
+    assert ranked == [("class 1", 0.5), ("class 2", 0.3)]
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8], ids=["bool", "uint8"])
+def test_predict_files_ranks_hard_votes_first(tmp_path, dtype):
+    """A model whose ``predict_proba`` votes 0/1 (as booleans or unsigned integers) has its vote ranked first."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (ranked,) = predict_files(_FixedProba(np.array([0, 0, 1, 0], dtype)), [tmp_path / "a.png"], top=2)
+    assert ranked == [("class 2", 1.0), ("class 0", 0.0)]
+
+
+def test_predict_files_of_no_files_is_empty():
+    assert predict_files(fcn.FullyConnectedNet(3072, [4], 10, seed=0), []) == []
+
+
 def test_confusion_matrix():
     cm = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
     np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
@@ -237,6 +305,35 @@ def test_confusion_matrix():
         confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
     with pytest.raises(ValueError, match="2 true labels but 1 predictions"):
         confusion_matrix(np.array([0, 1]), np.array([0]), 3)
+
+
+@pytest.mark.parametrize(
+    "as_labels",
+    [list, lambda a: np.array(a, np.int64), lambda a: np.array(a, np.uint8), lambda a: np.array(a, np.float64)],
+    ids=["list", "int64", "uint8", "float64"],
+)
+def test_confusion_matrix_counts_labels_of_any_numeric_type(as_labels):
+    """Labels stored as uint8 (as small label sets often are) or as whole floats count as the same integers; with
+    20 classes a pair index ``true * 20 + predicted`` no longer fits in 8 bits."""
+    y_true, y_pred = [19, 19, 0, 13, 13], [19, 0, 0, 13, 12]
+    expected = np.zeros((20, 20), np.int64)
+    np.add.at(expected, (y_true, y_pred), 1)
+    cm = confusion_matrix(as_labels(y_true), as_labels(y_pred), 20)
+    assert cm.dtype == np.int64
+    np.testing.assert_array_equal(cm, expected)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "message"),
+    [
+        ([0, 3], [0, 1], r"true labels must lie in [0, 3), got 0..3"),
+        ([0, 1], [-1, 2], r"predictions must lie in [0, 3), got -1..2"),
+    ],
+    ids=["true-labels", "predictions"],
+)
+def test_confusion_matrix_says_which_labels_are_out_of_range(y_true, y_pred, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        confusion_matrix(np.array(y_true), np.array(y_pred), 3)
 
 
 def test_plot_confusion_matrix(tmp_path):
@@ -302,6 +399,27 @@ def test_evaluate_per_class_accuracy_and_confusion(trained, tmp_path):
 
     with pytest.raises(ValueError, match=r"num_test must be in 1\.\.50"):
         evaluate(net, batches, num_test=51, download=False)
+
+
+def test_evaluate_downloads_the_dataset_when_absent(tmp_path, monkeypatch):
+    archive, md5 = make_cifar10_archive(tmp_path, n_per_train_batch=4, n_test=20)
+    monkeypatch.setattr(fd, "CIFAR10_URL", archive.as_uri())  # a local file: no network
+    monkeypatch.setattr(fd, "CIFAR10_MD5", md5)
+    result = evaluate(fcn.FullyConnectedNet(3072, [4], 10, seed=0), tmp_path / "fresh")
+    assert result["num_images"] == 20
+    assert result["data_file"] == str(tmp_path / "fresh" / "cifar-10-batches-py" / "test_batch")
+
+
+def test_evaluate_reports_every_class_of_the_model(tiny_cifar):
+    """A model with more classes than CIFAR-10's gets a row and a column for each; a class with no test image has
+    a NaN accuracy (not 0: nothing was measured)."""
+    net = fcn.FullyConnectedNet(3072, [4], 12, seed=0)
+    result = evaluate(net, tiny_cifar, download=False)
+    _, _, _, y_test = raw_cifar10(tiny_cifar)
+    assert result["confusion"].shape == (12, 12)
+    assert result["confusion"].sum(axis=1).tolist() == np.bincount(y_test, minlength=12).tolist()
+    assert len(result["per_class_accuracy"]) == 12 and np.isnan(result["per_class_accuracy"][10:]).all()
+    assert result["class_names"] == [f"class {i}" for i in range(12)]
 
 
 def test_a_loaded_model_predicts_on_raw_images_as_evaluate_and_predict_do(trained, tmp_path):
