@@ -60,3 +60,12 @@ def test_every_model_setting_has_help_and_says_how_a_sweep_draws_it():
     assert searched == {"hidden_dims": "hidden", "weight_scale": "log", "normalization": "choice",
                         "dropout_keep_ratio": "linear", "reg": "log"}  # fmt: skip
     assert fields["model"]["choices"] == tuple(fcn.factory.MODELS)
+
+
+@pytest.mark.parametrize("model", ["shallow", "fc"])
+def test_a_weight_scale_given_reaches_either_kind_of_network(model):
+    """Through build_model and through a ModelConfig: the first layer's weights have the scale asked for."""
+    direct = fcn.build_model(model, [50], weight_scale=0.5, input_dim=400, seed=0)
+    configured = ModelConfig(model=model, hidden_dims=[50], weight_scale=0.5).build(input_dim=400, seed=0)
+    for net in (direct, configured):
+        assert np.std(net.params["W1"]) == pytest.approx(0.5, rel=0.05)
