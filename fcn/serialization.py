@@ -40,7 +40,7 @@ from .backend import get_backend, to_backend, to_host
 from .npz import NpzArchive, NpzError, write_npz
 from .version import __version__
 
-__all__ = ["MODEL_FORMAT", "ModelFileError", "register_model", "save_model", "load_model"]
+__all__ = ["MODEL_FORMAT", "MAX_META_CHARS", "ModelFileError", "register_model", "save_model", "load_model"]
 
 #: The format tag written into every model file's ``meta``.
 MODEL_FORMAT = "fcn-model-1"
@@ -194,8 +194,8 @@ def save_model(
     return write_npz(path, arrays)
 
 
-# The largest model description read (a JSON string: the architecture, a few names); larger is not a model file.
-_MAX_META_CHARS = 1 << 20
+#: The largest model description read (a JSON string: the architecture, a few names); larger is not a model file.
+MAX_META_CHARS = 1 << 20
 
 
 def _meta(path: Path, npz: NpzArchive) -> dict[str, Any]:
@@ -203,7 +203,7 @@ def _meta(path: Path, npz: NpzArchive) -> dict[str, Any]:
     if "meta" not in npz.names:
         raise ModelFileError(f"{path} is not an fcn model file (it has no 'meta' entry)")
     shape, dtype = npz.header("meta")
-    if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > _MAX_META_CHARS:
+    if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > MAX_META_CHARS:
         raise ModelFileError(f"{path}: the model description is corrupt (a {dtype} array of shape {shape})")
     try:
         meta = json.loads(str(npz.read("meta")))

@@ -538,7 +538,7 @@ def test_declared_shapes_are_checked_before_any_data_is_read(tmp_path, inflated,
 def test_a_description_longer_than_the_limit_is_never_read(tmp_path, inflated):
     """A model description is a few names and numbers: a real one padded with spaces to the limit is read, one
     character more is refused from its header alone."""
-    limit = serialization._MAX_META_CHARS
+    limit = serialization.MAX_META_CHARS
     path = save_model(fcn.FullyConnectedNet(6, [4], 3, seed=0), tmp_path / "m.npz")
     with np.load(path, allow_pickle=False) as npz:
         entries = {k: npz[k] for k in npz.files}
