@@ -73,6 +73,10 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
 def time_runners(runners: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Time every runner's ``fn`` in ``args.rounds`` rounds, rotating the order each round (drift hits all alike).
 
+    Each block starts with untimed calls: at least ``args.warmup`` of them and ``args.warmup_s`` seconds' worth.
+    The time floor is for BLAS thread pools: an OpenBLAS pool's idle threads spin for a while (by default
+    2**28 cycles, about 0.1 s) before they sleep, and NumPy and SciPy each load their own OpenBLAS; a runner
+    timed right after a runner of the other library would share the cores with that library's spinning threads.
     Each sample is ``inner`` calls then the device's ``sync`` (on a GPU a call's time is known only once its
     kernels have finished; several calls per sample let launches overlap as in a training loop).
     """
@@ -80,8 +84,11 @@ def time_runners(runners: list[dict[str, Any]], args: argparse.Namespace) -> Non
     for r in range(args.rounds):
         for run in runners[r % len(runners) :] + runners[: r % len(runners)]:
             fn, sync, inner = run["fn"], run["sync"], run["inner"]
-            for _ in range(args.warmup):
+            warm_until = time.perf_counter() + args.warmup_s
+            calls = 0
+            while calls < args.warmup or time.perf_counter() < warm_until:
                 fn()
+                calls += 1
             sync()
             for _ in range(per_round):
                 t0 = time.perf_counter()
@@ -416,6 +423,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--repeats", type=int, help="timed samples per runner (default 60; --quick 2)")
     add("--rounds", type=int, help="interleaved rounds the samples are spread over (default 4; --quick 1)")
     add("--warmup", type=int, help="untimed calls before each block (default 3; --quick 1)")
+    add("--warmup-s", type=float, help="untimed seconds at least: BLAS threads settle (default 0.25; --quick 0)")
     add("--gpu-inner", type=int, default=10, help="steps per timed sample on a GPU (one sync each)")
     add("--n-train", type=int, help="training samples resident on the device (default 49000; --quick 1000)")
     add("--n-val", type=int, help="validation samples (default 1000; --quick 100)")
@@ -428,6 +436,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "repeats": (60, 2),
         "rounds": (4, 1),
         "warmup": (3, 1),
+        "warmup_s": (0.25, 0.0),
         "n_train": (49000, 1000),
         "n_val": (1000, 100),
         "batch_size": (500, 100),

@@ -256,17 +256,41 @@ def test_fast_path_takes_what_blas_cannot(numpy_table, rng):
     assert sum(calls.values()) == 0, calls  # all of it on the NumPy path
 
 
-def test_relu_and_softmax_kernels_equal_reference(numpy_table, rng):
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-6)])
+def test_relu_and_softmax_kernels_equal_reference(numpy_table, rng, dtype, rtol):
     fast, ref = numpy_table
-    h, b, dout = rng.standard_normal((9, 6)), rng.standard_normal(6), rng.standard_normal((9, 6))
+    h, b, dout = (rng.standard_normal(s).astype(dtype) for s in ((9, 6), (6,), (9, 6)))
     y = ref.bias_relu(h.copy(), b)
     np.testing.assert_array_equal(fast.bias_relu(h.copy(), b), y)
     for _ in range(2):  # the second call reuses the mask buffer
         np.testing.assert_array_equal(fast.relu_backward(dout.copy(), y), ref.relu_backward(dout.copy(), y))
-    scores, labels = rng.standard_normal((9, 4)) * 5, rng.integers(4, size=9)
-    (loss, d), (ref_loss, ref_d) = fast.softmax_cross_entropy(scores, labels), ref.softmax_cross_entropy(scores, labels)
-    close(loss, ref_loss)
-    close(d, ref_d)
+    scores, labels = (rng.standard_normal((9, 4)) * 5).astype(dtype), rng.integers(4, size=9)
+    scores[0] += 1e4  # a large row: no overflow (the row maximum is subtracted first)
+    for given in (scores, np.asfortranarray(scores)):  # the kernel works on a transposed copy of either layout
+        kept = given.copy()
+        (loss, d), (ref_loss, ref_d) = (t.softmax_cross_entropy(a, labels) for t, a in ((fast, given), (ref, scores)))
+        np.testing.assert_array_equal(given, kept)
+        assert (loss.dtype, d.dtype, d.shape, d.flags.c_contiguous) == (scores.dtype, scores.dtype, scores.shape, True)
+        close(loss, ref_loss, rtol)
+        close(d, ref_d, rtol)
+
+
+def test_relu_shares_one_read_only_zero_vector_of_any_size(numpy_table, rng):
+    """ReLU's zero operand is one read-only vector per dtype, grown to the largest array seen and viewed for
+    smaller ones: any sequence of shapes, sizes and layouts gives the reference's results (a vector written to,
+    or viewed past its end, would not)."""
+    fast, ref = numpy_table
+    for shape in [(3, 4), (50, 40), (2, 5), (7, 30, 2), (50, 40), ()]:
+        for dtype in ("float64", "float32"):
+            x = rng.standard_normal(shape).astype(dtype)
+            for given in (x, x.T):
+                kept = given.copy()
+                np.testing.assert_array_equal(fast.relu(given), ref.relu(given))
+                np.testing.assert_array_equal(given, kept)  # relu returns a new array
+                h = given.copy()
+                assert fast.bias_relu(h, 0.5) is h
+                np.testing.assert_array_equal(h, ref.bias_relu(given.copy(), 0.5))
+    assert fast.relu(np.zeros((0, 3))).shape == (0, 3)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -341,12 +365,14 @@ def traced_bytes(call):
 @pytest.mark.parametrize("kernel", ["affine_relu_forward", "relu_backward"])
 def test_numpy_kernels_allocate_no_temporaries(numpy_table, rng, kernel):
     """NumPy's table writes in place (``out=``) where the reference makes temporaries: a hidden layer's forward
-    pass allocates its output and nothing else of its size; ReLU's backward pass, once its thread's mask buffer
-    exists, allocates nothing (the product is written into the upstream gradient it may overwrite). The slack
-    (1/16 of the output) leaves room for NumPy's fixed-size ufunc buffers, not for an array the size of the mask."""
+    pass, once the table's zero vector (ReLU's other operand) exists, allocates its output and nothing else of
+    its size; ReLU's backward pass, once its thread's mask buffer exists, allocates nothing (the product is
+    written into the upstream gradient it may overwrite). The slack (1/16 of the output) leaves room for NumPy's
+    fixed-size ufunc buffers, not for an array the size of the mask."""
     fast, ref = numpy_table
     x, w, b, dout = dense_case(rng, "float64", n=1024, d=64, m=512)
     if kernel == "affine_relu_forward":
+        fast.affine_relu_forward(x, w, b)  # makes the zero vector
         out, peak = traced_bytes(lambda: fast.affine_relu_forward(x, w, b))
         expected, budget = ref.affine_relu_forward(x, w, b), out.nbytes
     else:
