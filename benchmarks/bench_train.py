@@ -5,7 +5,8 @@ For every backend (NumPy; CuPy where ``fcn.has_gpu()``), dtype and net of :data:
 the runners of a group interleaved in rounds so that drift in a shared machine's load hits them alike:
 
 - ``fcn``: one ``fcn.Solver.step()`` (gather a batch on the device, forward, loss + L2, backward, update);
-  also an epoch (``Solver.train()``) and full-set evaluation (``model.predict``);
+  also an epoch (``Solver.train()``) and full-set evaluation (``model.predict``). On NumPy ``fcn[numpy]`` is
+  NumPy alone and, where SciPy is installed, ``fcn[numpy+blas]`` the BLAS path (``NumpyOps``' default there);
 - ``gemm-floor``: only the matrix products one step cannot avoid, operands hot in cache;
 - ``gather+gemm-floor``: the same on a freshly gathered batch (the floor of any step drawing random batches);
 - ``torch``: the same step in PyTorch eager (``torch_peer.py``), on the CPU beside NumPy and on CUDA beside
@@ -480,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     groups = []  # (fcn backend, torch device or None): NumPy beside torch on the CPU, CuPy beside torch on CUDA
     backends = args.backends.split(",")
     if "numpy" in backends:
-        groups.append((fcn.get_backend("numpy"), "cpu" if torch else None))
+        groups.append((fcn.get_backend("numpy", fused=False), "cpu" if torch else None))  # + the BLAS path beside
     if "cupy" in backends:
         if fcn.has_gpu():
             groups.append((fcn.get_backend("cupy"), "cuda" if torch and torch.cuda.is_available() else None))

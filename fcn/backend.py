@@ -136,7 +136,7 @@ class Backend:
     ``"cuda:0"``, ``"cpu"`` or ``"device1"`` are converted by :func:`normalize_device`). ``fused`` chooses the
     fused kernels for :attr:`ops`: on CuPy :class:`fcn.ops.FusedCupyOps` (not yet verified on a GPU; ``None``
     follows ``$FCN_FUSED_KERNELS``), on NumPy the SciPy BLAS path of :class:`fcn.ops.NumpyOps` (``None``
-    follows ``$FCN_BLAS``).
+    follows ``$FCN_BLAS``: on where SciPy is installed unless ``FCN_BLAS=0``).
 
     Backends compare equal, and hash alike, when they have the same namespace and the same device.
     """
@@ -226,7 +226,7 @@ def get_backend(
     mapped to its array-api-compat namespace. ``fused=True`` selects the fused kernels: on CuPy the
     hand-written CUDA kernels (``None``: what ``$FCN_FUSED_KERNELS`` says, see :mod:`fcn.ops.cupy_ops`), on
     NumPy the SciPy BLAS path that folds elementwise work into the matrix products (``None``: what
-    ``$FCN_BLAS`` says, see :mod:`fcn.ops.numpy_ops`); ``False`` the plain kernels.
+    ``$FCN_BLAS`` says, on unless it is 0, see :mod:`fcn.ops.numpy_ops`); ``False`` the plain kernels.
     """
     be = _resolve_backend(backend, device)
     if fused is None or fused == be.fused:

@@ -32,10 +32,12 @@ def test_fused_needs_a_backend_with_fused_kernels():
 
 
 @pytest.mark.parametrize(
-    "fused, env, blas", [(None, None, False), (None, "1", True), (True, None, True), (False, "1", False)]
+    "fused, env, blas",
+    [(None, None, True), (None, "1", True), (None, "0", False), (True, "0", True), (False, None, False)],
 )
 def test_kernel_table_of_numpy_follows_the_opt_in(monkeypatch, fused, env, blas):
-    """On NumPy ``fused`` chooses SciPy's BLAS path (elementwise work folded into the products)."""
+    """On NumPy ``fused`` chooses SciPy's BLAS path (elementwise work folded into the products), by default on
+    where SciPy is installed (``FCN_BLAS=0``: off)."""
     if blas and not fcn.ops.numpy_ops.scipy_blas:
         pytest.skip("SciPy is not installed")
     if env is None:

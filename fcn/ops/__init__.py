@@ -2,8 +2,8 @@
 
 :func:`get_ops` is the one place a table is chosen for a backend (``backend.ops`` caches its answer):
 
-- NumPy: :class:`NumpyOps` (``out=`` and in-place forms, no Array-API wrappers; with ``fused=True`` or
-  ``$FCN_BLAS``, SciPy's BLAS with elementwise work folded into the products);
+- NumPy: :class:`NumpyOps` (``out=`` and in-place forms, no Array-API wrappers; where SciPy is installed,
+  unless ``fused=False`` or ``FCN_BLAS=0``, SciPy's BLAS with elementwise work folded into the products);
 - CuPy: :class:`CupyOps`, or :class:`FusedCupyOps` (hand-written CUDA kernels) where the fused kernels are
   requested (``fused=True`` or ``$FCN_FUSED_KERNELS``);
 - any other Array-API namespace: the reference :class:`Ops`.
@@ -27,7 +27,7 @@ __all__ = ["Ops", "NumpyOps", "CupyOps", "FusedCupyOps", "get_ops", "fused_reque
 def get_ops(backend: Any) -> Ops:
     """The kernel table for ``backend`` (use ``backend.ops``, which caches it)."""
     if backend.is_numpy:
-        return NumpyOps(backend, blas=backend.fused)  # None: $FCN_BLAS decides
+        return NumpyOps(backend, blas=backend.fused)  # None: $FCN_BLAS decides (on unless 0)
     if backend.is_cupy:
         # the fused CUDA kernels are opt-in until verified on a GPU: get_backend("cupy", fused=True) or
         # FCN_FUSED_KERNELS=1

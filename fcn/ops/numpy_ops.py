@@ -21,9 +21,14 @@ C-ordered arrays are handed to the Fortran BLAS as their transposes (a C-ordered
 F-ordered ``(M, N)`` one), so nothing is copied. Without SciPy the same kernels run in NumPy alone; both give
 the reference's results to rounding.
 
-The BLAS path is opt-in (``FCN_BLAS=1``, or ``NumpyOps(backend, blas=True)``) until a benchmark on a quiet
-machine shows it faster than NumPy alone: on a shared 2-core machine the two measured level at moderate load
-and the BLAS path slower under heavy load (``benchmarks/results/``).
+The BLAS path is the default where SciPy is installed: ``FCN_BLAS=0`` (or ``NumpyOps(backend, blas=False)``,
+``fcn.get_backend("numpy", fused=False)``) keeps every product in NumPy. Its results equal NumPy's to rounding,
+not bit for bit, so a run resumed with and without SciPy installed continues on slightly different numbers.
+Measured in ``benchmarks/results/`` (epochs of 98 steps): 3-15 % faster on the 3072-1024-512-10 net in float32,
+7-11 % faster on both nets in float64; on the chapter's 3072-100-10 net in float32 level within the noise of
+a shared 2-core machine. One caveat: each library
+has its own BLAS thread pool, whose idle threads spin for a while after each call; a program that alternates
+large NumPy products of its own with fcn's steps lets the two pools compete for the cores.
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ try:  # optional: the fcn-cifar[fast] extra
 except ImportError:  # pragma: no cover - depends on the environment
     scipy_blas = None
 
-__all__ = ["NumpyOps", "scipy_blas"]
+__all__ = ["NumpyOps", "blas_requested", "scipy_blas"]
 
-#: Environment variable that turns the SciPy BLAS path on.
+#: Environment variable that turns the SciPy BLAS path off (0/false/no/off) or on (1/true/yes/on, the default).
 ENV_BLAS = "FCN_BLAS"
+_SWITCH = {**dict.fromkeys(("1", "true", "yes", "on"), True), **dict.fromkeys(("0", "false", "no", "off"), False)}
 
 #: Matrix products of fewer multiply-adds than this take NumPy's ``matmul``: its call costs less than SciPy's
 #: argument checks, and a product this small runs on one thread, so no second thread pool wakes up.
@@ -60,12 +66,26 @@ if scipy_blas is not None:
     }
 
 
+def blas_requested(explicit: bool | None = None) -> bool:
+    """Whether the BLAS path is wanted: ``explicit`` when given, else what ``$FCN_BLAS`` says (on when unset or
+    empty; any case, spaces around). Another value is refused, naming the variable: a typo never silently
+    picks a path."""
+    if explicit is not None:
+        return bool(explicit)
+    value = os.environ.get(ENV_BLAS, "").strip().lower()
+    if not value:
+        return True
+    if value not in _SWITCH:
+        raise ValueError(f"{ENV_BLAS}={os.environ[ENV_BLAS]!r}: expected 1/true/yes/on or 0/false/no/off")
+    return _SWITCH[value]
+
+
 class NumpyOps(Ops):
     """NumPy overrides: the same arithmetic with ``out=`` and in-place forms, and no Array-API wrappers.
 
     On small arrays the wrappers' per-call cost dominates; on large ones the saved temporaries do.
     ``blas=True`` uses SciPy's BLAS bindings where SciPy is installed, ``blas=False`` never does; ``None``
-    (the default) follows ``$FCN_BLAS`` (off unless set to 1/true/yes/on).
+    (the default) follows ``$FCN_BLAS`` (:func:`blas_requested`: on unless set to 0/false/no/off).
     """
 
     name = "numpy"
@@ -73,9 +93,7 @@ class NumpyOps(Ops):
     def __init__(self, backend: Any, *, blas: bool | None = None):
         super().__init__(backend)
         self._aranges: dict[int, numpy.ndarray] = {}
-        if blas is None:
-            blas = os.environ.get(ENV_BLAS, "").strip().lower() in ("1", "true", "yes", "on")
-        self.blas = dict(_BLAS) if blas else {}
+        self.blas = dict(_BLAS) if blas_requested(blas) else {}
         self._local = threading.local()  # per-thread scratch: one table may serve several training threads
         self._zero_vectors: dict[numpy.dtype, numpy.ndarray] = {}  # read-only: shared by all threads
 

@@ -149,17 +149,29 @@ def numpy_table(request):
 
 @pytest.mark.parametrize(
     "value, on",
-    [("1", True), ("true", True), (" TRUE ", True), ("yes", True), ("on", True), ("On", True)]
-    + [("", False), ("0", False), ("false", False), ("no", False), ("off", False), ("2", False)],
+    [(None, True), ("", True), ("  ", True), ("1", True), ("true", True), (" TRUE ", True), ("yes", True), ("On", True)]
+    + [("0", False), ("false", False), (" No ", False), ("off", False), ("OFF", False)],
 )
 @pytest.mark.skipif(fcn.ops.numpy_ops.scipy_blas is None, reason="no SciPy")
 def test_blas_path_follows_the_environment_unless_told(monkeypatch, value, on):
-    """``$FCN_BLAS`` set to 1/true/yes/on (any case, spaces around) turns the BLAS path on; ``blas=`` overrides it."""
+    """Where SciPy is installed the BLAS path is on unless ``$FCN_BLAS`` is 0/false/no/off (any case, spaces
+    around); ``blas=`` overrides the variable."""
     backend = fcn.get_backend("numpy")
-    monkeypatch.setenv(fcn.ops.numpy_ops.ENV_BLAS, value)
+    if value is None:
+        monkeypatch.delenv(fcn.ops.numpy_ops.ENV_BLAS, raising=False)
+    else:
+        monkeypatch.setenv(fcn.ops.numpy_ops.ENV_BLAS, value)
     assert bool(NumpyOps(backend).blas) == on
     assert NumpyOps(backend, blas=False).blas == {}
     assert bool(NumpyOps(backend, blas=True).blas)
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "of"])
+def test_blas_switch_refuses_other_values_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("FCN_BLAS", value)
+    with pytest.raises(ValueError, match=rf"^FCN_BLAS='{value}': expected 1/true/yes/on or 0/false/no/off$"):
+        NumpyOps(fcn.get_backend("numpy"))
+    assert NumpyOps(fcn.get_backend("numpy"), blas=False).blas == {}  # an explicit choice never reads it
 
 
 def close(got, want, rtol=1e-12):
