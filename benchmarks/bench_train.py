@@ -163,6 +163,7 @@ def fcn_step_runners(
         floor(xp.reshape(xp.take(solver.X_train, idx, axis=0), (idx.shape[0], -1)))
 
     def long_units() -> dict[str, Any]:
+        time.sleep(args.warmup_s)  # the last runner's BLAS threads (maybe another library's pool) stop spinning
         on_device = {"X_train": solver.X_train, "y_train": solver.y_train, "X_val": solver.X_val, "y_val": solver.y_val}
         epoch = [
             time_once(
