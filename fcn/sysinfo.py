@@ -289,6 +289,21 @@ def _fused() -> str:
         return f"cannot be checked here ({_first_line(exc)})"
 
 
+def _numpy_kernels() -> str:
+    """Which path NumPy's kernel table takes by default here: SciPy's BLAS or NumPy alone, and why."""
+    from .ops import numpy_ops
+
+    try:
+        wanted = numpy_ops.blas_requested()
+    except ValueError as exc:
+        return f"unknown ({exc})"
+    if not wanted:
+        return f"NumPy alone ({numpy_ops.ENV_BLAS}={os.environ[numpy_ops.ENV_BLAS].strip()})"
+    if numpy_ops.scipy_blas is None:
+        return 'NumPy alone (SciPy is not installed; pip install "fcn-cifar[fast]" for the BLAS path)'
+    return f"SciPy's BLAS path (scipy {_version('scipy')}; {numpy_ops.ENV_BLAS}=0 keeps every product in NumPy)"
+
+
 def collect_env() -> dict[str, Any]:
     """Everything ``fcn info`` prints, as a JSON-able dict."""
     import fcn
@@ -313,6 +328,7 @@ def collect_env() -> dict[str, Any]:
         env["blas"]["warning"] = warning
     env["cuda"] = _cuda()
     env["backends"] = {name: _try_backend(name) for name in BACKENDS}
+    env["numpy_kernels"] = _numpy_kernels()
     env["fused_cuda_kernels"] = _fused()
     return env
 

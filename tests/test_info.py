@@ -161,3 +161,31 @@ def test_info_shows_the_coretype_warning(monkeypatch):
     assert env["blas"]["warning"] == "OPENBLAS_CORETYPE=X forces old kernels"
     assert "  warning: OPENBLAS_CORETYPE=X forces old kernels" in sysinfo.format_env(env).splitlines()
     assert env["cpu_vector_level"] == sysinfo.cpu_vector_level()
+
+
+@pytest.mark.parametrize(
+    "env, scipy_here, expected",
+    [
+        (None, True, "SciPy's BLAS path (scipy "),
+        ("1", True, "SciPy's BLAS path (scipy "),
+        (" off ", True, "NumPy alone (FCN_BLAS=off)"),
+        ("0", False, "NumPy alone (FCN_BLAS=0)"),
+        (None, False, 'NumPy alone (SciPy is not installed; pip install "fcn-cifar[fast]" for the BLAS path)'),
+        ("2", True, "unknown (FCN_BLAS='2': expected 1/true/yes/on or 0/false/no/off)"),
+    ],
+)
+def test_info_says_which_path_numpy_kernels_take(monkeypatch, env, scipy_here, expected):
+    """``fcn info`` names the NumPy table's default path and why: the variable, or SciPy missing."""
+    from fcn.ops import numpy_ops
+
+    if env is None:
+        monkeypatch.delenv("FCN_BLAS", raising=False)
+    else:
+        monkeypatch.setenv("FCN_BLAS", env)
+    if scipy_here and numpy_ops.scipy_blas is None:
+        pytest.skip("SciPy is not installed")
+    if not scipy_here:
+        monkeypatch.setattr(numpy_ops, "scipy_blas", None)
+    report = sysinfo._numpy_kernels()
+    assert report.startswith(expected) if expected.endswith("scipy ") else report == expected
+    assert sysinfo.collect_env()["numpy_kernels"] == report
