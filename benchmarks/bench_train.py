@@ -384,7 +384,8 @@ def blas_libraries() -> list[dict[str, Any]]:
 def environment(torch: Any) -> dict[str, Any]:
     """The machine, the library versions, the BLAS in use and the code's commit, for the results."""
     versions = {}
-    for dist in ("numpy", "array-api-compat", "torch", "cupy-cuda12x", "cupy-cuda13x", "fcn", "fcn-cifar"):
+    dists = ("numpy", "scipy", "array-api-compat", "torch", "jax", "jaxlib", "cupy-cuda12x", "cupy-cuda13x")
+    for dist in (*dists, "fcn-cifar"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -404,7 +405,7 @@ def environment(torch: Any) -> dict[str, Any]:
         "warnings": [warning] if warning else [],
         "env": {
             k: os.environ.get(k)
-            for k in ("FCN_FUSED_KERNELS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+            for k in ("FCN_FUSED_KERNELS", "FCN_BLAS", "FCN_CUDA_GRAPH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         },
         "commit": git.stdout.strip() or None,
     }
