@@ -46,7 +46,7 @@ def test_kernel_table_of_numpy_follows_the_opt_in(monkeypatch, fused, env, blas)
         monkeypatch.setenv("FCN_BLAS", env)
     backend = Backend(np, None, fused=fused)
     assert isinstance(backend.ops, NumpyOps) and bool(backend.ops.blas) is blas
-    assert backend.ops.fuses_sgd is blas
+    assert backend.ops.fuses_sgd  # plain SGD is folded on either path
 
 
 def test_fused_flag_is_kept_and_does_not_change_equality():

@@ -69,8 +69,9 @@ class Ops:
         dx = dout @ xp.matrix_transpose(w) if need_dx else None
         return dx, dw, db
 
-    #: whether :meth:`affine_backward_sgd` folds the update into the weight-gradient product (then a model
-    #: takes the folded path for plain SGD; here it is :meth:`affine_backward` then :meth:`sgd`, no faster)
+    #: whether :meth:`affine_backward_sgd` folds work of the update into the weight-gradient product, so that
+    #: it beats :meth:`affine_backward` then :meth:`sgd` (then a model takes the folded path for plain SGD;
+    #: here it is those two calls, no faster)
     fuses_sgd = False
 
     def affine_backward_sgd(
