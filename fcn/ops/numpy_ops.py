@@ -25,11 +25,10 @@ the reference's results to rounding.
 The BLAS path is the default where SciPy is installed: ``FCN_BLAS=0`` (or ``NumpyOps(backend, blas=False)``,
 ``fcn.get_backend("numpy", fused=False)``) keeps every product in NumPy. Its results equal NumPy's to rounding,
 not bit for bit, so a run resumed with and without SciPy installed continues on slightly different numbers.
-Measured in ``benchmarks/results/`` (epochs of 98 steps): 3-15 % faster on the 3072-1024-512-10 net in float32,
-7-11 % faster on both nets in float64; on the chapter's 3072-100-10 net in float32 level within the noise of
-a shared 2-core machine. One caveat: each library
-has its own BLAS thread pool, whose idle threads spin for a while after each call; a program that alternates
-large NumPy products of its own with fcn's steps lets the two pools compete for the cores.
+Measured in ``benchmarks/results/`` (epochs of 98 steps): level with NumPy alone in float32 (which folds plain
+SGD too, less far), 3-17 % faster in float64. One caveat: each library has its own BLAS thread pool, whose idle
+threads spin for a while after each call; a program that alternates large NumPy products of its own with fcn's
+steps lets the two pools compete for the cores.
 """
 
 from __future__ import annotations
