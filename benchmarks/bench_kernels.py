@@ -78,6 +78,9 @@ def kernel_cases(s: dict[str, int]) -> dict[str, Callable[[numpy.random.Generato
         "affine_forward": case(lambda: ([normal(N, D), normal(D, M) * 0.02, normal(M)], {}, [])),
         "affine_relu_forward": case(lambda: ([normal(N, D), normal(D, M) * 0.02, normal(M)], {}, [])),
         "affine_backward": case(lambda: ([normal(N, M), normal(N, D), normal(D, M)], {"reg": 0.6}, [])),
+        "affine_backward_sgd": case(
+            lambda: ([normal(N, M), normal(N, D), normal(D, M)], {"learning_rate": 1e-2, "reg": 0.6}, [2])
+        ),
         "bias_relu": case(lambda: ([normal(N, M), normal(M)], {}, [])),
         "relu": case(lambda: ([normal(N, M)], {}, [])),
         "relu_backward": case(lambda: ([normal(N, M), numpy.maximum(normal(N, M), 0)], {}, [])),
@@ -87,6 +90,7 @@ def kernel_cases(s: dict[str, int]) -> dict[str, Callable[[numpy.random.Generato
         "dropout": case(lambda: ([normal(N, M), rng_box[0].random((N, M)) < 0.7, 0.7], {}, [])),
         "dropout_backward": case(lambda: ([normal(N, M), (rng_box[0].random((N, M)) < 0.7) / 0.7], {}, [])),
         "batchnorm_train": case(lambda: ([normal(N, M), positive(M), normal(M), 1e-5], {}, [])),
+        "batchnorm_eval": case(lambda: ([normal(N, M), positive(M), normal(M), normal(M), positive(M), 1e-5], {}, [])),
         "layernorm": case(lambda: ([normal(N, M), positive(M), normal(M), 1e-5], {}, [])),
         "norm_backward": case(lambda: ([normal(N, M), normal(N, M), positive(M), positive(M), 0], {}, [])),
         "running_average": case(lambda: ([normal(M), normal(M), 0.9], {}, [0])),
