@@ -256,6 +256,12 @@ def test_fast_path_takes_what_blas_cannot(numpy_table, rng):
     close(fast.affine_backward(dout, xt, w, reg=0.3)[1], ref.affine_backward(dout, xt, w, reg=0.3)[1])
     close(fast.affine_forward(x, w, b.astype("float32")), ref.affine_forward(x, w, b.astype("float32")))
     assert fast.affine_forward(x[:0], w, b).shape == (0, w.shape[1])
+    # the folded SGD step on F-ordered weights: BLAS would write into a copy, so the step is taken in NumPy
+    wf, w_ref = np.asfortranarray(w), w.copy()
+    _, dw, _ = ref.affine_backward(dout, x, w_ref, reg=0.3)
+    ref.sgd(w_ref, dw, learning_rate=0.1)
+    fast.affine_backward_sgd(dout, x, wf, learning_rate=0.1, reg=0.3)
+    close(wf, w_ref)
     # the update kernels write into the weights and the velocity, whatever their layout
     for layout in ("F-ordered", "strided view", "float64 gradient on float32"):
         (w, v), (w_ref, v_ref), dw = update_case(layout), update_case(layout), rng.standard_normal((7, 3))
@@ -374,25 +380,35 @@ def traced_bytes(call):
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("kernel", ["affine_relu_forward", "relu_backward"])
+@pytest.mark.parametrize("kernel", ["affine_relu_forward", "relu_backward", "softmax_cross_entropy", "take_rows"])
 def test_numpy_kernels_allocate_no_temporaries(numpy_table, rng, kernel):
-    """NumPy's table writes in place (``out=``) where the reference makes temporaries: a hidden layer's forward
-    pass, once the table's zero vector (ReLU's other operand) exists, allocates its output and nothing else of
-    its size; ReLU's backward pass, once its thread's mask buffer exists, allocates nothing (the product is
-    written into the upstream gradient it may overwrite). The slack (1/16 of the output) leaves room for NumPy's
-    fixed-size ufunc buffers, not for an array the size of the mask."""
+    """NumPy's table writes in place (``out=``) where the reference makes temporaries. Once the table's scratch
+    exists (ReLU's zero vector, its backward pass's mask), each kernel allocates its result and nothing else of
+    that size: a hidden layer's forward pass its output; ReLU's backward pass nothing (the product is written
+    into the upstream gradient it may overwrite); the softmax cross-entropy its gradient and one working copy of
+    the scores; a gather into a given buffer nothing (NumPy's default ``mode="raise"`` would buffer). The slack
+    (1/16 of the result) leaves room for NumPy's fixed-size ufunc buffers and vectors of one row or column, not
+    for another array of the result's size."""
     fast, ref = numpy_table
     x, w, b, dout = dense_case(rng, "float64", n=1024, d=64, m=512)
     if kernel == "affine_relu_forward":
         fast.affine_relu_forward(x, w, b)  # makes the zero vector
         out, peak = traced_bytes(lambda: fast.affine_relu_forward(x, w, b))
         expected, budget = ref.affine_relu_forward(x, w, b), out.nbytes
-    else:
+    elif kernel == "relu_backward":
         y = np.maximum(dout[::-1], 0)
         fast.relu_backward(dout.copy(), y)  # makes this thread's mask
         expected, grad = ref.relu_backward(dout.copy(), y), dout.copy()
         out, peak = traced_bytes(lambda: fast.relu_backward(grad, y))
         budget = 0
+    elif kernel == "softmax_cross_entropy":
+        labels = rng.integers(512, size=1024)
+        (_, out), peak = traced_bytes(lambda: fast.softmax_cross_entropy(dout, labels))
+        expected, budget = ref.softmax_cross_entropy(dout, labels)[1], 2 * dout.nbytes
+    else:
+        idx, buffer = rng.permutation(1024)[:512], np.empty((512, 512))
+        out, peak = traced_bytes(lambda: fast.take_rows(dout, idx, out=buffer))
+        expected, budget = dout[idx], 0
     close(out, expected)
     assert peak <= budget + out.nbytes // 16, (peak, out.nbytes)
 
