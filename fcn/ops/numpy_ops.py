@@ -187,8 +187,8 @@ class NumpyOps(Ops):
         if routines is None:
             dx = dout @ w.T if need_dx else None  # from w before the step
             # w <- (1 - lr * reg) * w - x.T @ (lr * dout): the rate scales the (N, M) operand, not the (D, M)
-            # product, and no reg * w or lr * dw temporary is made (on 3072 x 1024 weights: 8.7 ms instead of
-            # 9.9 ms in float32, 21.8 instead of 27.4 in float64, for a 7.8 / 18.5 ms product)
+            # product, and no reg * w or lr * dw temporary is made (3072 x 1024 weights on a 2-core AMD EPYC:
+            # 8.7 ms vs 9.9 ms in float32, 21.8 vs 27.4 in float64, for a 7.8 / 18.5 ms product)
             step = x.T @ (dout * learning_rate)
             if reg:
                 w *= 1.0 - learning_rate * reg
