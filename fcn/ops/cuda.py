@@ -8,7 +8,6 @@ test suite checks that the compiled module has each of them.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 import threading
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+
+from .switches import env_switch
 
 __all__ = [
     "KERNEL_NAMES",
@@ -118,14 +119,10 @@ KERNEL_NAMES: tuple[str, ...] = (
 _KERNEL_SET = frozenset(KERNEL_NAMES)
 
 
-def truthy(value: str | None) -> bool:
-    """Whether an environment variable's text means yes (1, true, yes, on)."""
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def fused_requested(explicit: bool | None = None) -> bool:
-    """Whether the fused kernels are wanted: ``explicit`` when given, else ``$FCN_FUSED_KERNELS``."""
-    return bool(explicit) if explicit is not None else truthy(os.environ.get(ENV_FUSED))
+    """Whether the fused kernels are wanted: ``explicit`` when given, else ``$FCN_FUSED_KERNELS`` (off when
+    unset; see :func:`fcn.ops.switches.env_switch`)."""
+    return env_switch(ENV_FUSED, False, explicit)
 
 
 def kernel_source() -> str:

@@ -27,7 +27,6 @@ opt-in.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,10 +51,10 @@ from .cuda import (
     softmax_xent_kernel,
     sum_squares_kernel,
     tensor_list,
-    truthy,
     update_kernel,
 )
 from .reference import Ops
+from .switches import env_switch
 
 __all__ = ["CupyOps", "FusedCupyOps"]
 
@@ -114,7 +113,7 @@ class FusedCupyOps(CupyOps):
         import cupy
 
         self._cp = cupy
-        self.tf32 = truthy(os.environ.get(ENV_TF32)) if tf32 is None else bool(tf32)
+        self.tf32 = env_switch(ENV_TF32, False, tf32)
         if self.tf32:
             set_tf32(True)
         #: device array [learning_rate, t, 1 - beta1**t, 1 - beta2**t] read by the update kernels instead of

@@ -33,7 +33,6 @@ steps lets the two pools compete for the cores.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import numpy
 
 from .reference import Ops
+from .switches import env_switch
 
 try:  # optional: the fcn-cifar[fast] extra
     from scipy.linalg import blas as scipy_blas
@@ -51,7 +51,6 @@ __all__ = ["NumpyOps", "blas_requested", "scipy_blas"]
 
 #: Environment variable that turns the SciPy BLAS path off (0/false/no/off) or on (1/true/yes/on, the default).
 ENV_BLAS = "FCN_BLAS"
-_SWITCH = {**dict.fromkeys(("1", "true", "yes", "on"), True), **dict.fromkeys(("0", "false", "no", "off"), False)}
 
 #: Matrix products of fewer multiply-adds than this take NumPy's ``matmul``: its call costs less than SciPy's
 #: argument checks, and a product this small runs on one thread, so no second thread pool wakes up.
@@ -67,17 +66,9 @@ if scipy_blas is not None:
 
 
 def blas_requested(explicit: bool | None = None) -> bool:
-    """Whether the BLAS path is wanted: ``explicit`` when given, else what ``$FCN_BLAS`` says (on when unset or
-    empty; any case, spaces around). Another value is refused, naming the variable: a typo never silently
-    picks a path."""
-    if explicit is not None:
-        return bool(explicit)
-    value = os.environ.get(ENV_BLAS, "").strip().lower()
-    if not value:
-        return True
-    if value not in _SWITCH:
-        raise ValueError(f"{ENV_BLAS}={os.environ[ENV_BLAS]!r}: expected 1/true/yes/on or 0/false/no/off")
-    return _SWITCH[value]
+    """Whether the BLAS path is wanted: ``explicit`` when given, else ``$FCN_BLAS`` (on when unset; see
+    :func:`fcn.ops.switches.env_switch`)."""
+    return env_switch(ENV_BLAS, True, explicit)
 
 
 class NumpyOps(Ops):

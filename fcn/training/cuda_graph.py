@@ -26,13 +26,13 @@ the legacy default stream, and any work there would invalidate the capture. The 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy
 
 from ..ops import FusedCupyOps
+from ..ops.switches import env_switch
 from .step import TrainStep
 
 __all__ = [
@@ -48,10 +48,8 @@ ENV_CUDA_GRAPH = "FCN_CUDA_GRAPH"
 
 
 def cuda_graph_requested(explicit: bool | None = None) -> bool:
-    """``explicit`` when given, else whether ``$FCN_CUDA_GRAPH`` is set to 1/true/yes/on."""
-    if explicit is not None:
-        return bool(explicit)
-    return os.environ.get(ENV_CUDA_GRAPH, "").strip().lower() in ("1", "true", "yes", "on")
+    """``explicit`` when given, else ``$FCN_CUDA_GRAPH`` (off when unset; see :func:`fcn.ops.switches.env_switch`)."""
+    return env_switch(ENV_CUDA_GRAPH, False, explicit)
 
 
 class CapturedStep:

@@ -147,15 +147,11 @@ def numpy_table(request):
     return table, Ops(backend)
 
 
-@pytest.mark.parametrize(
-    "value, on",
-    [(None, True), ("", True), ("  ", True), ("1", True), ("true", True), (" TRUE ", True), ("yes", True), ("On", True)]
-    + [("0", False), ("false", False), (" No ", False), ("off", False), ("OFF", False)],
-)
+@pytest.mark.parametrize("value, on", [(None, True), ("1", True), ("0", False)])
 @pytest.mark.skipif(fcn.ops.numpy_ops.scipy_blas is None, reason="no SciPy")
 def test_blas_path_follows_the_environment_unless_told(monkeypatch, value, on):
-    """Where SciPy is installed the BLAS path is on unless ``$FCN_BLAS`` is 0/false/no/off (any case, spaces
-    around); ``blas=`` overrides the variable."""
+    """Where SciPy is installed the BLAS path is on unless ``$FCN_BLAS`` turns it off (the words it takes:
+    ``tests/ops/test_switches.py``); ``blas=`` overrides the variable."""
     backend = fcn.get_backend("numpy")
     if value is None:
         monkeypatch.delenv(fcn.ops.numpy_ops.ENV_BLAS, raising=False)
@@ -164,14 +160,9 @@ def test_blas_path_follows_the_environment_unless_told(monkeypatch, value, on):
     assert bool(NumpyOps(backend).blas) == on
     assert NumpyOps(backend, blas=False).blas == {}
     assert bool(NumpyOps(backend, blas=True).blas)
-
-
-@pytest.mark.parametrize("value", ["2", "maybe", "of"])
-def test_blas_switch_refuses_other_values_naming_the_variable(monkeypatch, value):
-    monkeypatch.setenv("FCN_BLAS", value)
-    with pytest.raises(ValueError, match=rf"^FCN_BLAS='{value}': expected 1/true/yes/on or 0/false/no/off$"):
-        NumpyOps(fcn.get_backend("numpy"))
-    assert NumpyOps(fcn.get_backend("numpy"), blas=False).blas == {}  # an explicit choice never reads it
+    monkeypatch.setenv(fcn.ops.numpy_ops.ENV_BLAS, "2")
+    with pytest.raises(ValueError, match="^FCN_BLAS="):
+        NumpyOps(backend)
 
 
 def close(got, want, rtol=1e-12):
