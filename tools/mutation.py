@@ -45,6 +45,7 @@ CORE = [
     "modules",
     "ops.reference",
     "ops.numpy_ops",
+    "ops.switches",
     "optim",
     "models",
     "training.config",

@@ -247,6 +247,19 @@ def test_fast_path_takes_what_blas_cannot(numpy_table, rng):
     close(fast.affine_backward(dout, xt, w, reg=0.3)[1], ref.affine_backward(dout, xt, w, reg=0.3)[1])
     close(fast.affine_forward(x, w, b.astype("float32")), ref.affine_forward(x, w, b.astype("float32")))
     assert fast.affine_forward(x[:0], w, b).shape == (0, w.shape[1])
+    # a float64 upstream gradient of a float32 layer: the reference's float64 results, not a float32 product
+    x32, w32, g64 = x.astype("float32"), w.astype("float32"), dout
+    results = (table.affine_backward(g64, x32, w32, reg=0.3) for table in (fast, ref))
+    for got, want in zip(*results, strict=True):
+        assert got.dtype == want.dtype == np.float64
+        close(got, want)
+    w_fast, w_ref = w32.copy(), w32.copy()
+    dx, _ = fast.affine_backward_sgd(g64, x32, w_fast, learning_rate=0.1, reg=0.3)
+    want_dx, dw, _ = ref.affine_backward(g64, x32, w_ref, reg=0.3)
+    ref.sgd(w_ref, dw, learning_rate=0.1)
+    assert dx.dtype == want_dx.dtype == np.float64 and w_fast.dtype == np.float32
+    close(dx, want_dx)
+    close(w_fast, w_ref, 1e-6)
     # the folded SGD step on F-ordered weights: BLAS would write into a copy, so the step is taken in NumPy
     wf, w_ref = np.asfortranarray(w), w.copy()
     _, dw, _ = ref.affine_backward(dout, x, w_ref, reg=0.3)
