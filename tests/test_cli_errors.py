@@ -46,6 +46,16 @@ def test_unknown_backend(tiny_cifar, tmp_path):
     assert tree(tmp_path) == []  # no empty runs/... folder
 
 
+def test_bad_kernel_switch_is_named_before_the_data_is_read(tmp_path):
+    result = fcn_cli(
+        "train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", "o",
+        cwd=tmp_path, env={"FCN_BLAS": "fast"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "FCN_BLAS='fast': expected 1/true/yes/on or 0/false/no/off" in one_error_line(result)
+    assert tree(tmp_path) == []
+
+
 def test_missing_data_offline(tmp_path):
     result = fcn_cli("train", "--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", "o", cwd=tmp_path)
     assert result.returncode == 1

@@ -248,7 +248,9 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     model, config = model_config(args), train_config(args)
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out: the folder of the run to continue")
-    get_backend(model.backend)  # an unknown or unusable backend fails before any folder is created
+    # an unknown or unusable backend, or a bad FCN_* switch of its kernel table, fails before any folder is
+    # created or any data is loaded
+    _ = get_backend(model.backend).ops
 
     if args.out is None:
         run = rundir.new_run_dir("runs", f"{model.model}-{common.timestamp()}")
