@@ -123,11 +123,14 @@ def test_read_only_out_folder(tiny_cifar, tmp_path):
 
 
 def test_debug_shows_the_traceback(tiny_cifar, tmp_path):
-    for extra, env in ((["--debug"], None), ([], {"FCN_DEBUG": "1"})):
+    """``--debug``, or ``FCN_DEBUG`` on (or set to a word the switch rule does not know); off means one line."""
+    for extra, env in ((["--debug"], None), ([], {"FCN_DEBUG": "1"}), ([], {"FCN_DEBUG": "verbose"})):
         result = train(tiny_cifar, tmp_path, "--backend", "jax", *extra, env=env)
         assert result.returncode == 1
         assert "Traceback" in result.stderr and "BackendError" in result.stderr
         assert result.stderr.rstrip().splitlines()[-1].startswith("fcn train: error: unknown backend")
+    result = train(tiny_cifar, tmp_path, "--backend", "jax", env={"FCN_DEBUG": "off"})
+    assert result.returncode == 1 and "unknown backend" in one_error_line(result)
 
 
 def test_other_subcommands_get_the_same_treatment(tmp_path):

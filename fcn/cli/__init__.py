@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..data import DATA_DIR_OPTION
 from ..inference import ImageFileError
+from ..ops.switches import env_switch
 from ..sysinfo import collect_env, format_env
 from . import evaluate, export, sweep, train
 from .common import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DefaultsFormatter
@@ -138,6 +139,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _debug_requested(args: argparse.Namespace) -> bool:
+    """``--debug``, else ``$FCN_DEBUG`` by the rule of every ``FCN_*`` switch (:func:`fcn.ops.switches.env_switch`).
+
+    A value the rule does not know still asks for tracebacks instead of failing: this is read to report errors.
+    """
+    try:
+        return env_switch("FCN_DEBUG", False, True if getattr(args, "debug", False) else None)
+    except ValueError:
+        return True
+
+
 def _drop_stdout() -> None:
     """The reader of stdout has gone (``fcn info | head -1``): send what is still buffered nowhere, quietly.
 
@@ -159,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = argv
-    debug = getattr(args, "debug", False) or os.environ.get("FCN_DEBUG", "").strip() not in ("", "0")
+    debug = _debug_requested(args)
     prog = f"fcn {args.command}"
     option = DATA_DIR_OPTION.set("--data-dir")  # messages about the data folder name the option, not root=
     try:
